@@ -1,0 +1,65 @@
+//! The `abkit` command-line tool (feature `cli`). Each subcommand lives in its own module.
+//!
+//! Exit codes: 0 ok, 1 invalid input or configuration (or a refused check), 2 usage.
+
+mod assign;
+mod check;
+mod demo;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Command-line arguments of `abkit`.
+#[derive(Debug, Parser)]
+#[command(name = "abkit", version, about = "Assign units to A/B-experiment variants; manage signed strategy plugins.")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Assign one unit (prints the variant, or `-`), or a file of unit ids (CSV to stdout).
+    Assign(assign::Args),
+    /// Validate a configuration and print every problem (exit 1 if any).
+    Check(check::Args),
+    /// Run the built-in demo (embedded configuration, no server needed).
+    Demo(demo::Args),
+}
+
+/// What a subcommand reports when it fails: the message goes to stderr, the code is the exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Invalid input or configuration (exit 1).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<crate::Error> for CliError {
+    fn from(e: crate::Error) -> Self {
+        CliError::Invalid(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        CliError::Invalid(format!("i/o error: {e}"))
+    }
+}
+
+/// Parses the process arguments and runs the subcommand; returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse(); // exits with code 2 on usage errors
+    let result = match cli.command {
+        Command::Assign(a) => assign::run(a),
+        Command::Check(a) => check::run(a),
+        Command::Demo(a) => demo::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(CliError::Invalid(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}

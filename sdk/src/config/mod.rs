@@ -1,0 +1,217 @@
+//! Configuration: TOML text -> raw serde structs -> a validated [`Config`].
+//!
+//! Validation reports **every** mistake at once, each with its field path
+//! (`experiments[2].variants[1].weight`), so one `abkit check` run shows all of them.
+//! After validation nothing about an experiment can fail at assignment time.
+
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use validate::STRATEGY_BUILTIN;
+
+/// Name pattern shared by plugins: `[a-z0-9][a-z0-9_-]{0,63}` (see `spec/plugin-signing.md`).
+pub fn is_valid_plugin_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
+}
+
+/// A validated configuration: every experiment can be evaluated without error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Experiments in file order; keys are unique.
+    pub experiments: Vec<ExperimentConfig>,
+    /// Layers (declared in `[[layers]]` or implied by an experiment's `layer.name`).
+    pub layers: Vec<LayerConfig>,
+    /// Trusted keys and state for signed plugins.
+    pub trust: TrustConfig,
+    /// Declared strategy plugins.
+    pub plugins: Vec<PluginConfig>,
+    /// Directory that relative paths are resolved against (the config file's directory).
+    pub base_dir: PathBuf,
+}
+
+/// Which strategy decides an experiment's variant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StrategyRef {
+    /// The built-in bucketer `builtin:hash-v1`.
+    Builtin,
+    /// A plugin declared in `[[plugins]]`, by name (`plugin:<name>`).
+    Plugin(String),
+}
+
+impl fmt::Display for StrategyRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StrategyRef::Builtin => f.write_str(STRATEGY_BUILTIN),
+            StrategyRef::Plugin(name) => write!(f, "plugin:{name}"),
+        }
+    }
+}
+
+/// One validated experiment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExperimentConfig {
+    /// Unique key, used by `assign`.
+    pub key: String,
+    /// Hash salt (defaults to the key).
+    pub salt: String,
+    /// Whether the experiment enrols anybody.
+    pub enabled: bool,
+    /// Coverage as a fraction in `[0, 1]`.
+    pub coverage: f64,
+    /// Coverage in basis points, `floor(coverage * 10000 + 0.5)`.
+    pub coverage_bp: u32,
+    /// The strategy that decides.
+    pub strategy: StrategyRef,
+    /// The strategy's own configuration as JSON text (`{}` when absent).
+    pub strategy_config_json: String,
+    /// Variants in order, each with its weight.
+    pub variants: Vec<VariantConfig>,
+    /// Forced assignments: unit id -> variant index.
+    pub overrides: Vec<(String, u32)>,
+    /// Targeting: every attribute must equal one of its listed values.
+    pub targeting: Vec<(String, Vec<String>)>,
+    /// The experiment's slice of a layer, if any.
+    pub layer: Option<LayerSlice>,
+    /// Largest fraction of enrolled units a reload may move (reassignment guard), if set.
+    pub max_reassignment: Option<f64>,
+    /// Marks a change as intended: the reassignment guard lets it through.
+    pub intended_change: bool,
+}
+
+impl ExperimentConfig {
+    /// The weights, in variant order.
+    pub fn weights(&self) -> Vec<u32> {
+        self.variants.iter().map(|v| v.weight).collect()
+    }
+}
+
+/// One variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariantConfig {
+    /// Name shown in results (`control`, `treatment` ...).
+    pub name: String,
+    /// Non-negative weight.
+    pub weight: u32,
+}
+
+/// An experiment's `[start, end)` slice of a layer's 10000 buckets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerSlice {
+    /// The layer's name.
+    pub layer: String,
+    /// First bucket of the slice.
+    pub start: u32,
+    /// One past the last bucket of the slice.
+    pub end: u32,
+}
+
+/// A layer: a namespace of mutually exclusive experiments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerConfig {
+    /// Layer name.
+    pub name: String,
+    /// Salt of the layer bucket (defaults to the name).
+    pub salt: String,
+}
+
+/// The `[trust]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustConfig {
+    /// Inline minisign public keys (base64 line).
+    pub public_keys: Vec<String>,
+    /// Minisign `.pub` files, resolved against the config directory.
+    pub public_key_files: Vec<PathBuf>,
+    /// Optional state directory: accepted versions and the private plugin cache.
+    pub state_dir: Option<PathBuf>,
+    /// Development only: load plugins without a signature. Loud in logs and status.
+    pub danger_allow_unsigned: bool,
+}
+
+/// One `[[plugins]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginConfig {
+    /// The plugin's name; must equal the signed name.
+    pub name: String,
+    /// The plugin file, resolved against the config directory.
+    pub path: PathBuf,
+    /// Its signature file (default: `path` + `.minisig`).
+    pub signature: PathBuf,
+}
+
+/// One problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Where: a field path such as `experiments[1].coverage`, or `line 3, column 7` for syntax.
+    pub path: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem of one configuration source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The file (or `<string>`) the configuration came from.
+    pub source_name: String,
+    /// All problems found, in file order.
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.issues.len();
+        write!(f, "{} has {} problem{}:", self.source_name, n, if n == 1 { "" } else { "s" })?;
+        for issue in &self.issues {
+            write!(f, "\n  - {issue}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Parses and validates TOML text; `base_dir` resolves relative paths.
+    pub fn from_toml_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        validate::parse_and_validate(text, source_name, base_dir)
+    }
+
+    /// Reads, parses and validates a TOML file (capped at 16 MiB).
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let source_name = path.display().to_string();
+        let fail = |message: String| ConfigError {
+            source_name: source_name.clone(),
+            issues: vec![ConfigIssue { path: "(file)".into(), message }],
+        };
+        let meta = std::fs::metadata(path)
+            .map_err(|e| fail(format!("cannot read the config file: {e}; check the path")))?;
+        if meta.len() > 16 << 20 {
+            return Err(fail(format!("the file is {} bytes; the limit is 16 MiB", meta.len())));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| fail(format!("cannot read the config file as UTF-8 text: {e}")))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Config::from_toml_str(&text, &source_name, &base)
+    }
+
+    /// The experiment with this key.
+    pub fn experiment(&self, key: &str) -> Option<&ExperimentConfig> {
+        self.experiments.iter().find(|e| e.key == key)
+    }
+
+    /// The layer with this name.
+    pub fn layer(&self, name: &str) -> Option<&LayerConfig> {
+        self.layers.iter().find(|l| l.name == name)
+    }
+}

@@ -1,0 +1,78 @@
+//! The configuration exactly as written (serde), before validation.
+//!
+//! Every field is optional here so that validation, not the parser, reports what is
+//! missing, and can report every mistake at once with its field path.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawConfig {
+    pub experiments: Vec<RawExperiment>,
+    pub layers: Vec<RawLayer>,
+    pub trust: Option<RawTrust>,
+    pub plugins: Vec<RawPlugin>,
+}
+
+/// One `[[experiments]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawExperiment {
+    pub key: Option<String>,
+    pub salt: Option<String>,
+    pub enabled: Option<bool>,
+    pub coverage: Option<f64>,
+    pub strategy: Option<String>,
+    pub strategy_config: Option<toml::Value>,
+    pub variants: Option<Vec<RawVariant>>,
+    pub overrides: Option<BTreeMap<String, String>>,
+    pub targeting: Option<BTreeMap<String, Vec<String>>>,
+    pub layer: Option<RawLayerSlice>,
+    pub max_reassignment: Option<f64>,
+    pub intended_change: Option<bool>,
+}
+
+/// One entry of `variants`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawVariant {
+    pub name: Option<String>,
+    pub weight: Option<i64>,
+}
+
+/// `layer = { name, range }` of an experiment.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawLayerSlice {
+    pub name: Option<String>,
+    pub range: Option<Vec<i64>>,
+}
+
+/// One `[[layers]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawLayer {
+    pub name: Option<String>,
+    pub salt: Option<String>,
+}
+
+/// The `[trust]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawTrust {
+    pub public_keys: Vec<String>,
+    pub public_key_files: Vec<String>,
+    pub state_dir: Option<String>,
+    pub danger_allow_unsigned: Option<bool>,
+}
+
+/// One `[[plugins]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawPlugin {
+    pub name: Option<String>,
+    pub path: Option<String>,
+    pub signature: Option<String>,
+}

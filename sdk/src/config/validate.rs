@@ -1,0 +1,435 @@
+//! Raw -> validated: every rule of the configuration, each failure collected with its path.
+
+use super::raw::{RawConfig, RawExperiment, RawLayerSlice};
+use super::{
+    is_valid_plugin_name, Config, ConfigError, ConfigIssue, ExperimentConfig, LayerConfig,
+    LayerSlice, PluginConfig, StrategyRef, TrustConfig, VariantConfig,
+};
+use abkit_bucketing::{coverage_bp, BUCKETS};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// The name of the built-in bucketer.
+pub const STRATEGY_BUILTIN: &str = "builtin:hash-v1";
+
+/// Upper bound on variants per experiment (answers are `u32` indices; this keeps tables small).
+const MAX_VARIANTS: usize = 1000;
+
+#[derive(Default)]
+struct Issues(Vec<ConfigIssue>);
+
+impl Issues {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigIssue { path: path.into(), message: message.into() });
+    }
+}
+
+pub(super) fn parse_and_validate(text: &str, source_name: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+    let mut issues = Issues::default();
+    let mut unknown = Vec::new();
+    let de = toml::Deserializer::new(text);
+    let raw: RawConfig = match serde_ignored::deserialize(de, |p| unknown.push(path_string(&p))) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let at = e
+                .span()
+                .map(|s| line_col(text, s.start))
+                .unwrap_or_else(|| "(syntax)".to_string());
+            issues.add(at, e.message().trim().to_string());
+            return Err(ConfigError { source_name: source_name.to_string(), issues: issues.0 });
+        }
+    };
+    for path in unknown {
+        issues.add(path, "unknown field; remove it or check its spelling (see the README's config reference)");
+    }
+    let config = validate(raw, base_dir, &mut issues);
+    if issues.0.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError { source_name: source_name.to_string(), issues: issues.0 })
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {col}")
+}
+
+fn path_string(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", path_string(parent)),
+        P::Map { parent, key } => {
+            let p = path_string(parent);
+            if p.is_empty() { key.clone() } else { format!("{p}.{key}") }
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => path_string(parent),
+    }
+}
+
+fn validate(raw: RawConfig, base_dir: &Path, issues: &mut Issues) -> Config {
+    let plugins = validate_plugins(&raw, base_dir, issues);
+    let plugin_names: HashSet<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
+    let mut layers = validate_layers(&raw, issues);
+    let trust = validate_trust(&raw, base_dir, issues);
+
+    let mut experiments = Vec::with_capacity(raw.experiments.len());
+    let mut seen_keys: HashMap<String, usize> = HashMap::new();
+    for (i, e) in raw.experiments.into_iter().enumerate() {
+        let at = format!("experiments[{i}]");
+        if let Some(key) = &e.key {
+            if let Some(first) = seen_keys.get(key) {
+                issues.add(format!("{at}.key"), format!("duplicate experiment key \"{key}\" (first used by experiments[{first}]); keys must be unique"));
+            } else {
+                seen_keys.insert(key.clone(), i);
+            }
+        }
+        if let Some(exp) = validate_experiment(e, &at, &plugin_names, issues) {
+            experiments.push((at, exp));
+        }
+    }
+
+    // Layers: implied ones get salt = name; slices of one layer must not overlap.
+    for (_, e) in &experiments {
+        if let Some(slice) = &e.layer {
+            if !layers.iter().any(|l| l.name == slice.layer) {
+                layers.push(LayerConfig { name: slice.layer.clone(), salt: slice.layer.clone() });
+            }
+        }
+    }
+    for layer in &layers {
+        let mut slices: Vec<(&str, &LayerSlice)> = experiments
+            .iter()
+            .filter_map(|(at, e)| e.layer.as_ref().filter(|s| s.layer == layer.name).map(|s| (at.as_str(), s)))
+            .collect();
+        slices.sort_by_key(|(_, s)| s.start);
+        for pair in slices.windows(2) {
+            let ((a_at, a), (b_at, b)) = (pair[0], pair[1]);
+            if b.start < a.end {
+                issues.add(
+                    format!("{b_at}.layer.range"),
+                    format!(
+                        "slice [{}, {}) of layer \"{}\" overlaps [{}, {}) of {a_at}; slices of one layer must not overlap",
+                        b.start, b.end, layer.name, a.start, a.end
+                    ),
+                );
+            }
+        }
+    }
+
+    Config {
+        experiments: experiments.into_iter().map(|(_, e)| e).collect(),
+        layers,
+        trust,
+        plugins,
+        base_dir: base_dir.to_path_buf(),
+    }
+}
+
+fn validate_experiment(
+    e: RawExperiment,
+    at: &str,
+    plugin_names: &HashSet<&str>,
+    issues: &mut Issues,
+) -> Option<ExperimentConfig> {
+    let start = issues.0.len();
+    let key = match e.key {
+        Some(k) if !k.is_empty() => k,
+        Some(_) => {
+            issues.add(format!("{at}.key"), "must not be empty");
+            String::new()
+        }
+        None => {
+            issues.add(format!("{at}.key"), "missing; every experiment needs a unique key");
+            String::new()
+        }
+    };
+    let salt = e.salt.unwrap_or_else(|| key.clone());
+    if salt.is_empty() && !key.is_empty() {
+        issues.add(format!("{at}.salt"), "must not be empty; omit it to use the key");
+    }
+    let coverage = e.coverage.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&coverage) {
+        issues.add(format!("{at}.coverage"), format!("{coverage} is outside 0..=1 (a fraction: 0.25 means 25%)"));
+    }
+    let strategy = match e.strategy.as_deref() {
+        None | Some(STRATEGY_BUILTIN) => StrategyRef::Builtin,
+        Some(s) => match s.strip_prefix("plugin:") {
+            Some(name) if plugin_names.contains(name) => StrategyRef::Plugin(name.to_string()),
+            Some(name) => {
+                issues.add(format!("{at}.strategy"), format!("plugin \"{name}\" is not declared; add a [[plugins]] entry with name = \"{name}\""));
+                StrategyRef::Builtin
+            }
+            None => {
+                issues.add(format!("{at}.strategy"), format!("unknown strategy \"{s}\"; use \"{STRATEGY_BUILTIN}\" or \"plugin:<name>\""));
+                StrategyRef::Builtin
+            }
+        },
+    };
+    let strategy_config_json = match &e.strategy_config {
+        None => "{}".to_string(),
+        Some(v) => match serde_json::to_string(v) {
+            Ok(s) => s,
+            Err(err) => {
+                issues.add(format!("{at}.strategy_config"), format!("cannot be expressed as JSON: {err}"));
+                String::new()
+            }
+        },
+    };
+    if e.strategy_config.is_some() && strategy == StrategyRef::Builtin && e.strategy.is_some() {
+        issues.add(format!("{at}.strategy_config"), format!("{STRATEGY_BUILTIN} takes no strategy_config; remove it"));
+    }
+
+    let variants = validate_variants(e.variants, at, issues);
+    let mut overrides = Vec::new();
+    for (unit, variant) in e.overrides.unwrap_or_default() {
+        match variants.iter().position(|v| v.name == variant) {
+            Some(idx) => overrides.push((unit, idx as u32)),
+            None => issues.add(
+                format!("{at}.overrides.\"{unit}\""),
+                format!("names variant \"{variant}\", which this experiment does not have (variants: {})", names(&variants)),
+            ),
+        }
+    }
+    let mut targeting = Vec::new();
+    for (attr, values) in e.targeting.unwrap_or_default() {
+        if values.is_empty() {
+            issues.add(format!("{at}.targeting.{attr}"), "lists no value, so nobody could match; list at least one or remove the key");
+        }
+        targeting.push((attr, values));
+    }
+    let layer = e.layer.and_then(|l| validate_slice(l, at, issues));
+    if let Some(m) = e.max_reassignment {
+        if !(0.0..=1.0).contains(&m) {
+            issues.add(format!("{at}.max_reassignment"), format!("{m} is outside 0..=1 (a fraction of enrolled units)"));
+        }
+    }
+
+    (issues.0.len() == start).then(|| ExperimentConfig {
+        key,
+        salt,
+        enabled: e.enabled.unwrap_or(true),
+        coverage,
+        coverage_bp: coverage_bp(coverage),
+        strategy,
+        strategy_config_json,
+        variants,
+        overrides,
+        targeting,
+        layer,
+        max_reassignment: e.max_reassignment,
+        intended_change: e.intended_change.unwrap_or(false),
+    })
+}
+
+fn names(variants: &[VariantConfig]) -> String {
+    variants.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+fn validate_variants(raw: Option<Vec<super::raw::RawVariant>>, at: &str, issues: &mut Issues) -> Vec<VariantConfig> {
+    let Some(raw) = raw.filter(|v| !v.is_empty()) else {
+        issues.add(format!("{at}.variants"), "missing or empty; list at least one { name, weight }");
+        return Vec::new();
+    };
+    if raw.len() > MAX_VARIANTS {
+        issues.add(format!("{at}.variants"), format!("{} variants; at most {MAX_VARIANTS} are allowed", raw.len()));
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut seen = HashSet::new();
+    let mut total: u64 = 0;
+    for (j, v) in raw.into_iter().enumerate() {
+        let vat = format!("{at}.variants[{j}]");
+        let name = match v.name {
+            Some(n) if !n.is_empty() => n,
+            _ => {
+                issues.add(format!("{vat}.name"), "missing or empty");
+                String::new()
+            }
+        };
+        if !name.is_empty() && !seen.insert(name.clone()) {
+            issues.add(format!("{vat}.name"), format!("duplicate variant name \"{name}\""));
+        }
+        let weight = match v.weight {
+            Some(w) if (0..=i64::from(u32::MAX)).contains(&w) => w as u32,
+            Some(w) => {
+                issues.add(format!("{vat}.weight"), format!("{w} is not a weight; use an integer in 0..={}", u32::MAX));
+                0
+            }
+            None => {
+                issues.add(format!("{vat}.weight"), "missing; give a non-negative integer");
+                0
+            }
+        };
+        total += u64::from(weight);
+        out.push(VariantConfig { name, weight });
+    }
+    if total == 0 && out.iter().all(|v| !v.name.is_empty()) {
+        issues.add(format!("{at}.variants"), "the weights sum to 0; at least one weight must be positive");
+    }
+    out
+}
+
+fn validate_slice(l: RawLayerSlice, at: &str, issues: &mut Issues) -> Option<LayerSlice> {
+    let name = match l.name {
+        Some(n) if !n.is_empty() => n,
+        _ => {
+            issues.add(format!("{at}.layer.name"), "missing or empty; name the layer this experiment belongs to");
+            return None;
+        }
+    };
+    match l.range.as_deref() {
+        Some(&[start, end]) if 0 <= start && start < end && end <= i64::from(BUCKETS) => {
+            Some(LayerSlice { layer: name, start: start as u32, end: end as u32 })
+        }
+        Some(r) => {
+            issues.add(format!("{at}.layer.range"), format!("{r:?} is not a slice; use [start, end] with 0 <= start < end <= {BUCKETS} (basis points)"));
+            None
+        }
+        None => {
+            issues.add(format!("{at}.layer.range"), "missing; give [start, end] in basis points");
+            None
+        }
+    }
+}
+
+fn validate_layers(raw: &RawConfig, issues: &mut Issues) -> Vec<LayerConfig> {
+    let mut out: Vec<LayerConfig> = Vec::new();
+    for (i, l) in raw.layers.iter().enumerate() {
+        let Some(name) = l.name.clone().filter(|n| !n.is_empty()) else {
+            issues.add(format!("layers[{i}].name"), "missing or empty");
+            continue;
+        };
+        if out.iter().any(|o| o.name == name) {
+            issues.add(format!("layers[{i}].name"), format!("duplicate layer \"{name}\""));
+            continue;
+        }
+        let salt = l.salt.clone().unwrap_or_else(|| name.clone());
+        if salt.is_empty() {
+            issues.add(format!("layers[{i}].salt"), "must not be empty; omit it to use the name");
+        }
+        out.push(LayerConfig { name, salt });
+    }
+    out
+}
+
+fn validate_plugins(raw: &RawConfig, base_dir: &Path, issues: &mut Issues) -> Vec<PluginConfig> {
+    let mut out: Vec<PluginConfig> = Vec::new();
+    for (i, p) in raw.plugins.iter().enumerate() {
+        let at = format!("plugins[{i}]");
+        let name = p.name.clone().unwrap_or_default();
+        if !is_valid_plugin_name(&name) {
+            issues.add(format!("{at}.name"), format!("\"{name}\" is not a plugin name; use [a-z0-9][a-z0-9_-]{{0,63}}"));
+        } else if out.iter().any(|o| o.name == name) {
+            issues.add(format!("{at}.name"), format!("duplicate plugin \"{name}\""));
+        }
+        let Some(path) = p.path.clone().filter(|s| !s.is_empty()) else {
+            issues.add(format!("{at}.path"), "missing; give the plugin library file");
+            continue;
+        };
+        let path = resolve(base_dir, &path);
+        let signature = match &p.signature {
+            Some(s) => resolve(base_dir, s),
+            None => {
+                let mut s = path.clone().into_os_string();
+                s.push(".minisig");
+                PathBuf::from(s)
+            }
+        };
+        out.push(PluginConfig { name, path, signature });
+    }
+    out
+}
+
+fn validate_trust(raw: &RawConfig, base_dir: &Path, issues: &mut Issues) -> TrustConfig {
+    let Some(t) = &raw.trust else { return TrustConfig::default() };
+    for (i, k) in t.public_keys.iter().enumerate() {
+        if k.trim().is_empty() {
+            issues.add(format!("trust.public_keys[{i}]"), "empty key; paste the base64 line of a minisign public key");
+        }
+    }
+    TrustConfig {
+        public_keys: t.public_keys.iter().map(|k| k.trim().to_string()).collect(),
+        public_key_files: t.public_key_files.iter().map(|f| resolve(base_dir, f)).collect(),
+        state_dir: t.state_dir.as_deref().map(|d| resolve(base_dir, d)),
+        danger_allow_unsigned: t.danger_allow_unsigned.unwrap_or(false),
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        parse_and_validate(text, "test.toml", Path::new("/cfg"))
+    }
+
+    #[test]
+    fn minimal_experiment_gets_defaults() {
+        let c = parse("[[experiments]]\nkey = \"a\"\nvariants = [{ name = \"c\", weight = 1 }]\n").unwrap();
+        let e = &c.experiments[0];
+        assert_eq!((e.salt.as_str(), e.enabled, e.coverage_bp), ("a", true, 10000));
+        assert_eq!(e.strategy, StrategyRef::Builtin);
+    }
+
+    #[test]
+    fn five_mistakes_are_all_reported_with_paths() {
+        let text = r#"
+[[experiments]]
+key = "a"
+coverage = 1.5
+colour = "red"
+variants = [{ name = "c", weight = 0 }, { name = "t", weight = 0 }]
+overrides = { "u1" = "nope" }
+layer = { name = "L", range = [0, 6000] }
+[[experiments]]
+key = "a"
+variants = [{ name = "c", weight = 1 }]
+layer = { name = "L", range = [5000, 10000] }
+"#;
+        let err = parse(text).unwrap_err();
+        let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
+        for want in [
+            "experiments[0].colour",
+            "experiments[0].coverage",
+            "experiments[0].variants",
+            "experiments[0].overrides.\"u1\"",
+            "experiments[1].key",
+        ] {
+            assert!(paths.contains(&want), "missing {want} in {paths:?}");
+        }
+        // The first experiment is invalid, so the overlap is not reported against it; make both valid:
+        let overlap = parse(
+            "[[experiments]]\nkey=\"a\"\nvariants=[{name=\"c\",weight=1}]\nlayer={name=\"L\",range=[0,6000]}\n\
+             [[experiments]]\nkey=\"b\"\nvariants=[{name=\"c\",weight=1}]\nlayer={name=\"L\",range=[5000,10000]}\n",
+        )
+        .unwrap_err();
+        assert_eq!(overlap.issues[0].path, "experiments[1].layer.range");
+    }
+
+    #[test]
+    fn syntax_error_names_line_and_column() {
+        let err = parse("[[experiments]]\nkey = \n").unwrap_err();
+        assert!(err.issues[0].path.starts_with("line 2"), "{:?}", err.issues);
+    }
+
+    #[test]
+    fn undeclared_plugin_is_refused() {
+        let err = parse("[[experiments]]\nkey=\"a\"\nstrategy=\"plugin:x\"\nvariants=[{name=\"c\",weight=1}]\n").unwrap_err();
+        assert_eq!(err.issues[0].path, "experiments[0].strategy");
+    }
+
+    #[test]
+    fn implied_layer_uses_its_name_as_salt() {
+        let c = parse("[[experiments]]\nkey=\"a\"\nvariants=[{name=\"c\",weight=1}]\nlayer={name=\"L\",range=[0,10]}\n").unwrap();
+        assert_eq!(c.layers, vec![LayerConfig { name: "L".into(), salt: "L".into() }]);
+    }
+}

@@ -1,0 +1,49 @@
+//! # abkit
+//!
+//! Assigns users (or devices, households ...) to A/B-experiment variants. Services link this
+//! crate and call [`Sdk::assign`] on their hot path: synchronous, lock-free, no heap
+//! allocation, and it never fails the caller — every failure ends in a defined fallback.
+//!
+//! ```
+//! use abkit::{Attribute, Sdk, Unit};
+//!
+//! let sdk = Sdk::from_toml_str(r#"
+//!     [[experiments]]
+//!     key = "checkout_button"
+//!     variants = [ { name = "control", weight = 50 }, { name = "treatment", weight = 50 } ]
+//!     targeting = { country = ["US", "CA"] }
+//! "#).expect("valid config");
+//!
+//! let attrs = [Attribute::new("country", "US")];
+//! let unit = Unit::new("user-42").with_attributes(&attrs);
+//! let a = sdk.assign("checkout_button", &unit);
+//! assert!(matches!(a.variant_name(), Some("control" | "treatment")));
+//! ```
+//!
+//! The modules follow the path of a configuration: [`config`] (TOML -> validated
+//! [`Config`]) -> [`registry`] (immutable snapshots behind one atomic pointer) ->
+//! evaluation (disabled -> override -> targeting -> layer -> strategy) -> the built-in
+//! bucketer `builtin:hash-v1` (`spec/bucketing-v1.md`). The `abkit` command-line tool lives in
+//! `cli` behind the `cli` feature, so services do not compile its dependencies.
+
+mod assignment;
+mod bucketer;
+pub mod bulk;
+mod client;
+pub mod config;
+mod error;
+mod evaluation;
+mod intern;
+pub mod registry;
+mod unit;
+
+#[cfg(feature = "cli")]
+pub mod cli;
+
+// Public API.
+pub use assignment::{Assignment, DecidedBy, Reason, Variant};
+pub use client::Sdk;
+pub use config::{Config, ConfigError, ConfigIssue};
+pub use error::Error;
+pub use registry::Snapshot;
+pub use unit::{Attribute, Unit};

@@ -1,0 +1,51 @@
+//! `assign` makes no heap allocation: a counting global allocator proves it.
+#![allow(clippy::unwrap_used)]
+
+use abkit::{Attribute, Sdk, Unit};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use std::alloc::System;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const CONFIG: &str = r#"
+[[experiments]]
+key = "full"
+variants = [ { name = "a", weight = 1 }, { name = "b", weight = 1 }, { name = "c", weight = 2 } ]
+overrides = { "forced" = "c" }
+targeting = { country = ["US", "CA"] }
+[[experiments]]
+key = "layered"
+coverage = 0.5
+variants = [ { name = "a", weight = 1 } ]
+layer = { name = "L", range = [0, 5000] }
+[[experiments]]
+key = "off"
+enabled = false
+variants = [ { name = "a", weight = 1 } ]
+"#;
+
+#[test]
+fn assign_allocates_nothing_on_any_path() {
+    let sdk = Sdk::from_toml_str(CONFIG).unwrap();
+    let ids: Vec<String> = (0..10_000).map(|i| format!("user-{i}")).collect();
+    let long_id = "x".repeat(1000); // longer than the stack buffer: the streaming hash path
+    let us = [Attribute::new("country", "US")];
+    let fr = [Attribute::new("country", "FR")];
+    // Warm up: first use of thread-locals (arc-swap debts) may allocate once per thread.
+    sdk.assign("full", &Unit::new("warm").with_attributes(&us));
+
+    let region = Region::new(GLOBAL);
+    let mut enrolled = 0u64;
+    for id in &ids {
+        for (exp, attrs) in [("full", &us[..]), ("full", &fr[..]), ("layered", &[][..]), ("off", &[][..]), ("missing", &[][..])] {
+            enrolled += u64::from(sdk.assign(exp, &Unit::new(id).with_attributes(attrs)).is_enrolled());
+        }
+    }
+    enrolled += u64::from(sdk.assign("full", &Unit::new("forced")).is_enrolled());
+    enrolled += u64::from(sdk.assign("full", &Unit::new(&long_id).with_attributes(&us)).is_enrolled());
+    let change = region.change();
+
+    assert!(enrolled > 10_000, "sanity: some units enrolled ({enrolled})");
+    assert_eq!((change.allocations, change.reallocations), (0, 0), "assign allocated: {change:?}");
+}
