@@ -1,5 +1,6 @@
 //! What `assign` answers: the variant (or none), why, and which strategy decided.
 
+use crate::loader::PluginIdentity;
 use std::fmt;
 
 /// The answer for one unit in one experiment. `Copy`, no heap: names are `&'static`.
@@ -98,6 +99,36 @@ pub enum DecidedBy {
     Nobody,
     /// The built-in bucketer `builtin:hash-v1`, configured as the experiment's strategy.
     Builtin,
+    /// A loaded plugin: its name, signed version, sha256 and signer.
+    Plugin(&'static PluginIdentity),
+    /// The experiment's plugin could not answer; `builtin:hash-v1` did, for this reason.
+    Fallback(FallbackReason),
+}
+
+/// Why the builtin answered for an experiment configured with a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum FallbackReason {
+    /// The plugin (or its strategy for this experiment) was refused and no good version exists.
+    PluginRefused,
+    /// The plugin returned an error (or panicked) on this call.
+    StrategyError,
+    /// The plugin answered a variant index that does not exist.
+    InvalidAnswer,
+    /// The plugin's error rate crossed the threshold: it was demoted.
+    Demoted,
+}
+
+impl FallbackReason {
+    /// A stable snake_case name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FallbackReason::PluginRefused => "plugin_refused",
+            FallbackReason::StrategyError => "strategy_error",
+            FallbackReason::InvalidAnswer => "invalid_answer",
+            FallbackReason::Demoted => "demoted",
+        }
+    }
 }
 
 impl fmt::Display for DecidedBy {
@@ -105,6 +136,8 @@ impl fmt::Display for DecidedBy {
         match self {
             DecidedBy::Nobody => f.write_str("-"),
             DecidedBy::Builtin => f.write_str(crate::config::STRATEGY_BUILTIN),
+            DecidedBy::Plugin(p) => write!(f, "plugin:{} v{} ({}, key {})", p.name, p.version, p.sha256_prefix(), p.key_id),
+            DecidedBy::Fallback(r) => write!(f, "{} (fallback: {})", crate::config::STRATEGY_BUILTIN, r.as_str()),
         }
     }
 }

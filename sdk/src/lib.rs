@@ -34,15 +34,26 @@ pub mod config;
 mod error;
 mod evaluation;
 mod intern;
+pub mod loader;
+mod plugins;
+pub mod probe;
 pub mod registry;
+pub mod status;
+pub mod strategy;
+pub mod trust;
 mod unit;
+
+#[cfg(feature = "simulate")]
+pub mod simulate;
 
 #[cfg(feature = "cli")]
 pub mod cli;
 
 // Public API.
-pub use assignment::{Assignment, DecidedBy, Reason, Variant};
-pub use client::Sdk;
+pub use assignment::{Assignment, DecidedBy, FallbackReason, Reason, Variant};
+pub use client::{Sdk, SdkBuilder};
+pub use loader::PluginIdentity;
+pub use status::Status;
 pub use config::{Config, ConfigError, ConfigIssue};
 pub use error::Error;
 pub use registry::Snapshot;

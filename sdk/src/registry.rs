@@ -6,7 +6,11 @@
 use crate::assignment::{Assignment, Reason};
 use crate::config::{Config, ExperimentConfig};
 use crate::error::Error;
-use crate::evaluation::CompiledExperiment;
+use crate::assignment::FallbackReason;
+use crate::config::StrategyRef;
+use crate::evaluation::{Clock, CompiledExperiment, Decider};
+use crate::plugins::Resolution;
+use crate::status::{ExperimentStatus, PluginStatus, Status};
 use crate::unit::Unit;
 use arc_swap::ArcSwap;
 use rustc_hash::FxHashMap;
@@ -19,30 +23,85 @@ pub struct Snapshot {
     experiments: Vec<CompiledExperiment>,
     by_key: FxHashMap<Box<str>, usize>,
     config: Config,
+    plugins: Vec<PluginStatus>,
+    refusals: Vec<ExperimentStatus>,
 }
 
 impl Snapshot {
-    /// Compiles a validated configuration.
+    /// Compiles a validated configuration, every experiment on `builtin:hash-v1` (plugins are
+    /// not loaded: experiments configured with one answer as the builtin fallback).
     pub fn build(config: Config, generation: u64) -> Result<Snapshot, Error> {
+        let mut res = Resolution::default();
+        for e in &config.experiments {
+            let d = match e.strategy {
+                StrategyRef::Builtin => Decider::Builtin,
+                StrategyRef::Plugin(_) => Decider::Fallback(FallbackReason::PluginRefused),
+            };
+            res.deciders.insert(e.key.clone(), d);
+        }
+        Snapshot::build_resolved(config, generation, res)
+    }
+
+    /// Compiles a validated configuration with its resolved strategies.
+    pub(crate) fn build_resolved(config: Config, generation: u64, mut res: Resolution) -> Result<Snapshot, Error> {
         let mut experiments = Vec::with_capacity(config.experiments.len());
         let mut by_key = FxHashMap::default();
         for (i, e) in config.experiments.iter().enumerate() {
-            let compiled = CompiledExperiment::compile(e, &config).map_err(|err| Error::Experiment {
+            let decider = res.deciders.remove(&e.key).unwrap_or(Decider::Fallback(FallbackReason::PluginRefused));
+            let compiled = CompiledExperiment::compile(e, &config, decider).map_err(|err| Error::Experiment {
                 experiment: e.key.clone(),
                 message: err.to_string(),
             })?;
             by_key.insert(e.key.as_str().into(), i);
             experiments.push(compiled);
         }
-        Ok(Snapshot { generation, experiments, by_key, config })
+        Ok(Snapshot { generation, experiments, by_key, config, plugins: res.plugins, refusals: res.experiments })
+    }
+
+    /// The status of this snapshot: plugins, and which strategy decides each experiment.
+    pub fn status(&self) -> Status {
+        let experiments = self
+            .experiments
+            .iter()
+            .map(|c| {
+                let (serving, counters) = c.serving();
+                let refusal = self.refusals.iter().find(|r| r.key == c.config.key).and_then(|r| r.refusal.clone());
+                ExperimentStatus {
+                    key: c.config.key.clone(),
+                    configured: ExperimentStatus::configured_as(&c.config.strategy),
+                    serving,
+                    counters,
+                    refusal,
+                }
+            })
+            .collect();
+        Status {
+            generation: self.generation,
+            loaded_libraries: crate::loader::loaded_libraries(),
+            danger_unsigned_plugins: self.config.trust.danger_allow_unsigned,
+            plugins: self.plugins.clone(),
+            experiments,
+        }
     }
 
     /// Assigns `unit` in experiment `key`. Synchronous, lock-free, allocation-free; an unknown
     /// key is a not-enrolled answer with [`Reason::UnknownExperiment`].
     #[inline]
     pub fn assign(&self, key: &str, unit: &Unit<'_>) -> Assignment {
+        self.assign_with(key, unit, Clock::System)
+    }
+
+    /// Like [`Snapshot::assign`], with the clock fixed at `now_ms` (ms since the Unix epoch) for
+    /// time-based strategies: simulations and tests get reproducible answers.
+    #[inline]
+    pub fn assign_at(&self, key: &str, unit: &Unit<'_>, now_ms: u64) -> Assignment {
+        self.assign_with(key, unit, Clock::Fixed(now_ms))
+    }
+
+    #[inline]
+    fn assign_with(&self, key: &str, unit: &Unit<'_>, clock: Clock) -> Assignment {
         match self.by_key.get(key) {
-            Some(&i) => self.experiments[i].evaluate(unit),
+            Some(&i) => self.experiments[i].evaluate(unit, clock),
             None => Assignment::not_enrolled(Reason::UnknownExperiment),
         }
     }

@@ -27,7 +27,7 @@
 //! abkit-strategy-api = { path = "../../strategy-api" }
 //! abi_stable = "0.11.3"
 //!
-//! [profile.release]
+//! [profile.release]                   # in a workspace: in the root Cargo.toml
 //! panic = "unwind"                    # required: see "Panics" below
 //! ```
 //!
@@ -67,7 +67,7 @@
 //!
 //! // A unit test goes through the very functions the host calls:
 //! # fn main() {
-//! use abkit_strategy_api::{abi_stable::std_types::{RSlice, RStr}, Strategy};
+//! use abkit_strategy_api::abi_stable::std_types::{RSlice, RStr};
 //!
 //! let root = abkit_root_module();
 //! assert_eq!(root.name()().as_str(), "by-length");
@@ -105,15 +105,16 @@
 //! method into `process::exit(1)` of the *host*, and a host-side `catch_unwind` cannot
 //! help. So the plugin catches: [`export_strategy_plugin!`] wraps every exported call
 //! (`name`, `version`, `new_strategy`) and, through [`Guarded`], every
-//! [`Strategy::assign`] in `catch_unwind`; a panic becomes [`Decision::Error`]
-//! (`"strategy panicked: <message>"`) or an `RErr` naming the panic.
+//! [`Strategy::assign`] in `catch_unwind`, as well as the drop of a strategy; a panic
+//! becomes [`Decision::Error`] (`"strategy panicked: <message>"`) or an `RErr` naming the
+//! panic. The plugin's own panic hook still prints the message to stderr.
 //!
 //! That only works when the plugin unwinds. Plugins MUST be built with `panic = "unwind"`
 //! (the default; the workspace's release profile says so explicitly). With
 //! `panic = "abort"` a panic kills the host outright, so the macro emits
 //! `#[cfg(panic = "abort")] compile_error!(..)` and such a build fails. This guard cannot be
-//! tested at run time (test builds always unwind); building a plugin with
-//! `RUSTFLAGS="-C panic=abort"` shows the error.
+//! tested at run time (test builds always unwind); it was checked by building a plugin with
+//! `--config 'profile.release.panic="abort"'`, which fails with that message.
 //!
 //! # ABI evolution
 //!
@@ -141,7 +142,9 @@
 //! So for `0.y.z` the minor `y` acts as the major: `0.1.0` and `0.1.7` interoperate,
 //! `0.1.x` and `0.2.x` do not, in either direction. An append-only change is therefore a
 //! patch release (`0.1.z`) now and a minor release after `1.0`; a breaking change is
-//! `0.(y+1).0` now and `(x+1).0.0` after `1.0`.
+//! `0.(y+1).0` now and `(x+1).0.0` after `1.0`. (Checked with abi_stable 0.11.3: a plugin
+//! built against a `0.1.5` copy of this crate loads in a `0.1.0` host; one built against
+//! `0.2.0` is refused with `AbiInstability`.)
 #![allow(non_local_definitions)]
 
 pub use abi_stable;

@@ -1,5 +1,8 @@
 //! Shared helpers for the cross-crate tests of abkit (the tests themselves live in `tests/tests/`).
 
+pub mod env;
+pub mod fixtures;
+
 use std::path::PathBuf;
 
 /// One case of `spec/bucketing-v1-vectors.json`.

@@ -5,6 +5,11 @@
 mod assign;
 mod check;
 mod demo;
+mod diff;
+mod simulate;
+mod keygen;
+mod sign;
+mod verify;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -25,6 +30,16 @@ enum Command {
     Check(check::Args),
     /// Run the built-in demo (embedded configuration, no server needed).
     Demo(demo::Args),
+    /// Simulate a population: split per variant, SRM, layer and independence checks.
+    Simulate(simulate::Args),
+    /// Compare two configurations on a population: units moved, entered, left.
+    Diff(diff::Args),
+    /// Generate a minisign key pair for signing plugins (`NAME.pub`, `NAME.key`).
+    Keygen(keygen::Args),
+    /// Sign a plugin: writes `PLUGIN.minisig` with the signed metadata (name, version, sha256, expiry).
+    Sign(sign::Args),
+    /// Verify a plugin's signature and signed metadata against trusted public keys.
+    Verify(verify::Args),
 }
 
 /// What a subcommand reports when it fails: the message goes to stderr, the code is the exit code.
@@ -54,6 +69,11 @@ pub fn main() -> ExitCode {
         Command::Assign(a) => assign::run(a),
         Command::Check(a) => check::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Simulate(a) => simulate::run(a),
+        Command::Diff(a) => diff::run(a),
+        Command::Keygen(a) => keygen::run(a),
+        Command::Sign(a) => sign::run(a),
+        Command::Verify(a) => verify::run(a),
     };
     match result {
         Ok(code) => code,

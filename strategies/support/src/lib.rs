@@ -109,7 +109,7 @@ pub fn field<T: DeserializeOwned>(
     serde_json::from_value(value).map_err(|e| invalid(plugin, name, e))
 }
 
-/// `invalid strategy_config for <plugin>: field `<name>`: <why>`.
+/// The error message ``invalid strategy_config for <plugin>: field `<name>`: <why>``.
 pub fn invalid(plugin: &str, name: &str, why: impl Display) -> String {
     format!("invalid strategy_config for {plugin}: field `{name}`: {why}")
 }

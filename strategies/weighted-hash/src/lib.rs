@@ -51,7 +51,7 @@ mod tests {
     use super::*;
     use abkit_bucketing::{bucket, coverage_bp, VariantRanges};
     use abkit_strategy_api::abi_stable::std_types::{RSlice, RStr};
-    use abkit_strategy_api::{Strategy, StrategyBox};
+    use abkit_strategy_api::StrategyBox;
     use serde::Deserialize;
 
     fn exported_strategy(config_json: &str) -> Result<StrategyBox, String> {
@@ -139,7 +139,10 @@ mod tests {
             "{e}"
         );
         let e = exported_strategy("not json").err().unwrap();
-        assert!(e.starts_with("invalid strategy_config for weighted-hash: "), "{e}");
+        assert!(
+            e.starts_with("invalid strategy_config for weighted-hash: "),
+            "{e}"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use abkit_strategy_api::abi_stable::std_types::{RSlice, RStr};
-use abkit_strategy_api::{Decision, Request, Strategy};
+use abkit_strategy_api::{Decision, Request};
 use abkit_strategy_support::alloc_counter::{allocations_during, CountingAllocator};
 use abkit_strategy_weighted_hash::abkit_root_module;
 

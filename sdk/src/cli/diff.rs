@@ -1,0 +1,53 @@
+//! `abkit diff`: how many units a configuration change moves, per experiment.
+
+use super::simulate::{Bar, InputArgs};
+use super::CliError;
+use crate::simulate;
+use crate::Sdk;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Output format of `diff`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Format {
+    /// Summary table and transition matrices.
+    Table,
+    /// One JSON object (documented contract).
+    Json,
+}
+
+/// Arguments of `abkit diff`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The current configuration (TOML).
+    #[arg(long)]
+    from: PathBuf,
+    /// The proposed configuration (TOML).
+    #[arg(long)]
+    to: PathBuf,
+    #[command(flatten)]
+    input: InputArgs,
+    /// Compare only this experiment (repeatable; default: every experiment in either file).
+    #[arg(long = "experiment", value_name = "KEY")]
+    experiments: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
+    let from = Sdk::from_file(&args.from)?;
+    let to = Sdk::from_file(&args.to)?;
+    let (source, mut opts) = args.input.source_and_options(args.experiments)?;
+    let bar = Bar::attach(source.progress_total(), &mut opts);
+    let report = simulate::diff(&from.snapshot(), &to.snapshot(), source, &opts).map_err(|e| CliError::Invalid(e.to_string()))?;
+    bar.finish("diff", report.units, report.threads);
+    for b in &report.skipped_lines.examples {
+        eprintln!("warning: skipped line {}: {}", b.line, b.problem);
+    }
+    match args.format {
+        Format::Table => print!("{}", report.to_table()),
+        Format::Json => println!("{}", report.to_json()),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,305 @@
+//! The loader: from a configured plugin file to a callable root module, refusing at the first
+//! failed check. The order is the security boundary (see `hostile-plugins.md`): nothing of the
+//! plugin is mapped or run before its exact bytes are verified.
+//!
+//! ```text
+//! path checks -> read once (size-capped) -> signature + signed metadata -> rollback
+//!   -> private content-addressed copy -> ELF structure -> dlopen THAT copy
+//!   -> root symbol + abi_stable version + layout checks -> root module initialised
+//! ```
+//!
+//! Libraries are never unloaded (unloading Rust cdylibs is unsound in practice): each distinct
+//! set of bytes is opened once per process and reused; [`loaded_libraries`] counts them.
+
+mod cache;
+pub mod elf;
+mod paths;
+
+pub(crate) use cache::PluginCache;
+
+use crate::config::PluginConfig;
+use crate::trust::{self, SignedMetadata, TrustError, TrustStore, VersionLedger};
+use abkit_strategy_api::abi_stable::library::{lib_header_from_path, LibraryError};
+use abkit_strategy_api::PluginModRef;
+use rustc_hash::FxHashMap;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::SystemTime;
+
+/// Who a loaded plugin is: what provenance reports for every assignment it decides.
+/// One per distinct library loaded in this process (never freed, like the library itself).
+#[derive(Debug, PartialEq, Eq)]
+pub struct PluginIdentity {
+    /// The plugin's (signed) name.
+    pub name: String,
+    /// Its signed version.
+    pub version: u64,
+    /// Lowercase hex SHA-256 of the library file.
+    pub sha256: String,
+    /// The signer's key id (uppercase hex), or `UNSIGNED` in `danger_allow_unsigned` mode.
+    pub key_id: String,
+    /// The plugin's own version string (from its root module).
+    pub build_version: String,
+}
+
+impl PluginIdentity {
+    /// The first 12 hex digits of the SHA-256, for logs and provenance.
+    pub fn sha256_prefix(&self) -> &str {
+        &self.sha256[..self.sha256.len().min(12)]
+    }
+}
+
+/// A plugin that passed every load check.
+#[derive(Clone, Copy)]
+pub(crate) struct LoadedPlugin {
+    pub(crate) identity: &'static PluginIdentity,
+    pub(crate) module: PluginModRef,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin").field("identity", self.identity).finish_non_exhaustive()
+    }
+}
+
+/// Why a plugin was refused, by step. `reason()` is a stable snake_case code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The plugin or signature path is unsafe (`..`, symlink, writable by others).
+    #[error("{path}: {detail}")]
+    UnsafePath {
+        /// The path.
+        path: PathBuf,
+        /// Why it is refused.
+        detail: String,
+    },
+    /// The plugin file does not exist.
+    #[error("{path}: no such plugin file; build it or fix `path` in [[plugins]]")]
+    Missing {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Signature or signed-metadata check failed.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// The private cache could not be used.
+    #[error("plugin cache {path}: {detail}")]
+    Cache {
+        /// The cache directory or file.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
+    /// The bytes are not a loadable ELF shared library for this host.
+    #[error("{path}: {source}")]
+    Elf {
+        /// The configured plugin path.
+        path: PathBuf,
+        /// What is wrong with the file.
+        source: elf::ElfError,
+    },
+    /// `dlopen` failed.
+    #[error("{path}: cannot open the library: {detail}")]
+    Open {
+        /// The configured plugin path.
+        path: PathBuf,
+        /// The loader's message.
+        detail: String,
+    },
+    /// The library does not export the abkit root module.
+    #[error("{path}: no abkit root module symbol; was it built with `export_strategy_plugin!`?")]
+    SymbolMissing {
+        /// The configured plugin path.
+        path: PathBuf,
+    },
+    /// The library was built against an incompatible version of `abkit-strategy-api`.
+    #[error("{path}: built against an incompatible abkit-strategy-api: {detail}; rebuild the plugin against this SDK's version")]
+    IncompatibleVersion {
+        /// The configured plugin path.
+        path: PathBuf,
+        /// Expected and found versions.
+        detail: String,
+    },
+    /// The root module's layout differs from this SDK's (ABI mismatch).
+    #[error("{path}: ABI layout mismatch with this SDK's abkit-strategy-api ({summary}); rebuild the plugin (full diff in the log)")]
+    AbiMismatch {
+        /// The configured plugin path.
+        path: PathBuf,
+        /// A one-line summary; the full diff goes to the log.
+        summary: String,
+    },
+    /// The root module's initialiser failed or panicked.
+    #[error("{path}: plugin initialisation failed: {detail}")]
+    InitFailed {
+        /// The configured plugin path.
+        path: PathBuf,
+        /// The plugin's message.
+        detail: String,
+    },
+    /// The root module reports another name than the signed one.
+    #[error("{path}: the library calls itself \"{module_name}\" but is signed as \"{signed}\"")]
+    ModuleNameMismatch {
+        /// The configured plugin path.
+        path: PathBuf,
+        /// What the root module says.
+        module_name: String,
+        /// What the signature says.
+        signed: String,
+    },
+}
+
+impl LoadError {
+    /// A stable snake_case code for status, metrics and tests.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LoadError::UnsafePath { .. } => "unsafe_path",
+            LoadError::Missing { .. } => "plugin_missing",
+            LoadError::Trust(t) => t.reason(),
+            LoadError::Cache { .. } => "cache_error",
+            LoadError::Elf { source: elf::ElfError::NotElf(_), .. } => "cannot_open",
+            LoadError::Elf { .. } => "malformed_library",
+            LoadError::Open { .. } => "cannot_open",
+            LoadError::SymbolMissing { .. } => "symbol_missing",
+            LoadError::IncompatibleVersion { .. } => "incompatible_api_version",
+            LoadError::AbiMismatch { .. } => "abi_layout_mismatch",
+            LoadError::InitFailed { .. } => "init_failed",
+            LoadError::ModuleNameMismatch { .. } => "module_name_mismatch",
+        }
+    }
+
+    /// The pipeline step that refused.
+    pub fn step(&self) -> &'static str {
+        match self {
+            LoadError::UnsafePath { .. } | LoadError::Missing { .. } => "path",
+            LoadError::Trust(TrustError::Rollback { .. }) => "rollback",
+            LoadError::Trust(_) => "signature",
+            LoadError::Cache { .. } => "cache",
+            LoadError::Elf { .. } => "elf",
+            LoadError::Open { .. } | LoadError::SymbolMissing { .. } => "open",
+            LoadError::IncompatibleVersion { .. } | LoadError::AbiMismatch { .. } => "abi",
+            LoadError::InitFailed { .. } | LoadError::ModuleNameMismatch { .. } => "init",
+        }
+    }
+}
+
+/// Distinct libraries opened by this process, by SHA-256 (never unloaded, so never removed).
+fn libraries() -> &'static Mutex<FxHashMap<[u8; 32], PluginModRef>> {
+    static LIBS: OnceLock<Mutex<FxHashMap<[u8; 32], PluginModRef>>> = OnceLock::new();
+    LIBS.get_or_init(Default::default)
+}
+
+/// One identity per (bytes, signed name, version, signer): the same bytes may be signed again
+/// (a new version number, another key) and provenance must say so. Bounded by accepted loads.
+fn identity_for(meta: &SignedMetadata, module: PluginModRef) -> &'static PluginIdentity {
+    type Key = ([u8; 32], String, u64, String);
+    static IDS: OnceLock<Mutex<FxHashMap<Key, &'static PluginIdentity>>> = OnceLock::new();
+    let key = (meta.sha256, meta.name.clone(), meta.version, meta.key_id.clone());
+    let mut ids = IDS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    ids.entry(key).or_insert_with(|| {
+        Box::leak(Box::new(PluginIdentity {
+            name: meta.name.clone(),
+            version: meta.version,
+            sha256: meta.sha256_hex(),
+            key_id: meta.key_id.clone(),
+            build_version: module.version()().to_string(),
+        }))
+    })
+}
+
+/// How many distinct plugin libraries this process has mapped (they are never unloaded).
+pub fn loaded_libraries() -> usize {
+    libraries().lock().map_or(0, |m| m.len())
+}
+
+/// Everything one load needs besides the plugin's own entry.
+pub(crate) struct LoadContext<'a> {
+    pub(crate) trust: &'a TrustStore,
+    pub(crate) ledger: &'a VersionLedger,
+    pub(crate) cache: &'a PluginCache,
+    pub(crate) allow_unsigned: bool,
+    pub(crate) now: SystemTime,
+}
+
+/// Runs the whole pipeline for one plugin. On success the caller records the version in the
+/// ledger once the plugin is accepted (after probing).
+pub(crate) fn load(cfg: &PluginConfig, cx: &LoadContext<'_>) -> Result<(LoadedPlugin, SignedMetadata), LoadError> {
+    paths::check(&cfg.path)?;
+    let bytes = trust::read_capped(&cfg.path, trust::PLUGIN_MAX_BYTES, trust::FileKind::Plugin)?;
+    let meta = if cx.allow_unsigned {
+        tracing::warn!(plugin = %cfg.name, path = %cfg.path.display(), "DANGER: loading an UNSIGNED plugin (trust.danger_allow_unsigned = true)");
+        SignedMetadata {
+            name: cfg.name.clone(),
+            version: 0,
+            sha256: Sha256::digest(&bytes).into(),
+            expires: None,
+            key_id: "UNSIGNED".into(),
+        }
+    } else {
+        paths::check(&cfg.signature).map_err(|e| match e {
+            LoadError::Missing { path } => LoadError::Trust(TrustError::SignatureMissing { path }),
+            other => other,
+        })?;
+        let sig = trust::read_capped(&cfg.signature, trust::SIGNATURE_MAX_BYTES, trust::FileKind::Signature)?;
+        let sig = String::from_utf8(sig).map_err(|_| TrustError::MalformedSignature {
+            detail: format!("{} is not UTF-8 text", cfg.signature.display()),
+        })?;
+        let meta = cx.trust.verify(&cfg.name, &bytes, &sig, cx.now)?;
+        cx.ledger.check(&meta)?;
+        meta
+    };
+
+    let cached = libraries().lock().ok().and_then(|m| m.get(&meta.sha256).copied());
+    let module = match cached {
+        // Same bytes as a library already open in this process: reuse it (a free reload).
+        Some(module) => module,
+        None => {
+            let private = cx.cache.store(&meta.sha256_hex(), &bytes)?;
+            elf::validate(&bytes).map_err(|source| LoadError::Elf { path: cfg.path.clone(), source })?;
+            let module = open_root_module(&private, &cfg.path)?;
+            if let Ok(mut m) = libraries().lock() {
+                m.insert(meta.sha256, module);
+            }
+            tracing::info!(plugin = %meta.name, library = %private.display(), "plugin library mapped");
+            module
+        }
+    };
+    let module_name = module.name()().to_string();
+    if module_name != meta.name {
+        return Err(LoadError::ModuleNameMismatch { path: cfg.path.clone(), module_name, signed: meta.name });
+    }
+    let identity = identity_for(&meta, module);
+    tracing::info!(plugin = %meta.name, version = meta.version, sha256 = %identity.sha256_prefix(), key_id = %meta.key_id, "plugin loaded");
+    Ok((LoadedPlugin { identity, module }, meta))
+}
+
+/// `dlopen`s the private copy and checks the abi_stable header, version and layout.
+/// Uses `lib_header_from_path` + `init_root_module` per file: `RootModule::load_from*` caches
+/// one library per root-module type and would hand back the first plugin for every later one.
+fn open_root_module(private: &Path, configured: &Path) -> Result<PluginModRef, LoadError> {
+    let header = lib_header_from_path(private).map_err(|e| map_library_error(e, configured))?;
+    header.init_root_module::<PluginModRef>().map_err(|e| map_library_error(e, configured))
+}
+
+fn map_library_error(e: LibraryError, path: &Path) -> LoadError {
+    let path = path.to_path_buf();
+    match e {
+        LibraryError::OpenError { err, .. } => LoadError::Open { path, detail: err.to_string() },
+        LibraryError::GetSymbolError { .. } => LoadError::SymbolMissing { path },
+        LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => LoadError::IncompatibleVersion {
+            path,
+            detail: format!("this SDK speaks {expected_version}, the plugin was built with {actual_version}"),
+        },
+        LibraryError::ParseVersionError(v) => LoadError::IncompatibleVersion { path, detail: v.to_string() },
+        LibraryError::InvalidAbiHeader(h) => LoadError::IncompatibleVersion { path, detail: format!("abi_stable header {h:?}") },
+        LibraryError::AbiInstability(diff) => {
+            let full = diff.to_string();
+            tracing::error!(plugin = %path.display(), layout_diff = %full, "plugin ABI layout mismatch");
+            let summary = full.lines().find(|l| !l.trim().is_empty()).unwrap_or("layout differs").trim();
+            LoadError::AbiMismatch { path, summary: summary.chars().take(160).collect() }
+        }
+        LibraryError::RootModule { err, .. } => LoadError::InitFailed { path, detail: err.to_string() },
+        other => LoadError::Open { path, detail: other.to_string() },
+    }
+}

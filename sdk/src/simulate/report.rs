@@ -1,0 +1,197 @@
+//! What a simulation reports: per experiment split, shares and SRM tests; per layer the
+//! exclusivity check; per pair of experiments the independence test. `Serialize` structs: the
+//! JSON field names are a contract (see the module docs).
+
+use super::input::SkippedLines;
+use super::stats::{goodness_of_fit, ChiSquare, Verdict};
+use crate::assignment::Reason;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+use std::time::Duration;
+
+/// The result of [`super::run`].
+#[derive(Debug, Clone, Serialize)]
+pub struct SimulationReport {
+    /// Units simulated (malformed lines skipped are not units).
+    pub units: u64,
+    /// Where the units came from (a path, `<stdin>`, `synthetic(N)`).
+    pub input: String,
+    /// The fixed clock every assignment saw, in ms since the Unix epoch.
+    pub now_ms: u64,
+    /// Malformed input lines skipped (with `skip_bad_lines`).
+    pub skipped_lines: SkippedLines,
+    /// One entry per simulated experiment, in configuration order.
+    pub experiments: Vec<ExperimentReport>,
+    /// One entry per layer holding at least one simulated experiment.
+    pub layers: Vec<LayerReport>,
+    /// One entry per pair of enabled simulated experiments not in the same layer.
+    pub independence: Vec<IndependenceReport>,
+    /// Worker threads used (not serialised: the JSON is identical for any thread count).
+    #[serde(skip)]
+    pub threads: usize,
+    /// Wall time of the run (not serialised).
+    #[serde(skip)]
+    pub elapsed: Duration,
+}
+
+impl SimulationReport {
+    /// The report of experiment `key`, if it was simulated.
+    pub fn experiment(&self, key: &str) -> Option<&ExperimentReport> {
+        self.experiments.iter().find(|e| e.key == key)
+    }
+
+    /// Whether every test passed (SRM split and coverage, layer exclusivity, independence).
+    pub fn all_ok(&self) -> bool {
+        self.experiments.iter().all(|e| e.srm.verdict == Verdict::Ok && e.srm.coverage.verdict == Verdict::Ok)
+            && self.layers.iter().all(|l| l.verdict == Verdict::Ok)
+            && self.independence.iter().all(|p| p.test.verdict == Verdict::Ok)
+    }
+}
+
+/// The split of one experiment.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExperimentReport {
+    /// Experiment key.
+    pub key: String,
+    /// The configured strategy (`builtin:hash-v1`, `plugin:<name>`).
+    pub strategy: String,
+    /// Whether the experiment is enabled.
+    pub enabled: bool,
+    /// Configured coverage in basis points.
+    pub coverage_bp: u32,
+    /// Its layer slice, if any.
+    pub layer: Option<LayerSliceReport>,
+    /// Units that passed the disabled, override and targeting gates: the population the
+    /// expected shares refer to.
+    pub eligible: u64,
+    /// Units in a variant, for any reason (strategy or override).
+    pub enrolled: u64,
+    /// Units not in a variant, by reason (`Reason::as_str`), in evaluation order.
+    pub not_enrolled: ReasonCounts,
+    /// Per variant, in configuration order.
+    pub variants: Vec<VariantReport>,
+    /// Sample-ratio-mismatch tests.
+    pub srm: SrmReport,
+}
+
+impl ExperimentReport {
+    /// Units placed in each variant by the strategy (overrides excluded), in variant order.
+    pub fn assigned_counts(&self) -> Vec<u64> {
+        self.variants.iter().map(|v| v.assigned).collect()
+    }
+
+    /// The SRM split test of this experiment's strategy-assigned counts against other
+    /// expected weights (e.g. another configuration's), one per variant.
+    pub fn srm_against(&self, expected_weights: &[f64]) -> ChiSquare {
+        goodness_of_fit(&self.assigned_counts(), expected_weights)
+    }
+
+    /// Not-enrolled units with reason `reason`.
+    pub fn not_enrolled(&self, reason: Reason) -> u64 {
+        self.not_enrolled.get(reason.as_str())
+    }
+}
+
+/// An experiment's slice of its layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LayerSliceReport {
+    /// Layer name.
+    pub name: String,
+    /// First bucket of the slice.
+    pub start: u32,
+    /// One past the last bucket.
+    pub end: u32,
+}
+
+/// Not-enrolled counts by reason; serialised as a JSON object in evaluation order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReasonCounts(pub Vec<(&'static str, u64)>);
+
+impl ReasonCounts {
+    /// The count for reason name `reason` (0 if absent).
+    pub fn get(&self, reason: &str) -> u64 {
+        self.0.iter().find(|(r, _)| *r == reason).map_or(0, |(_, c)| *c)
+    }
+}
+
+impl Serialize for ReasonCounts {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// One variant's counts and shares.
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantReport {
+    /// Variant name.
+    pub name: String,
+    /// Configured weight.
+    pub weight: u32,
+    /// Units in this variant, for any reason.
+    pub count: u64,
+    /// Of which placed by the strategy.
+    pub assigned: u64,
+    /// Of which forced by an override.
+    pub overridden: u64,
+    /// `enabled * slice * coverage * w_i / W`: the share of *eligible* units the configuration
+    /// puts here (eligible = passed targeting and not overridden).
+    pub expected_share: f64,
+    /// `assigned / eligible`: comparable with `expected_share`.
+    pub observed_share: f64,
+    /// `count / units`: the share of the whole population, overrides included.
+    pub population_share: f64,
+}
+
+/// Sample-ratio-mismatch tests of one experiment. `chi2`, `df`, `p_value`, `verdict` are the
+/// split test: strategy-assigned counts vs the declared weights.
+#[derive(Debug, Clone, Serialize)]
+pub struct SrmReport {
+    /// The split test.
+    #[serde(flatten)]
+    pub split: ChiSquare,
+    /// The coverage test: eligible units outside the layer slice / outside coverage / assigned,
+    /// vs `1 - s`, `s (1 - c)`, `s c` (s = slice fraction, c = coverage).
+    pub coverage: ChiSquare,
+}
+
+impl std::ops::Deref for SrmReport {
+    type Target = ChiSquare;
+    fn deref(&self) -> &ChiSquare {
+        &self.split
+    }
+}
+
+/// Mutual exclusion inside one layer.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerReport {
+    /// Layer name.
+    pub name: String,
+    /// The simulated experiments of this layer.
+    pub experiments: Vec<String>,
+    /// Units enrolled (for any reason) in more than one of them. Overrides bypass layers, so
+    /// this can be non-zero for a valid layer with overrides.
+    pub units_in_more_than_one: u64,
+    /// Units placed by the strategy in more than one of them: 0 for a valid layer.
+    pub units_in_more_than_one_by_strategy: u64,
+    /// `ok` when `units_in_more_than_one_by_strategy` is 0, else `mismatch`.
+    pub verdict: Verdict,
+}
+
+/// Chi-square test of independence of two experiments' variants, over the units both
+/// strategies placed in a variant.
+#[derive(Debug, Clone, Serialize)]
+pub struct IndependenceReport {
+    /// First experiment.
+    pub a: String,
+    /// Second experiment.
+    pub b: String,
+    /// Units placed by the strategy in both.
+    pub units: u64,
+    /// The test (`mismatch`: the splits are not independent).
+    #[serde(flatten)]
+    pub test: ChiSquare,
+}

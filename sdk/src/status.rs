@@ -1,0 +1,152 @@
+//! What `Sdk::status()` reports: per plugin what serves and why, per experiment which strategy
+//! really decides, and the process-wide facts (generation, libraries mapped).
+
+use crate::config::{PluginConfig, StrategyRef};
+use crate::loader::PluginIdentity;
+use crate::strategy::StrategyCounters;
+use serde::Serialize;
+
+/// A refusal: the pipeline step that refused, a stable reason code, and the full message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    /// Step: `path`, `signature`, `rollback`, `cache`, `elf`, `open`, `abi`, `init`,
+    /// `instantiate`, `probe`, `trust`.
+    pub step: &'static str,
+    /// Stable snake_case reason, e.g. `bad_signature`, `unknown_key_id`, `probe_nondeterministic`.
+    pub reason: &'static str,
+    /// What was wrong, where, and what to do.
+    pub message: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(step: &'static str, reason: &'static str, message: String) -> Self {
+        Refusal { step, reason, message }
+    }
+}
+
+/// The state of a configured plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginState {
+    /// The configured artifact passed every check and serves.
+    Active,
+    /// The configured artifact was refused; the last good version keeps serving.
+    LastGood,
+    /// Refused and no good version was ever loaded: its experiments use `builtin:hash-v1`.
+    Fallback,
+}
+
+/// The plugin version that serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServingPlugin {
+    /// Signed name.
+    pub name: String,
+    /// Signed version.
+    pub version: u64,
+    /// SHA-256 of the library (hex).
+    pub sha256: String,
+    /// Signer key id.
+    pub key_id: String,
+}
+
+impl From<&PluginIdentity> for ServingPlugin {
+    fn from(i: &PluginIdentity) -> Self {
+        ServingPlugin { name: i.name.clone(), version: i.version, sha256: i.sha256.clone(), key_id: i.key_id.clone() }
+    }
+}
+
+/// One configured plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginStatus {
+    /// Configured name.
+    pub name: String,
+    /// Configured path.
+    pub path: String,
+    /// Active, last good, or fallback.
+    pub state: PluginState,
+    /// What serves (absent in `fallback`).
+    pub serving: Option<ServingPlugin>,
+    /// Why the configured artifact was refused, if it was.
+    pub refusal: Option<Refusal>,
+}
+
+impl PluginStatus {
+    pub(crate) fn new(p: &PluginConfig, state: PluginState, serving: Option<ServingPlugin>, refusal: Option<Refusal>) -> Self {
+        PluginStatus { name: p.name.clone(), path: p.path.display().to_string(), state, serving, refusal }
+    }
+}
+
+/// One experiment: which strategy really decides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExperimentStatus {
+    /// Experiment key.
+    pub key: String,
+    /// The configured strategy (`builtin:hash-v1` or `plugin:<name>`).
+    pub configured: String,
+    /// What decides now, e.g. `plugin:switchback v3 (sha256 1a2b3c4d5e6f, key 8F1E...)` or
+    /// `builtin:hash-v1 (fallback: plugin_refused)`.
+    pub serving: String,
+    /// Live counters when a plugin serves.
+    pub counters: Option<StrategyCounters>,
+    /// Why this experiment does not use its plugin, if it was refused on its own.
+    pub refusal: Option<Refusal>,
+}
+
+impl ExperimentStatus {
+    pub(crate) fn refused(key: String, refusal: Refusal) -> Self {
+        ExperimentStatus { key, configured: String::new(), serving: String::new(), counters: None, refusal: Some(refusal) }
+    }
+
+    pub(crate) fn configured_as(strategy: &StrategyRef) -> String {
+        strategy.to_string()
+    }
+}
+
+/// The whole status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    /// Snapshot generation (1 = the first, +1 per accepted reload).
+    pub generation: u64,
+    /// Distinct plugin libraries mapped by this process (never unloaded).
+    pub loaded_libraries: usize,
+    /// `trust.danger_allow_unsigned` is on: plugins are loaded WITHOUT signature checks.
+    pub danger_unsigned_plugins: bool,
+    /// Configured plugins.
+    pub plugins: Vec<PluginStatus>,
+    /// Experiments.
+    pub experiments: Vec<ExperimentStatus>,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "generation {} | {} plugin libraries mapped", self.generation, self.loaded_libraries)?;
+        if self.danger_unsigned_plugins {
+            writeln!(f, "!! DANGER: unsigned plugins allowed (trust.danger_allow_unsigned) !!")?;
+        }
+        for p in &self.plugins {
+            let serving = p.serving.as_ref().map_or("-".to_string(), |s| {
+                format!("v{} sha256 {} key {}", s.version, &s.sha256[..s.sha256.len().min(12)], s.key_id)
+            });
+            let state = match p.state {
+                PluginState::Active => "active",
+                PluginState::LastGood => "refused, serving last good",
+                PluginState::Fallback => "refused, experiments on builtin:hash-v1",
+            };
+            writeln!(f, "plugin {:<14} {:<40} {serving}", p.name, state)?;
+            if let Some(r) = &p.refusal {
+                writeln!(f, "  refused at {} ({}): {}", r.step, r.reason, r.message)?;
+            }
+        }
+        for e in &self.experiments {
+            write!(f, "experiment {:<18} configured {:<22} serving {}", e.key, e.configured, e.serving)?;
+            if let Some(c) = &e.counters {
+                write!(f, " [calls {} errors {} invalid {}{}]", c.calls, c.errors, c.invalid_answers, if c.demoted { " DEMOTED" } else { "" })?;
+            }
+            writeln!(f)?;
+            if let Some(r) = &e.refusal {
+                writeln!(f, "  refused at {} ({}): {}", r.step, r.reason, r.message)?;
+            }
+        }
+        Ok(())
+    }
+}

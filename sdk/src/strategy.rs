@@ -1,0 +1,258 @@
+//! A plugin strategy serving one experiment: builds the request, checks the answer, counts
+//! calls and errors, and demotes the plugin to the builtin when its error rate is too high.
+
+use crate::assignment::FallbackReason;
+use crate::loader::PluginIdentity;
+use crate::unit::Unit;
+use abkit_strategy_api::abi_stable::std_types::{RSlice, RStr};
+use abkit_strategy_api::{Decision, Request, StrategyBox};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+/// When a plugin is demoted: more than `max_error_rate` of the last `window` calls failed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DemotionPolicy {
+    /// Calls the error rate is measured over.
+    pub window: u64,
+    /// Largest tolerated fraction of failed calls (errors, panics, out-of-range answers).
+    pub max_error_rate: f64,
+}
+
+impl Default for DemotionPolicy {
+    /// 1% of the last 10,000 calls.
+    fn default() -> Self {
+        DemotionPolicy { window: 10_000, max_error_rate: 0.01 }
+    }
+}
+
+impl DemotionPolicy {
+    /// How many failures within `window` calls demote (at least 1, at most `MAX_RING`).
+    fn failures_to_demote(&self) -> usize {
+        ((self.window as f64 * self.max_error_rate).ceil() as usize).clamp(1, MAX_RING)
+    }
+}
+
+const SHARDS: usize = 8;
+const MAX_RING: usize = 1024;
+
+/// A call counter split over cache lines so that threads do not contend on one.
+#[derive(Debug, Default)]
+struct ShardedCounter([Padded; SHARDS]);
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Padded(AtomicU64);
+
+impl ShardedCounter {
+    #[inline]
+    fn incr(&self) {
+        thread_local!(static SHARD: Cell<usize> = const { Cell::new(usize::MAX) });
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let i = SHARD.with(|s| {
+            if s.get() == usize::MAX {
+                s.set(NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS);
+            }
+            s.get()
+        });
+        self.0[i].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn sum(&self) -> u64 {
+        self.0.iter().map(|p| p.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// Counters of one plugin strategy.
+#[derive(Debug)]
+struct Health {
+    calls: ShardedCounter,
+    errors: AtomicU64,
+    invalid: AtomicU64,
+    /// Call count at each of the last `need` failures (a ring): if the oldest of them is less
+    /// than `window` calls ago, the error rate over the last `window` calls crossed the limit.
+    ring: Box<[AtomicU64]>,
+    ring_pos: AtomicU64,
+    demoted: AtomicBool,
+    policy: DemotionPolicy,
+}
+
+impl Health {
+    fn new(policy: DemotionPolicy) -> Self {
+        Health {
+            calls: ShardedCounter::default(),
+            errors: AtomicU64::new(0),
+            invalid: AtomicU64::new(0),
+            ring: (0..policy.failures_to_demote()).map(|_| AtomicU64::new(0)).collect(),
+            ring_pos: AtomicU64::new(0),
+            demoted: AtomicBool::new(false),
+            policy,
+        }
+    }
+
+    /// Records a failure (cold path); returns true when this failure demotes the plugin.
+    #[cold]
+    fn failure(&self) -> bool {
+        let now = self.calls.sum();
+        let k = self.ring.len() as u64;
+        let pos = self.ring_pos.fetch_add(1, Ordering::Relaxed);
+        self.ring[(pos % k) as usize].store(now, Ordering::Relaxed);
+        if pos + 1 >= k {
+            let oldest = self.ring[((pos + 1) % k) as usize].load(Ordering::Relaxed);
+            if now.saturating_sub(oldest) < self.policy.window && !self.demoted.swap(true, Ordering::Relaxed) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Live counters of a plugin strategy, for status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StrategyCounters {
+    /// Calls into the plugin.
+    pub calls: u64,
+    /// Calls that returned an error (including caught panics).
+    pub errors: u64,
+    /// Calls that returned an out-of-range variant.
+    pub invalid_answers: u64,
+    /// Whether the plugin was demoted to the builtin for this experiment.
+    pub demoted: bool,
+}
+
+/// One experiment's instance of a plugin strategy.
+pub(crate) struct PluginStrategy {
+    pub(crate) identity: &'static PluginIdentity,
+    instance: StrategyBox,
+    experiment: Box<str>,
+    salt: Box<str>,
+    weights: Box<[u32]>,
+    coverage_bp: u32,
+    health: Health,
+}
+
+impl std::fmt::Debug for PluginStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginStrategy")
+            .field("plugin", &self.identity.name)
+            .field("version", &self.identity.version)
+            .field("experiment", &self.experiment)
+            .field("counters", &self.counters())
+            .finish()
+    }
+}
+
+impl PluginStrategy {
+    pub(crate) fn new(
+        identity: &'static PluginIdentity,
+        instance: StrategyBox,
+        experiment: &str,
+        salt: &str,
+        weights: &[u32],
+        coverage_bp: u32,
+        policy: DemotionPolicy,
+    ) -> Self {
+        PluginStrategy {
+            identity,
+            instance,
+            experiment: experiment.into(),
+            salt: salt.into(),
+            weights: weights.into(),
+            coverage_bp,
+            health: Health::new(policy),
+        }
+    }
+
+    /// Calls the plugin once, without counting (the probe uses this).
+    #[inline]
+    pub(crate) fn call(&self, unit: &Unit<'_>, now_ms: u64) -> Decision {
+        let request = Request {
+            unit_id: RStr::from_str(unit.id()),
+            experiment: RStr::from_str(&self.experiment),
+            salt: RStr::from_str(&self.salt),
+            weights: RSlice::from_slice(&self.weights),
+            coverage_bp: self.coverage_bp,
+            attributes: RSlice::from_slice(unit.attributes()),
+            now_ms,
+        };
+        self.instance.assign(&request)
+    }
+
+    /// Whether the plugin was demoted.
+    #[inline]
+    pub(crate) fn is_demoted(&self) -> bool {
+        self.health.demoted.load(Ordering::Relaxed)
+    }
+
+    /// Decides one unit: `Ok(Some(variant))`, `Ok(None)` (not enrolled), or the reason the
+    /// builtin must answer this call instead.
+    #[inline]
+    pub(crate) fn decide(&self, unit: &Unit<'_>, now_ms: u64) -> Result<Option<u32>, FallbackReason> {
+        self.health.calls.incr();
+        match self.call(unit, now_ms) {
+            Decision::Variant(i) if (i as usize) < self.weights.len() => Ok(Some(i)),
+            Decision::NotEnrolled => Ok(None),
+            Decision::Variant(i) => {
+                self.health.invalid.fetch_add(1, Ordering::Relaxed);
+                self.record_failure(format_args!("variant index {i} out of range"));
+                Err(FallbackReason::InvalidAnswer)
+            }
+            Decision::Error(msg) => {
+                self.health.errors.fetch_add(1, Ordering::Relaxed);
+                self.record_failure(format_args!("{msg}"));
+                Err(FallbackReason::StrategyError)
+            }
+        }
+    }
+
+    #[cold]
+    fn record_failure(&self, what: std::fmt::Arguments<'_>) {
+        tracing::debug!(plugin = %self.identity.name, experiment = %self.experiment, "strategy call failed: {what}");
+        if self.health.failure() {
+            tracing::error!(
+                plugin = %self.identity.name,
+                version = self.identity.version,
+                experiment = %self.experiment,
+                window = self.health.policy.window,
+                max_error_rate = self.health.policy.max_error_rate,
+                "plugin demoted to builtin:hash-v1: error rate over the limit (last failure: {what})"
+            );
+        }
+    }
+
+    /// Current counters.
+    pub(crate) fn counters(&self) -> StrategyCounters {
+        StrategyCounters {
+            calls: self.health.calls.sum(),
+            errors: self.health.errors.load(Ordering::Relaxed),
+            invalid_answers: self.health.invalid.load(Ordering::Relaxed),
+            demoted: self.is_demoted(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_failure_per_hundred_calls_is_tolerated_but_a_burst_demotes() {
+        let h = Health::new(DemotionPolicy { window: 1000, max_error_rate: 0.01 }); // 10 failures
+        for i in 0..10_000u64 {
+            h.calls.incr();
+            if i % 200 == 0 {
+                assert!(!h.failure(), "sparse failures must not demote");
+            }
+        }
+        assert!(!h.demoted.load(Ordering::Relaxed));
+        let mut demoted_at = None;
+        for i in 0..20 {
+            h.calls.incr();
+            if h.failure() {
+                demoted_at.get_or_insert(i);
+            }
+        }
+        // The sparse failure at call 9800 plus 9 of the burst are 10 failures within 1000 calls.
+        assert_eq!(demoted_at, Some(8), "the 10th failure within the window demotes");
+        assert!(h.demoted.load(Ordering::Relaxed));
+    }
+}

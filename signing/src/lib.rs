@@ -1,0 +1,37 @@
+//! # abkit-signing
+//!
+//! Key generation and signing of abkit strategy plugins, on the `minisign` crate. This is
+//! the operator's side (the `abkit keygen` and `abkit sign` commands); services never link
+//! it: the SDK verifies with the small verify-only `minisign-verify` (`abkit::trust`).
+//!
+//! ```
+//! # fn main() -> Result<(), abkit_signing::SigningError> {
+//! # let dir = tempfile::tempdir().map_err(|e| abkit_signing::SigningError::Io { path: ".".into(), source: e })?;
+//! # let out = dir.path();
+//! # let plugin = out.join("libswitchback.so");
+//! # std::fs::write(&plugin, b"...").map_err(|e| abkit_signing::SigningError::Io { path: plugin.clone(), source: e })?;
+//! # let password: Option<String> = None; // None: unencrypted key (tests); Some(..) in real life
+//! // Once: a key pair, `ops.pub` (goes into the SDK's `[trust]`) and `ops.key` (stays secret).
+//! let (_pub_key, secret_key) = abkit_signing::keygen(out, "ops", password.clone())?;
+//!
+//! // Every release: `libswitchback.so.minisig` beside the plugin.
+//! let expires = Some("2999-12-31T00:00:00Z".parse()?);
+//! let sig = abkit_signing::sign(&secret_key, password, &plugin, "switchback", 7, expires)?;
+//! assert!(sig.ends_with("libswitchback.so.minisig"));
+//! # Ok(()) }
+//! ```
+//!
+//! Signatures are standard prehashed (`ED`) minisign signatures whose trusted comment is
+//! the v1 signed metadata ([`metadata`]), so the reference `minisign -V` verifies them and
+//! keys from `minisign -G` sign with [`sign`] (`spec/plugin-signing.md`).
+
+mod error;
+mod keys;
+pub mod metadata;
+mod sign;
+
+// Public API.
+pub use error::SigningError;
+pub use keys::{key_id_hex, key_is_encrypted, keygen, prompt_new_password, prompt_password};
+pub use metadata::UtcTime;
+pub use sign::{sign, sign_plugin, SignedPlugin, PLUGIN_MAX_BYTES};

@@ -1,0 +1,161 @@
+//! Signing a plugin file: a prehashed minisign signature with the v1 trusted comment.
+
+use crate::keys::{key_id_hex, load_secret_key};
+use crate::metadata::{format_trusted_comment, UtcTime};
+use crate::SigningError;
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// Largest plugin loaders accept (`spec/plugin-signing.md`): larger files are not signed.
+pub const PLUGIN_MAX_BYTES: u64 = 256 << 20;
+
+/// What [`sign_plugin`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedPlugin {
+    /// The signature file, `PLUGIN.minisig`.
+    pub signature_path: PathBuf,
+    /// The signed metadata (the trusted comment).
+    pub trusted_comment: String,
+    /// Id of the key that signed, as minisign prints it.
+    pub key_id: String,
+}
+
+/// Signs `plugin_path` and writes `PLUGIN.minisig` beside it; returns the signature's path.
+///
+/// The signature is a standard prehashed (`ED`) minisign signature whose trusted comment is
+/// `abkit-plugin v1 name=.. version=.. sha256=.. [expires=..]`, so `minisign -V` verifies it.
+/// `password` is needed only for an encrypted key (nothing is asked on the terminal here).
+/// The name and the expiry are checked before anything is signed; an expiry in the past is
+/// refused. An existing signature file is replaced atomically.
+pub fn sign(
+    key_file: &Path,
+    password: Option<String>,
+    plugin_path: &Path,
+    name: &str,
+    version: u64,
+    expires: Option<UtcTime>,
+) -> Result<PathBuf, SigningError> {
+    Ok(sign_plugin(key_file, password, plugin_path, name, version, expires)?.signature_path)
+}
+
+/// [`sign`], returning what was signed as well.
+pub fn sign_plugin(
+    key_file: &Path,
+    password: Option<String>,
+    plugin_path: &Path,
+    name: &str,
+    version: u64,
+    expires: Option<UtcTime>,
+) -> Result<SignedPlugin, SigningError> {
+    // Validate everything that does not need the key or the file first.
+    format_trusted_comment(name, version, &[0; 32], expires)?;
+    if let Some(t) = expires {
+        if t.is_before(SystemTime::now()) {
+            return Err(SigningError::ExpiresInPast { expires: t.to_string() });
+        }
+    }
+    let sk = load_secret_key(key_file, password)?;
+    let pk = minisign::PublicKey::from_secret_key(&sk).map_err(SigningError::minisign)?;
+    let key_id = key_id_hex(sk.keynum());
+
+    // Read the plugin once: the digest and the signature cover the very same bytes.
+    let bytes = read_plugin(plugin_path)?;
+    let digest: [u8; 32] = Sha256::digest(&bytes).into();
+    let trusted_comment = format_trusted_comment(name, version, &digest, expires)?;
+    let untrusted = format!("signature from abkit secret key {key_id}");
+    let sig = minisign::sign(Some(&pk), &sk, bytes.as_slice(), Some(&trusted_comment), Some(&untrusted))
+        .map_err(SigningError::minisign)?;
+
+    let mut sig_path = plugin_path.as_os_str().to_owned();
+    sig_path.push(".minisig");
+    let signature_path = PathBuf::from(sig_path);
+    write_replacing(&signature_path, sig.into_string().as_bytes())?;
+    Ok(SignedPlugin { signature_path, trusted_comment, key_id })
+}
+
+fn read_plugin(path: &Path) -> Result<Vec<u8>, SigningError> {
+    let f = fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => SigningError::PluginNotFound { path: path.to_path_buf() },
+        _ => SigningError::Io { path: path.to_path_buf(), source: e },
+    })?;
+    let size = f.metadata().map_err(SigningError::io(path))?.len();
+    let too_large = |size| SigningError::PluginTooLarge { path: path.to_path_buf(), size, limit: PLUGIN_MAX_BYTES };
+    if size > PLUGIN_MAX_BYTES {
+        return Err(too_large(size));
+    }
+    let mut bytes = Vec::new();
+    f.take(PLUGIN_MAX_BYTES + 1).read_to_end(&mut bytes).map_err(SigningError::io(path))?;
+    if bytes.len() as u64 > PLUGIN_MAX_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// Writes a temporary file beside `path`, syncs it and renames it over `path`.
+fn write_replacing(path: &Path, bytes: &[u8]) -> Result<(), SigningError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let result = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    result.map_err(|source| {
+        let _ = fs::remove_file(&tmp);
+        SigningError::Io { path: path.to_path_buf(), source }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::keygen;
+
+    #[test]
+    fn signing_writes_a_prehashed_signature_with_the_v1_comment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pub_path, key) = keygen(dir.path(), "k", None).unwrap();
+        let plugin = dir.path().join("libx.so");
+        fs::write(&plugin, b"not really a library").unwrap();
+        let expires: UtcTime = "2999-01-01T00:00:00Z".parse().unwrap();
+        let signed = sign_plugin(&key, None, &plugin, "switchback", 3, Some(expires)).unwrap();
+        assert_eq!(signed.signature_path, dir.path().join("libx.so.minisig"));
+        let digest = crate::metadata::hex(&Sha256::digest(b"not really a library").into());
+        assert_eq!(
+            signed.trusted_comment,
+            format!("abkit-plugin v1 name=switchback version=3 sha256={digest} expires=2999-01-01T00:00:00Z")
+        );
+        let text = fs::read_to_string(&signed.signature_path).unwrap();
+        let sig_box = minisign::SignatureBox::from_string(&text).unwrap();
+        assert!(sig_box.is_prehashed());
+        assert_eq!(sig_box.trusted_comment().unwrap(), signed.trusted_comment);
+        let pk = minisign::PublicKey::from_file(&pub_path).unwrap();
+        minisign::verify(&pk, &sig_box, fs::File::open(&plugin).unwrap(), true, false, false).unwrap();
+    }
+
+    #[test]
+    fn bad_input_is_refused_before_signing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, key) = keygen(dir.path(), "k", None).unwrap();
+        let plugin = dir.path().join("p.so");
+        fs::write(&plugin, b"x").unwrap();
+        let past: UtcTime = "2001-01-01T00:00:00Z".parse().unwrap();
+        let cases = [
+            sign(&key, None, &plugin, "Bad Name", 1, None).unwrap_err(),
+            sign(&key, None, &plugin, "ok", 1, Some(past)).unwrap_err(),
+            sign(&key, None, &dir.path().join("missing.so"), "ok", 1, None).unwrap_err(),
+            sign(&dir.path().join("missing.key"), None, &plugin, "ok", 1, None).unwrap_err(),
+        ];
+        assert!(matches!(cases[0], SigningError::InvalidName { .. }), "{}", cases[0]);
+        assert!(matches!(cases[1], SigningError::ExpiresInPast { .. }), "{}", cases[1]);
+        assert!(matches!(cases[2], SigningError::PluginNotFound { .. }), "{}", cases[2]);
+        assert!(matches!(cases[3], SigningError::KeyNotFound { .. }), "{}", cases[3]);
+        assert!(!dir.path().join("p.so.minisig").exists());
+    }
+}

@@ -1,0 +1,73 @@
+//! Builds the plugins the tests load — the three reference strategies and the hostile fixtures
+//! of `tests/fixtures/` — with cargo, each set into its own target directory (never the one
+//! the tests run from, so no fixture can be compiled against a wrong copy of the interface).
+//! Concurrent test binaries are serialised by cargo's own lock; a second build is a no-op.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn target_base() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+fn cargo_build(args: &[&str], target_dir: &Path) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let out = Command::new(cargo)
+        .arg("build")
+        .args(args)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(workspace_root())
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build test plugins: {e}"));
+    assert!(
+        out.status.success(),
+        "building test plugins failed ({args:?}):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+struct Dirs {
+    reference: PathBuf,
+    fixtures: PathBuf,
+}
+
+fn built() -> &'static Dirs {
+    static DIRS: OnceLock<Dirs> = OnceLock::new();
+    DIRS.get_or_init(|| {
+        let reference = target_base().join("test-plugins");
+        cargo_build(
+            &["-p", "abkit-strategy-weighted-hash", "-p", "abkit-strategy-switchback", "-p", "abkit-strategy-cluster"],
+            &reference,
+        );
+        let fixtures = target_base().join("test-fixtures");
+        let manifest = workspace_root().join("tests/fixtures/Cargo.toml");
+        cargo_build(&["--manifest-path", manifest.to_str().unwrap_or_default()], &fixtures);
+        Dirs { reference: reference.join("debug"), fixtures: fixtures.join("debug") }
+    })
+}
+
+/// A reference strategy library, e.g. `reference("weighted-hash")`.
+pub fn reference(name: &str) -> PathBuf {
+    let p = built().reference.join(format!("libabkit_strategy_{}.so", name.replace('-', "_")));
+    assert!(p.exists(), "reference plugin {} was not built", p.display());
+    p
+}
+
+/// A fixture library of `tests/fixtures/`, e.g. `fixture("runtime-hostile")`.
+pub fn fixture(name: &str) -> PathBuf {
+    let p = built().fixtures.join(format!("libfixture_{}.so", name.replace('-', "_")));
+    assert!(p.exists(), "fixture {} was not built", p.display());
+    p
+}
