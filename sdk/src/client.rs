@@ -1,30 +1,43 @@
-//! [`Sdk`]: what a service holds and calls `assign` on.
+//! [`Sdk`]: what a service holds and calls `assign` on, and how it is reloaded.
 
 use crate::assignment::Assignment;
 use crate::config::Config;
 use crate::error::Error;
+use crate::guard::{self, GuardConfig};
 use crate::plugins::{PluginManager, PluginOptions};
 use crate::probe::ProbeConfig;
 use crate::registry::{Registry, Snapshot};
-use crate::status::Status;
+use crate::reload::ReloadReport;
+use crate::status::{PluginState, Refusal, Status};
 use crate::strategy::DemotionPolicy;
 use crate::unit::Unit;
-use std::path::Path;
+use arc_swap::ArcSwapOption;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The abkit client. Cheap to share (`Arc<Sdk>` or `&Sdk`); `assign` never blocks or fails.
 #[derive(Debug)]
 pub struct Sdk {
     registry: Registry,
-    /// Plugin state across reloads; locked only by reloads, never by `assign`.
-    plugins: Mutex<PluginManager>,
+    /// Reload state; locked only by reloads (one at a time), never by `assign`.
+    control: Mutex<Control>,
+    last_report: ArcSwapOption<ReloadReport>,
+}
+
+#[derive(Debug)]
+struct Control {
+    plugins: PluginManager,
+    source: Option<PathBuf>,
+    guards: GuardConfig,
 }
 
 /// Options for building an [`Sdk`].
 #[derive(Debug, Clone, Default)]
 pub struct SdkBuilder {
     options: PluginOptions,
+    guards: GuardConfig,
+    source: Option<PathBuf>,
 }
 
 impl SdkBuilder {
@@ -40,19 +53,44 @@ impl SdkBuilder {
         self
     }
 
-    /// Builds the client: loads, verifies and probes the configuration's plugins. A refused
-    /// plugin does not fail the build: its experiments use `builtin:hash-v1` and
-    /// [`Sdk::status`] says why. Only an invalid configuration is an error.
+    /// The guards a reload candidate must pass (sample ratio, reassignment).
+    pub fn guards(mut self, guards: GuardConfig) -> Self {
+        self.guards = guards;
+        self
+    }
+
+    /// The most distinct plugin libraries the process may map (default 256; each costs memory
+    /// for the life of the process since libraries are never unloaded).
+    pub fn max_libraries(mut self, cap: usize) -> Self {
+        self.options.max_libraries = cap;
+        self
+    }
+
+    /// Builds the client from a validated configuration: loads, verifies and probes its
+    /// plugins. A refused plugin does not fail the build: its experiments use
+    /// `builtin:hash-v1` and [`Sdk::status`] says why. Only an invalid configuration is an error.
     pub fn build(self, config: Config) -> Result<Sdk, Error> {
-        let mut manager = PluginManager::new(self.options);
-        let resolution = manager.resolve(&config, SystemTime::now());
+        let mut plugins = PluginManager::new(self.options);
+        let (resolution, pending) = plugins.resolve(&config, SystemTime::now());
         let snapshot = Snapshot::build_resolved(config, 1, resolution)?;
-        Ok(Sdk { registry: Registry::new(snapshot), plugins: Mutex::new(manager) })
+        plugins.commit(pending);
+        Ok(Sdk {
+            registry: Registry::new(snapshot),
+            control: Mutex::new(Control { plugins, source: self.source, guards: self.guards }),
+            last_report: ArcSwapOption::empty(),
+        })
+    }
+
+    /// Reads, validates and serves a configuration file; [`Sdk::reload`] re-reads it.
+    pub fn build_from_file(mut self, path: impl AsRef<Path>) -> Result<Sdk, Error> {
+        let config = Config::from_file(path.as_ref())?;
+        self.source = Some(path.as_ref().to_path_buf());
+        self.build(config)
     }
 }
 
 impl Sdk {
-    /// Options for building a client (probe budget, demotion policy).
+    /// Options for building a client (probe budget, demotion policy, guards).
     pub fn builder() -> SdkBuilder {
         SdkBuilder::default()
     }
@@ -62,9 +100,9 @@ impl Sdk {
         Sdk::builder().build(config)
     }
 
-    /// Reads, validates and serves a TOML configuration file.
+    /// Reads, validates and serves a TOML configuration file ([`Sdk::reload`] re-reads it).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Sdk, Error> {
-        Sdk::from_config(Config::from_file(path.as_ref())?)
+        Sdk::builder().build_from_file(path)
     }
 
     /// Validates and serves TOML text (relative paths resolve against the current directory).
@@ -84,22 +122,96 @@ impl Sdk {
         self.registry.snapshot()
     }
 
-    /// What serves now: plugins (active / last good / fallback, with refusal reasons) and, per
-    /// experiment, which strategy really decides, with live counters.
+    /// What serves now: plugins and, per experiment, which strategy really decides, with live
+    /// counters; plus the last reload report.
     pub fn status(&self) -> Status {
-        self.registry.load().status()
+        let mut status = self.registry.load().status();
+        status.last_reload = self.last_reload().map(|r| (*r).clone());
+        status
     }
 
-    /// Applies a new validated configuration: resolves its plugins (a refused plugin keeps its
-    /// last good version), builds a complete snapshot off the hot path and publishes it with one
-    /// atomic store. Readers never block. Returns the new snapshot's status.
-    pub fn apply(&self, config: Config) -> Result<Status, Error> {
-        let mut manager = self.plugins.lock().unwrap_or_else(|p| p.into_inner());
-        let generation = self.registry.load().generation() + 1;
-        let resolution = manager.resolve(&config, SystemTime::now());
-        let snapshot = Snapshot::build_resolved(config, generation, resolution)?;
-        let status = snapshot.status();
-        self.registry.publish(snapshot);
-        Ok(status)
+    /// The report of the last reload attempt, if any.
+    pub fn last_reload(&self) -> Option<Arc<ReloadReport>> {
+        self.last_report.load_full()
+    }
+
+    /// The configuration file this client was built from, if any.
+    pub fn config_path(&self) -> Option<PathBuf> {
+        self.control.lock().unwrap_or_else(|p| p.into_inner()).source.clone()
+    }
+
+    /// Re-reads the configuration file the client was built from and reloads it.
+    pub fn reload(&self) -> ReloadReport {
+        self.reload_from_source("api")
+    }
+
+    /// [`Sdk::reload`] with the trigger named in the report (`file`, `sighup` ...).
+    pub fn reload_from_source(&self, trigger: &str) -> ReloadReport {
+        let Some(path) = self.config_path() else {
+            let refusal = Refusal::new("config", "no_config_file", "this client was not built from a file; use reload_with".into());
+            return self.finish(ReloadReport::refused_early(trigger, self.registry.load().generation(), refusal), Instant::now());
+        };
+        match Config::from_file(&path) {
+            Ok(config) => self.reload_with(config, trigger),
+            Err(e) => {
+                let started = Instant::now();
+                let refusal = Refusal::new("config", "invalid_config", e.to_string());
+                self.finish(ReloadReport::refused_early(trigger, self.registry.load().generation(), refusal), started)
+            }
+        }
+    }
+
+    /// Reloads with a validated configuration: resolves its plugins, builds a complete
+    /// candidate snapshot off the hot path, runs the guards, and publishes it with one atomic
+    /// store — or refuses it whole, leaving what serves untouched. Readers never block.
+    ///
+    /// Refused when: a plugin that has a good version gets a refused candidate artifact (its
+    /// good version keeps serving), or a guard fails. A plugin that never had a good version
+    /// does not block a reload: its experiments stay on `builtin:hash-v1`, reported.
+    pub fn reload_with(&self, config: Config, trigger: &str) -> ReloadReport {
+        let started = Instant::now();
+        let mut control = self.control.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.registry.snapshot();
+        let now = SystemTime::now();
+        let (resolution, pending) = control.plugins.resolve(&config, now);
+        let candidate = match Snapshot::build_resolved(config, current.generation() + 1, resolution) {
+            Ok(s) => s,
+            Err(e) => {
+                let refusal = Refusal::new("config", "invalid_config", e.to_string());
+                return self.finish(ReloadReport::refused_early(trigger, current.generation(), refusal), started);
+            }
+        };
+        let (old_status, new_status) = (current.status(), candidate.status());
+        let mut report = ReloadReport::compare(trigger, &current, &old_status, &candidate, &new_status);
+        if let Some(p) = new_status.plugins.iter().find(|p| p.state == PluginState::LastGood) {
+            let r = p.refusal.clone().unwrap_or_else(|| Refusal::new("plugin", "refused", String::new()));
+            report.refusal = Some(Refusal::new(r.step, r.reason, format!("plugin \"{}\": {}", p.name, r.message)));
+        } else {
+            let now_ms = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            report.guards = guard::check(&current, &candidate, &control.guards, now_ms);
+            if let Some(g) = report.guards.iter().find(|g| !g.passed) {
+                let reason = if g.guard == "sample_ratio" { "guard_sample_ratio" } else { "guard_reassignment" };
+                report.refusal = Some(Refusal::new("guard", reason, format!("experiment \"{}\": {}", g.experiment, g.detail)));
+            }
+        }
+        if report.refusal.is_none() {
+            report.accepted = true;
+            report.generation = candidate.generation();
+            self.registry.publish(candidate);
+            control.plugins.commit(pending);
+        }
+        drop(control);
+        self.finish(report, started)
+    }
+
+    fn finish(&self, mut report: ReloadReport, started: Instant) -> ReloadReport {
+        report.duration_us = started.elapsed().as_micros() as u64;
+        match &report.refusal {
+            None => tracing::info!(trigger = %report.trigger, generation = report.generation, duration_us = report.duration_us, "reload accepted"),
+            Some(r) => tracing::warn!(trigger = %report.trigger, step = r.step, reason = r.reason, "reload refused: {}", r.message),
+        }
+        crate::metrics::reload(&report);
+        self.last_report.store(Some(Arc::new(report.clone())));
+        report
     }
 }

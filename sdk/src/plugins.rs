@@ -12,7 +12,7 @@ use crate::loader::{self, LoadContext, LoadedPlugin, PluginCache};
 use crate::probe::{self, ProbeConfig};
 use crate::status::{ExperimentStatus, PluginState, PluginStatus, Refusal, ServingPlugin};
 use crate::strategy::{DemotionPolicy, PluginStrategy};
-use crate::trust::{TrustStore, VersionLedger};
+use crate::trust::{SignedMetadata, TrustStore, VersionLedger};
 use abkit_strategy_api::abi_stable::std_types::{RResult, RStr};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
@@ -26,11 +26,25 @@ pub(crate) struct Resolution {
     pub(crate) experiments: Vec<ExperimentStatus>,
 }
 
+/// What to remember once a candidate goes live (nothing is remembered for a refused one).
+#[derive(Debug, Default)]
+pub(crate) struct PendingCommit {
+    accepted: Vec<(LoadedPlugin, SignedMetadata, bool)>,
+}
+
 /// Options of plugin handling.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct PluginOptions {
     pub(crate) probe: ProbeConfig,
     pub(crate) demotion: DemotionPolicy,
+    /// Most distinct plugin libraries this process may map (they are never unloaded).
+    pub(crate) max_libraries: usize,
+}
+
+impl Default for PluginOptions {
+    fn default() -> Self {
+        PluginOptions { probe: ProbeConfig::default(), demotion: DemotionPolicy::default(), max_libraries: 256 }
+    }
 }
 
 /// Long-lived plugin state across reloads (held by the SDK, never touched by `assign`).
@@ -47,9 +61,25 @@ impl PluginManager {
         PluginManager { options, ..Default::default() }
     }
 
-    /// Resolves every experiment's strategy for `config`.
-    pub(crate) fn resolve(&mut self, config: &Config, now: SystemTime) -> Resolution {
+    /// Remembers the versions and libraries of a candidate that went live.
+    pub(crate) fn commit(&mut self, pending: PendingCommit) {
+        for (loaded, meta, unsigned) in pending.accepted {
+            if !unsigned {
+                if let Some(ledger) = self.ledger.as_mut() {
+                    if let Err(e) = ledger.record(&meta) {
+                        tracing::error!(plugin = %meta.name, "cannot persist the accepted version: {e}");
+                    }
+                }
+            }
+            self.last_good.insert(meta.name.clone(), loaded);
+        }
+    }
+
+    /// Resolves every experiment's strategy for `config`; nothing is remembered until
+    /// [`PluginManager::commit`] is called with the returned pending commit.
+    pub(crate) fn resolve(&mut self, config: &Config, now: SystemTime) -> (Resolution, PendingCommit) {
         let mut res = Resolution::default();
+        let mut pending = PendingCommit::default();
         let users = |name: &str| -> Vec<&ExperimentConfig> {
             config.experiments.iter().filter(|e| e.strategy == StrategyRef::Plugin(name.to_string())).collect()
         };
@@ -59,7 +89,7 @@ impl PluginManager {
             }
         }
         if config.plugins.is_empty() {
-            return res;
+            return (res, pending);
         }
         let prepared = self.prepare(config);
         for p in &config.plugins {
@@ -69,7 +99,8 @@ impl PluginManager {
                 Err(refusal) => Err(refusal.clone()),
             };
             match outcome {
-                Ok((loaded, strategies, refused_exps)) => {
+                Ok((loaded, meta, strategies, refused_exps)) => {
+                    pending.accepted.push((loaded, meta, config.trust.danger_allow_unsigned));
                     res.plugins.push(PluginStatus::new(p, PluginState::Active, Some(ServingPlugin::from(loaded.identity)), None));
                     install(&mut res, strategies, refused_exps);
                 }
@@ -93,7 +124,7 @@ impl PluginManager {
                 }
             }
         }
-        res
+        (res, pending)
     }
 
     /// Trust store, ledger and cache for this config; a failure refuses every plugin of it.
@@ -131,19 +162,20 @@ impl PluginManager {
         cache: &PluginCache,
         config: &Config,
         now: SystemTime,
-    ) -> Result<(LoadedPlugin, Vec<(String, Arc<PluginStrategy>)>, Vec<(String, Refusal)>), Refusal> {
+    ) -> Result<(LoadedPlugin, SignedMetadata, Vec<(String, Arc<PluginStrategy>)>, Vec<(String, Refusal)>), Refusal> {
         let ledger = self.ledger.get_or_insert_with(VersionLedger::in_memory);
-        let cx = LoadContext { trust, ledger, cache, allow_unsigned: config.trust.danger_allow_unsigned, now };
+        let cx = LoadContext {
+            trust,
+            ledger,
+            cache,
+            allow_unsigned: config.trust.danger_allow_unsigned,
+            now,
+            max_libraries: self.options.max_libraries,
+        };
         let (loaded, meta) = loader::load(p, &cx).map_err(|e| Refusal::new(e.step(), e.reason(), e.to_string()))?;
         let (strategies, refused) = self.instantiate_all(loaded, exps, now)?;
-        if !config.trust.danger_allow_unsigned {
-            if let Some(ledger) = self.ledger.as_mut() {
-                ledger.record(&meta).map_err(|e| Refusal::new("rollback", e.reason(), e.to_string()))?;
-            }
-        }
-        self.last_good.insert(p.name.clone(), loaded);
-        tracing::info!(plugin = %p.name, version = meta.version, experiments = strategies.len(), "plugin accepted");
-        Ok((loaded, strategies, refused))
+        tracing::info!(plugin = %p.name, version = meta.version, experiments = strategies.len(), "plugin candidate passed load and probe");
+        Ok((loaded, meta, strategies, refused))
     }
 
     /// Instantiates and probes the plugin for each experiment. A strategy constructor that

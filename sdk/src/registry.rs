@@ -81,6 +81,7 @@ impl Snapshot {
             danger_unsigned_plugins: self.config.trust.danger_allow_unsigned,
             plugins: self.plugins.clone(),
             experiments,
+            last_reload: None,
         }
     }
 

@@ -103,7 +103,7 @@ impl ExperimentStatus {
 }
 
 /// The whole status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Status {
     /// Snapshot generation (1 = the first, +1 per accepted reload).
     pub generation: u64,
@@ -115,6 +115,8 @@ pub struct Status {
     pub plugins: Vec<PluginStatus>,
     /// Experiments.
     pub experiments: Vec<ExperimentStatus>,
+    /// The last reload attempt (accepted or refused), if any.
+    pub last_reload: Option<crate::reload::ReloadReport>,
 }
 
 impl std::fmt::Display for Status {
@@ -146,6 +148,9 @@ impl std::fmt::Display for Status {
             if let Some(r) = &e.refusal {
                 writeln!(f, "  refused at {} ({}): {}", r.step, r.reason, r.message)?;
             }
+        }
+        if let Some(r) = &self.last_reload {
+            write!(f, "last {r}")?;
         }
         Ok(())
     }

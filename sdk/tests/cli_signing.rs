@@ -9,7 +9,10 @@ const PASSWORD_ENV: &str = "ABKIT_KEY_PASSWORD";
 
 fn abkit(args: &[&str], password: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_abkit"));
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     match password {
         Some(p) => cmd.env(PASSWORD_ENV, p),
         None => cmd.env_remove(PASSWORD_ENV),
@@ -47,12 +50,33 @@ impl Setup {
     /// An unencrypted key pair named `name` in `keys/`.
     fn key(&self, name: &str) -> (PathBuf, PathBuf) {
         let out = self.dir.path().join("keys");
-        expect(&abkit(&["keygen", "--out", s(&out), "--name", name, "--unencrypted"], None), 0);
-        (out.join(format!("{name}.pub")), out.join(format!("{name}.key")))
+        expect(
+            &abkit(
+                &["keygen", "--out", s(&out), "--name", name, "--unencrypted"],
+                None,
+            ),
+            0,
+        );
+        (
+            out.join(format!("{name}.pub")),
+            out.join(format!("{name}.key")),
+        )
     }
 
     fn sign(&self, key: &Path, name: &str, version: &str) -> Output {
-        abkit(&["sign", "--key", s(key), "--name", name, "--plugin-version", version, s(&self.plugin)], None)
+        abkit(
+            &[
+                "sign",
+                "--key",
+                s(key),
+                "--name",
+                name,
+                "--plugin-version",
+                version,
+                s(&self.plugin),
+            ],
+            None,
+        )
     }
 }
 
@@ -60,21 +84,39 @@ impl Setup {
 fn keygen_unencrypted_warns_loudly_and_prints_the_key_to_trust() {
     let t = Setup::new();
     let out = t.dir.path().join("keys");
-    let (stdout, stderr) = expect(&abkit(&["keygen", "--out", s(&out), "--unencrypted"], None), 0);
-    assert!(stderr.contains("WARNING") && stderr.contains("WITHOUT a password"), "{stderr}");
+    let (stdout, stderr) = expect(
+        &abkit(&["keygen", "--out", s(&out), "--unencrypted"], None),
+        0,
+    );
+    assert!(
+        stderr.contains("WARNING") && stderr.contains("WITHOUT a password"),
+        "{stderr}"
+    );
     let pub_text = std::fs::read_to_string(out.join("abkit.pub")).unwrap();
     let pub_line = pub_text.lines().nth(1).unwrap();
-    assert!(stdout.contains(&format!("public_keys = [\"{pub_line}\"]")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("public_keys = [\"{pub_line}\"]")),
+        "{stdout}"
+    );
     let key_id = pub_text.lines().next().unwrap().rsplit(' ').next().unwrap();
-    assert!(stdout.contains(&format!("key id:      {key_id}")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("key id:      {key_id}")),
+        "{stdout}"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(out.join("abkit.key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(out.join("abkit.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     // Never overwrites.
-    let (_, stderr) = expect(&abkit(&["keygen", "--out", s(&out), "--unencrypted"], None), 1);
+    let (_, stderr) = expect(
+        &abkit(&["keygen", "--out", s(&out), "--unencrypted"], None),
+        1,
+    );
     assert!(stderr.contains("already exists"), "{stderr}");
 }
 
@@ -83,27 +125,62 @@ fn sign_then_verify_prints_the_signed_metadata() {
     let t = Setup::new();
     let (public, secret) = t.key("ops");
     let out = abkit(
-        &["sign", "--key", s(&secret), "--name", "switchback", "--plugin-version", "7"]
-            .into_iter()
-            .chain(["--expires", "2999-12-31T00:00:00Z", s(&t.plugin)])
-            .collect::<Vec<_>>(),
+        &[
+            "sign",
+            "--key",
+            s(&secret),
+            "--name",
+            "switchback",
+            "--plugin-version",
+            "7",
+        ]
+        .into_iter()
+        .chain(["--expires", "2999-12-31T00:00:00Z", s(&t.plugin)])
+        .collect::<Vec<_>>(),
         None,
     );
     let (stdout, _) = expect(&out, 0);
     assert!(stdout.contains("libswitchback.so.minisig"), "{stdout}");
-    assert!(stdout.contains("abkit-plugin v1 name=switchback version=7 sha256="), "{stdout}");
+    assert!(
+        stdout.contains("abkit-plugin v1 name=switchback version=7 sha256="),
+        "{stdout}"
+    );
 
-    let (stdout, stderr) =
-        expect(&abkit(&["verify", "--pubkey", s(&public), "--name", "switchback", s(&t.plugin)], None), 0);
-    for line in ["name:    switchback", "version: 7", "expires: 2999-12-31T00:00:00Z", "key id:  ", "sha256:  "] {
+    let (stdout, stderr) = expect(
+        &abkit(
+            &[
+                "verify",
+                "--pubkey",
+                s(&public),
+                "--name",
+                "switchback",
+                s(&t.plugin),
+            ],
+            None,
+        ),
+        0,
+    );
+    for line in [
+        "name:    switchback",
+        "version: 7",
+        "expires: 2999-12-31T00:00:00Z",
+        "key id:  ",
+        "sha256:  ",
+    ] {
         assert!(stdout.contains(line), "{line:?} not in {stdout}");
     }
     assert!(!stderr.contains("note:"), "{stderr}");
 
     // Without --name, the signed name is used, and the tool says so.
-    let (stdout, stderr) = expect(&abkit(&["verify", "--pubkey", s(&public), s(&t.plugin)], None), 0);
+    let (stdout, stderr) = expect(
+        &abkit(&["verify", "--pubkey", s(&public), s(&t.plugin)], None),
+        0,
+    );
     assert!(stdout.contains("name:    switchback"), "{stdout}");
-    assert!(stderr.contains("no --name given") && stderr.contains("`switchback`"), "{stderr}");
+    assert!(
+        stderr.contains("no --name given") && stderr.contains("`switchback`"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -113,24 +190,91 @@ fn verify_refuses_with_the_reason_and_exit_1() {
     let (stranger, _) = t.key("stranger");
     expect(&t.sign(&secret, "switchback", "1"), 0);
 
-    let (_, e) = expect(&abkit(&["verify", "--pubkey", s(&public), "--name", "cluster", s(&t.plugin)], None), 1);
-    assert!(e.contains("refused (name_mismatch)") && e.contains("`cluster`"), "{e}");
+    let (_, e) = expect(
+        &abkit(
+            &[
+                "verify",
+                "--pubkey",
+                s(&public),
+                "--name",
+                "cluster",
+                s(&t.plugin),
+            ],
+            None,
+        ),
+        1,
+    );
+    assert!(
+        e.contains("refused (name_mismatch)") && e.contains("`cluster`"),
+        "{e}"
+    );
 
-    let (_, e) = expect(&abkit(&["verify", "--pubkey", s(&stranger), s(&t.plugin)], None), 1);
-    assert!(e.contains("refused (unknown_key_id)") && e.contains("not trusted"), "{e}");
+    let (_, e) = expect(
+        &abkit(&["verify", "--pubkey", s(&stranger), s(&t.plugin)], None),
+        1,
+    );
+    assert!(
+        e.contains("refused (unknown_key_id)") && e.contains("not trusted"),
+        "{e}"
+    );
 
     // Rotation: trusting both keys accepts it.
-    expect(&abkit(&["verify", "--pubkey", s(&stranger), "--pubkey", s(&public), s(&t.plugin)], None), 0);
+    expect(
+        &abkit(
+            &[
+                "verify",
+                "--pubkey",
+                s(&stranger),
+                "--pubkey",
+                s(&public),
+                s(&t.plugin),
+            ],
+            None,
+        ),
+        0,
+    );
 
     let sig = t.dir.path().join("libswitchback.so.minisig");
     let moved = t.dir.path().join("elsewhere.minisig");
     std::fs::rename(&sig, &moved).unwrap();
-    let (_, e) = expect(&abkit(&["verify", "--pubkey", s(&public), s(&t.plugin)], None), 1);
-    assert!(e.contains("refused (signature_missing)") && e.contains(s(&sig)), "{e}");
-    expect(&abkit(&["verify", "--pubkey", s(&public), s(&t.plugin), "--signature", s(&moved)], None), 0);
+    let (_, e) = expect(
+        &abkit(&["verify", "--pubkey", s(&public), s(&t.plugin)], None),
+        1,
+    );
+    assert!(
+        e.contains("refused (signature_missing)") && e.contains(s(&sig)),
+        "{e}"
+    );
+    expect(
+        &abkit(
+            &[
+                "verify",
+                "--pubkey",
+                s(&public),
+                s(&t.plugin),
+                "--signature",
+                s(&moved),
+            ],
+            None,
+        ),
+        0,
+    );
 
     std::fs::write(&t.plugin, b"\x7fELF a tampered plugin").unwrap();
-    let (_, e) = expect(&abkit(&["verify", "--pubkey", s(&public), s(&t.plugin), "--signature", s(&moved)], None), 1);
+    let (_, e) = expect(
+        &abkit(
+            &[
+                "verify",
+                "--pubkey",
+                s(&public),
+                s(&t.plugin),
+                "--signature",
+                s(&moved),
+            ],
+            None,
+        ),
+        1,
+    );
     assert!(e.contains("refused (bad_signature)"), "{e}");
     assert!(e.contains(s(&t.plugin)), "{e}");
 }
@@ -141,10 +285,29 @@ fn sign_refuses_bad_input_with_the_fix() {
     let (_, secret) = t.key("ops");
     let (_, e) = expect(&t.sign(&secret, "Not A Name", "1"), 1);
     assert!(e.contains("invalid plugin name"), "{e}");
-    let (_, e) = expect(&t.sign(&t.dir.path().join("none.key"), "switchback", "1"), 1);
+    let (_, e) = expect(
+        &t.sign(&t.dir.path().join("none.key"), "switchback", "1"),
+        1,
+    );
     assert!(e.contains("run `abkit keygen"), "{e}");
-    let args = ["sign", "--key", s(&secret), "--name", "x", "--plugin-version", "1", "--expires", "tomorrow"];
-    let (_, e) = expect(&abkit(&args.into_iter().chain([s(&t.plugin)]).collect::<Vec<_>>(), None), 1);
+    let args = [
+        "sign",
+        "--key",
+        s(&secret),
+        "--name",
+        "x",
+        "--plugin-version",
+        "1",
+        "--expires",
+        "tomorrow",
+    ];
+    let (_, e) = expect(
+        &abkit(
+            &args.into_iter().chain([s(&t.plugin)]).collect::<Vec<_>>(),
+            None,
+        ),
+        1,
+    );
     assert!(e.contains("YYYY-MM-DDTHH:MM:SSZ"), "{e}");
     expect(&t.sign(&secret, "switchback", "-1"), 2); // usage error (clap)
     expect(&abkit(&["verify", s(&t.plugin)], None), 2); // --pubkey is required
@@ -155,12 +318,40 @@ fn sign_refuses_bad_input_with_the_fix() {
 fn an_encrypted_key_takes_its_password_from_the_environment() {
     let t = Setup::new();
     let out = t.dir.path().join("keys");
-    let (_, stderr) = expect(&abkit(&["keygen", "--out", s(&out), "--name", "enc"], Some("hunter2 but longer")), 0);
+    let (_, stderr) = expect(
+        &abkit(
+            &["keygen", "--out", s(&out), "--name", "enc"],
+            Some("hunter2 but longer"),
+        ),
+        0,
+    );
     assert!(!stderr.contains("WARNING"), "{stderr}");
     let (public, secret) = (out.join("enc.pub"), out.join("enc.key"));
-    let sign = ["sign", "--key", s(&secret), "--name", "cluster", "--plugin-version", "3", s(&t.plugin)];
+    let sign = [
+        "sign",
+        "--key",
+        s(&secret),
+        "--name",
+        "cluster",
+        "--plugin-version",
+        "3",
+        s(&t.plugin),
+    ];
     let (_, e) = expect(&abkit(&sign, Some("wrong")), 1);
     assert!(e.contains("wrong password"), "{e}");
     expect(&abkit(&sign, Some("hunter2 but longer")), 0);
-    expect(&abkit(&["verify", "--pubkey", s(&public), "--name", "cluster", s(&t.plugin)], None), 0);
+    expect(
+        &abkit(
+            &[
+                "verify",
+                "--pubkey",
+                s(&public),
+                "--name",
+                "cluster",
+                s(&t.plugin),
+            ],
+            None,
+        ),
+        0,
+    );
 }

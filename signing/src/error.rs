@@ -39,13 +39,17 @@ pub enum SigningError {
         expires: String,
     },
     /// The secret key file does not exist.
-    #[error("secret key {path} not found; run `abkit keygen --out DIR` first, or pass the right --key")]
+    #[error(
+        "secret key {path} not found; run `abkit keygen --out DIR` first, or pass the right --key"
+    )]
     KeyNotFound {
         /// The missing file.
         path: PathBuf,
     },
     /// A key file that keygen would write already exists.
-    #[error("{path} already exists and keys are never overwritten; choose another --name or --out")]
+    #[error(
+        "{path} already exists and keys are never overwritten; choose another --name or --out"
+    )]
     KeyExists {
         /// The existing file.
         path: PathBuf,
@@ -74,7 +78,9 @@ pub enum SigningError {
     #[error("empty password; choose a password, or pass --unencrypted for a key without one")]
     EmptyPassword,
     /// The password could not be read from the terminal.
-    #[error("cannot ask for the password ({source}); set ABKIT_KEY_PASSWORD instead")]
+    #[error(
+        "cannot ask for the password on a terminal ({source}); set ABKIT_KEY_PASSWORD instead"
+    )]
     PasswordPrompt {
         /// Why reading the terminal failed.
         source: std::io::Error,
@@ -121,6 +127,8 @@ impl SigningError {
     }
 
     pub(crate) fn minisign(e: minisign::PError) -> SigningError {
-        SigningError::Minisign { detail: e.to_string() }
+        SigningError::Minisign {
+            detail: e.to_string(),
+        }
     }
 }

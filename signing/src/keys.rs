@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 const KEY_FILE_MAX_BYTES: u64 = 64 << 10;
 /// Bytes of a decoded minisign secret key.
 const SECRET_KEY_BYTES: usize = 158;
+/// Bytes of the checksum that ends a decoded secret key.
+const CHECKSUM_BYTES: usize = 32;
 const KDF_NONE: [u8; 2] = [0, 0];
 const KDF_SCRYPT: [u8; 2] = *b"Sc";
 
@@ -28,7 +30,8 @@ fn is_valid_key_name(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= 64
         && b[0].is_ascii_alphanumeric()
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
 }
 
 /// Generates a minisign key pair and writes `out_dir/NAME.pub` and `out_dir/NAME.key` (mode 0600).
@@ -37,9 +40,15 @@ fn is_valid_key_name(name: &str) -> bool {
 /// with `None` it is written unencrypted (as `minisign -G -W`). Nothing is ever asked on
 /// the terminal here, and existing files are never overwritten. `out_dir` is created
 /// (mode 0700) if missing. Returns `(public key path, secret key path)`.
-pub fn keygen(out_dir: &Path, name: &str, password: Option<String>) -> Result<(PathBuf, PathBuf), SigningError> {
+pub fn keygen(
+    out_dir: &Path,
+    name: &str,
+    password: Option<String>,
+) -> Result<(PathBuf, PathBuf), SigningError> {
     if !is_valid_key_name(name) {
-        return Err(SigningError::InvalidKeyName { name: name.to_string() });
+        return Err(SigningError::InvalidKeyName {
+            name: name.to_string(),
+        });
     }
     if password.as_deref() == Some("") {
         return Err(SigningError::EmptyPassword);
@@ -65,7 +74,10 @@ pub fn keygen(out_dir: &Path, name: &str, password: Option<String>) -> Result<(P
     } else {
         format!("abkit secret key {id} (unencrypted)")
     };
-    let sk_text = sk.to_box(Some(&comment)).map_err(SigningError::minisign)?.into_string();
+    let sk_text = sk
+        .to_box(Some(&comment))
+        .map_err(SigningError::minisign)?
+        .into_string();
     let pk_text = pk.to_box().map_err(SigningError::minisign)?.into_string();
 
     write_new(&key_path, sk_text.as_bytes(), 0o600)?;
@@ -96,26 +108,44 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SigningError> {
     #[cfg(not(unix))]
     let _ = mode;
     let mut f = o.open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::AlreadyExists => SigningError::KeyExists { path: path.to_path_buf() },
-        _ => SigningError::Io { path: path.to_path_buf(), source: e },
+        std::io::ErrorKind::AlreadyExists => SigningError::KeyExists {
+            path: path.to_path_buf(),
+        },
+        _ => SigningError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        },
     })?;
-    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(SigningError::io(path))
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(SigningError::io(path))
 }
 
 /// A secret key file read and checked, not yet decrypted.
 struct KeyFile {
     text: String,
+    raw: Vec<u8>,
     encrypted: bool,
 }
 
 fn read_key_file(path: &Path) -> Result<KeyFile, SigningError> {
-    let bad = |detail: &str| SigningError::BadKey { path: path.to_path_buf(), detail: detail.to_string() };
+    let bad = |detail: &str| SigningError::BadKey {
+        path: path.to_path_buf(),
+        detail: detail.to_string(),
+    };
     let f = fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => SigningError::KeyNotFound { path: path.to_path_buf() },
-        _ => SigningError::Io { path: path.to_path_buf(), source: e },
+        std::io::ErrorKind::NotFound => SigningError::KeyNotFound {
+            path: path.to_path_buf(),
+        },
+        _ => SigningError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        },
     })?;
     let mut bytes = Vec::new();
-    f.take(KEY_FILE_MAX_BYTES + 1).read_to_end(&mut bytes).map_err(SigningError::io(path))?;
+    f.take(KEY_FILE_MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(SigningError::io(path))?;
     if bytes.len() as u64 > KEY_FILE_MAX_BYTES {
         return Err(bad("the file is far too large"));
     }
@@ -139,7 +169,11 @@ fn read_key_file(path: &Path) -> Result<KeyFile, SigningError> {
         KDF_SCRYPT => true,
         _ => return Err(bad("unknown key encryption")),
     };
-    Ok(KeyFile { text, encrypted })
+    Ok(KeyFile {
+        text,
+        raw,
+        encrypted,
+    })
 }
 
 /// Whether the secret key in `key_file` is encrypted (needs a password to sign).
@@ -148,19 +182,40 @@ pub fn key_is_encrypted(key_file: &Path) -> Result<bool, SigningError> {
 }
 
 /// Reads and (if encrypted) decrypts a secret key. `password` is ignored for unencrypted keys.
-pub(crate) fn load_secret_key(key_file: &Path, password: Option<String>) -> Result<SecretKey, SigningError> {
+pub(crate) fn load_secret_key(
+    key_file: &Path,
+    password: Option<String>,
+) -> Result<SecretKey, SigningError> {
     let kf = read_key_file(key_file)?;
     let sk_box = SecretKeyBox::from_string(&kf.text).map_err(SigningError::minisign)?;
     if !kf.encrypted {
-        return SecretKey::from_unencrypted_box(sk_box)
-            .map_err(|e| SigningError::BadKey { path: key_file.to_path_buf(), detail: e.to_string() });
+        // `minisign -G -W` (0.10 and later) leaves the checksum of an unencrypted key zeroed,
+        // which the minisign crate reads as corruption: take such a key as it is. Signing
+        // checks the result against the key's own public half, so a damaged key still fails.
+        if kf.raw[SECRET_KEY_BYTES - CHECKSUM_BYTES..]
+            .iter()
+            .all(|&b| b == 0)
+        {
+            return SecretKey::from_bytes(&kf.raw).map_err(SigningError::minisign);
+        }
+        return SecretKey::from_unencrypted_box(sk_box).map_err(|e| SigningError::BadKey {
+            path: key_file.to_path_buf(),
+            detail: e.to_string(),
+        });
     }
     let Some(password) = password else {
-        return Err(SigningError::PasswordRequired { path: key_file.to_path_buf() });
+        return Err(SigningError::PasswordRequired {
+            path: key_file.to_path_buf(),
+        });
     };
     SecretKey::from_box(sk_box, Some(password)).map_err(|e| match e.kind() {
-        minisign::ErrorKind::Verify => SigningError::WrongPassword { path: key_file.to_path_buf() },
-        _ => SigningError::BadKey { path: key_file.to_path_buf(), detail: e.to_string() },
+        minisign::ErrorKind::Verify => SigningError::WrongPassword {
+            path: key_file.to_path_buf(),
+        },
+        _ => SigningError::BadKey {
+            path: key_file.to_path_buf(),
+            detail: e.to_string(),
+        },
     })
 }
 
@@ -191,11 +246,17 @@ mod tests {
     fn an_unencrypted_pair_is_written_with_a_private_secret_key_and_never_overwritten() {
         let dir = tempfile::tempdir().unwrap();
         let (p, k) = keygen(dir.path(), "ops", None).unwrap();
-        assert_eq!((p.file_name().unwrap(), k.file_name().unwrap()), ("ops.pub".as_ref(), "ops.key".as_ref()));
+        assert_eq!(
+            (p.file_name().unwrap(), k.file_name().unwrap()),
+            ("ops.pub".as_ref(), "ops.key".as_ref())
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(&k).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                fs::metadata(&k).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let pub_text = fs::read_to_string(&p).unwrap();
         assert!(pub_text.starts_with("untrusted comment: "), "{pub_text}");
@@ -212,21 +273,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (_, k) = keygen(dir.path(), "enc", Some("s3cret".into())).unwrap();
         assert!(key_is_encrypted(&k).unwrap());
-        assert!(matches!(load_secret_key(&k, None), Err(SigningError::PasswordRequired { .. })));
-        assert!(matches!(load_secret_key(&k, Some("wrong".into())), Err(SigningError::WrongPassword { .. })));
+        assert!(matches!(
+            load_secret_key(&k, None),
+            Err(SigningError::PasswordRequired { .. })
+        ));
+        assert!(matches!(
+            load_secret_key(&k, Some("wrong".into())),
+            Err(SigningError::WrongPassword { .. })
+        ));
         assert!(load_secret_key(&k, Some("s3cret".into())).is_ok());
     }
 
     #[test]
     fn bad_names_passwords_and_key_files_are_refused_with_the_fix() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(keygen(dir.path(), "../x", None), Err(SigningError::InvalidKeyName { .. })));
-        assert!(matches!(keygen(dir.path(), "x", Some(String::new())), Err(SigningError::EmptyPassword)));
+        assert!(matches!(
+            keygen(dir.path(), "../x", None),
+            Err(SigningError::InvalidKeyName { .. })
+        ));
+        assert!(matches!(
+            keygen(dir.path(), "x", Some(String::new())),
+            Err(SigningError::EmptyPassword)
+        ));
         let missing = load_secret_key(&dir.path().join("none.key"), None).unwrap_err();
         assert!(missing.to_string().contains("abkit keygen"), "{missing}");
         let junk = dir.path().join("junk.key");
         fs::write(&junk, "untrusted comment: x\nnot base64!\n").unwrap();
-        assert!(matches!(key_is_encrypted(&junk), Err(SigningError::BadKey { .. })));
+        assert!(matches!(
+            key_is_encrypted(&junk),
+            Err(SigningError::BadKey { .. })
+        ));
     }
 
     #[test]

@@ -50,9 +50,14 @@ pub fn format_trusted_comment(
     expires: Option<UtcTime>,
 ) -> Result<String, SigningError> {
     if !is_valid_name(name) {
-        return Err(SigningError::InvalidName { name: name.to_string() });
+        return Err(SigningError::InvalidName {
+            name: name.to_string(),
+        });
     }
-    let mut c = format!("{FORMAT_TAG} name={name} version={version} sha256={}", hex(sha256));
+    let mut c = format!(
+        "{FORMAT_TAG} name={name} version={version} sha256={}",
+        hex(sha256)
+    );
     if let Some(t) = expires {
         c.push_str(&format!(" expires={t}"));
     }
@@ -81,7 +86,10 @@ impl UtcTime {
 
     /// Whether this time is before `now`.
     pub fn is_before(self, now: SystemTime) -> bool {
-        let now = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         self.unix < now
     }
 }
@@ -91,7 +99,10 @@ impl FromStr for UtcTime {
 
     /// Parses exactly `YYYY-MM-DDTHH:MM:SSZ`.
     fn from_str(s: &str) -> Result<UtcTime, SigningError> {
-        let bad = |detail: &str| SigningError::InvalidExpires { value: s.to_string(), detail: detail.to_string() };
+        let bad = |detail: &str| SigningError::InvalidExpires {
+            value: s.to_string(),
+            detail: detail.to_string(),
+        };
         let b = s.as_bytes();
         if b.len() != 20 {
             return Err(bad("expected 20 characters"));
@@ -112,7 +123,9 @@ impl FromStr for UtcTime {
                 return Err(bad(&format!("unexpected character at position {}", i + 1)));
             }
         }
-        let num = |r: std::ops::Range<usize>| b[r].iter().fold(0i64, |n, &c| n * 10 + i64::from(c - b'0'));
+        let num = |r: std::ops::Range<usize>| {
+            b[r].iter().fold(0i64, |n, &c| n * 10 + i64::from(c - b'0'))
+        };
         let (y, mo, d) = (num(0..4), num(5..7), num(8..10));
         let (h, mi, sec) = (num(11..13), num(14..16), num(17..19));
         if y < 1970 {
@@ -139,7 +152,13 @@ impl fmt::Display for UtcTime {
         let secs = self.unix as i64;
         let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
         let (y, m, d) = civil_from_days(days);
-        write!(f, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3_600, rem % 3_600 / 60, rem % 60)
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+            rem / 3_600,
+            rem % 3_600 / 60,
+            rem % 60
+        )
     }
 }
 
@@ -172,11 +191,16 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_from_march = (5 * day_of_year + 2) / 153;
     let d = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let m = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
+    let m = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
     let y = year_of_era + era * 400 + i64::from(m <= 2);
     (y, m, d)
 }
@@ -228,7 +252,10 @@ mod tests {
             "2027-01-01T00:00:00+00:00",
         ] {
             let e = bad.parse::<UtcTime>().unwrap_err();
-            assert!(matches!(e, SigningError::InvalidExpires { .. }), "{bad}: {e}");
+            assert!(
+                matches!(e, SigningError::InvalidExpires { .. }),
+                "{bad}: {e}"
+            );
             assert!(e.to_string().contains("YYYY-MM-DDTHH:MM:SSZ"), "{e}");
         }
     }
@@ -236,10 +263,19 @@ mod tests {
     #[test]
     fn the_comment_has_the_fields_in_order_and_refuses_bad_names() {
         let c = format_trusted_comment("cluster", 0, &[0; 32], None).unwrap();
-        assert_eq!(c, format!("abkit-plugin v1 name=cluster version=0 sha256={}", "0".repeat(64)));
+        assert_eq!(
+            c,
+            format!(
+                "abkit-plugin v1 name=cluster version=0 sha256={}",
+                "0".repeat(64)
+            )
+        );
         for bad in ["", "Cluster", "-x", "a b", "a=b", &"x".repeat(65)] {
             let e = format_trusted_comment(bad, 1, &[0; 32], None).unwrap_err();
-            assert!(matches!(e, SigningError::InvalidName { .. }), "{bad:?}: {e}");
+            assert!(
+                matches!(e, SigningError::InvalidName { .. }),
+                "{bad:?}: {e}"
+            );
         }
         assert!(is_valid_name(&"x".repeat(64)));
     }

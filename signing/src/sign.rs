@@ -54,7 +54,9 @@ pub fn sign_plugin(
     format_trusted_comment(name, version, &[0; 32], expires)?;
     if let Some(t) = expires {
         if t.is_before(SystemTime::now()) {
-            return Err(SigningError::ExpiresInPast { expires: t.to_string() });
+            return Err(SigningError::ExpiresInPast {
+                expires: t.to_string(),
+            });
         }
     }
     let sk = load_secret_key(key_file, password)?;
@@ -66,28 +68,50 @@ pub fn sign_plugin(
     let digest: [u8; 32] = Sha256::digest(&bytes).into();
     let trusted_comment = format_trusted_comment(name, version, &digest, expires)?;
     let untrusted = format!("signature from abkit secret key {key_id}");
-    let sig = minisign::sign(Some(&pk), &sk, bytes.as_slice(), Some(&trusted_comment), Some(&untrusted))
-        .map_err(SigningError::minisign)?;
+    // Passing the public half makes minisign check the signature it made: a damaged key fails here.
+    let sig = minisign::sign(
+        Some(&pk),
+        &sk,
+        bytes.as_slice(),
+        Some(&trusted_comment),
+        Some(&untrusted),
+    )
+    .map_err(SigningError::minisign)?;
 
     let mut sig_path = plugin_path.as_os_str().to_owned();
     sig_path.push(".minisig");
     let signature_path = PathBuf::from(sig_path);
     write_replacing(&signature_path, sig.into_string().as_bytes())?;
-    Ok(SignedPlugin { signature_path, trusted_comment, key_id })
+    Ok(SignedPlugin {
+        signature_path,
+        trusted_comment,
+        key_id,
+    })
 }
 
 fn read_plugin(path: &Path) -> Result<Vec<u8>, SigningError> {
     let f = fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => SigningError::PluginNotFound { path: path.to_path_buf() },
-        _ => SigningError::Io { path: path.to_path_buf(), source: e },
+        std::io::ErrorKind::NotFound => SigningError::PluginNotFound {
+            path: path.to_path_buf(),
+        },
+        _ => SigningError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        },
     })?;
     let size = f.metadata().map_err(SigningError::io(path))?.len();
-    let too_large = |size| SigningError::PluginTooLarge { path: path.to_path_buf(), size, limit: PLUGIN_MAX_BYTES };
+    let too_large = |size| SigningError::PluginTooLarge {
+        path: path.to_path_buf(),
+        size,
+        limit: PLUGIN_MAX_BYTES,
+    };
     if size > PLUGIN_MAX_BYTES {
         return Err(too_large(size));
     }
     let mut bytes = Vec::new();
-    f.take(PLUGIN_MAX_BYTES + 1).read_to_end(&mut bytes).map_err(SigningError::io(path))?;
+    f.take(PLUGIN_MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(SigningError::io(path))?;
     if bytes.len() as u64 > PLUGIN_MAX_BYTES {
         return Err(too_large(bytes.len() as u64));
     }
@@ -107,7 +131,10 @@ fn write_replacing(path: &Path, bytes: &[u8]) -> Result<(), SigningError> {
     })();
     result.map_err(|source| {
         let _ = fs::remove_file(&tmp);
-        SigningError::Io { path: path.to_path_buf(), source }
+        SigningError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
 
@@ -136,7 +163,37 @@ mod tests {
         assert!(sig_box.is_prehashed());
         assert_eq!(sig_box.trusted_comment().unwrap(), signed.trusted_comment);
         let pk = minisign::PublicKey::from_file(&pub_path).unwrap();
-        minisign::verify(&pk, &sig_box, fs::File::open(&plugin).unwrap(), true, false, false).unwrap();
+        minisign::verify(
+            &pk,
+            &sig_box,
+            fs::File::open(&plugin).unwrap(),
+            true,
+            false,
+            false,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn keys_without_checksum_sign_and_damaged_ones_do_not() {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let dir = tempfile::tempdir().unwrap();
+        let (_, key) = keygen(dir.path(), "k", None).unwrap();
+        let plugin = dir.path().join("p.so");
+        fs::write(&plugin, b"x").unwrap();
+        let text = fs::read_to_string(&key).unwrap();
+        let mut raw = b64.decode(text.lines().nth(1).unwrap()).unwrap();
+        raw[126..].fill(0); // as `minisign -G -W` writes it
+        let rewrite = |raw: &[u8]| {
+            fs::write(&key, format!("untrusted comment: k\n{}\n", b64.encode(raw))).unwrap()
+        };
+        rewrite(&raw);
+        sign(&key, None, &plugin, "ok", 1, None).unwrap();
+        raw[70] ^= 1; // damage the seed
+        rewrite(&raw);
+        let e = sign(&key, None, &plugin, "ok", 2, None).unwrap_err();
+        assert!(matches!(e, SigningError::Minisign { .. }), "{e}");
     }
 
     #[test]
@@ -150,12 +207,36 @@ mod tests {
             sign(&key, None, &plugin, "Bad Name", 1, None).unwrap_err(),
             sign(&key, None, &plugin, "ok", 1, Some(past)).unwrap_err(),
             sign(&key, None, &dir.path().join("missing.so"), "ok", 1, None).unwrap_err(),
-            sign(&dir.path().join("missing.key"), None, &plugin, "ok", 1, None).unwrap_err(),
+            sign(
+                &dir.path().join("missing.key"),
+                None,
+                &plugin,
+                "ok",
+                1,
+                None,
+            )
+            .unwrap_err(),
         ];
-        assert!(matches!(cases[0], SigningError::InvalidName { .. }), "{}", cases[0]);
-        assert!(matches!(cases[1], SigningError::ExpiresInPast { .. }), "{}", cases[1]);
-        assert!(matches!(cases[2], SigningError::PluginNotFound { .. }), "{}", cases[2]);
-        assert!(matches!(cases[3], SigningError::KeyNotFound { .. }), "{}", cases[3]);
+        assert!(
+            matches!(cases[0], SigningError::InvalidName { .. }),
+            "{}",
+            cases[0]
+        );
+        assert!(
+            matches!(cases[1], SigningError::ExpiresInPast { .. }),
+            "{}",
+            cases[1]
+        );
+        assert!(
+            matches!(cases[2], SigningError::PluginNotFound { .. }),
+            "{}",
+            cases[2]
+        );
+        assert!(
+            matches!(cases[3], SigningError::KeyNotFound { .. }),
+            "{}",
+            cases[3]
+        );
         assert!(!dir.path().join("p.so.minisig").exists());
     }
 }

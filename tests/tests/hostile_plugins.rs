@@ -4,7 +4,8 @@
 
 use abkit::probe::ProbeConfig;
 use abkit::status::PluginState;
-use abkit::{Config, DecidedBy, FallbackReason, Reason, Sdk, Unit};
+use abkit::guard::GuardConfig;
+use abkit::{DecidedBy, FallbackReason, Reason, Sdk, Unit};
 use abkit_tests::env::{plugin_experiment_toml, sha256_hex, TestEnv};
 use abkit_tests::fixtures::{fixture, reference};
 use std::path::Path;
@@ -15,7 +16,7 @@ fn probe() -> ProbeConfig {
 }
 
 fn build(config: &Path) -> Sdk {
-    Sdk::builder().probe(probe()).build(Config::from_file(config).unwrap()).unwrap()
+    Sdk::builder().probe(probe()).build_from_file(config).unwrap()
 }
 
 /// Deploys `plugin` as `name` for experiment `exp` and builds an SDK on it.
@@ -187,12 +188,13 @@ fn row10_rollback_is_refused_in_process_and_after_a_restart() {
     let cfg = env.write_config(&plugin_experiment_toml("weighted-hash", &lib, None), true);
     let sdk = build(&cfg);
     assert_eq!(sdk.status().plugins[0].state, PluginState::Active);
-    // v3 over the same path: refused, v5 keeps serving.
+    // v3 over the same path: the reload is refused, v5 keeps serving.
     env.install(&reference("weighted-hash"), "plugins/wh.so", "weighted-hash", 3);
-    let status = sdk.apply(Config::from_file(&cfg).unwrap()).unwrap();
-    let p = &status.plugins[0];
-    assert_eq!((p.state, p.refusal.as_ref().unwrap().reason), (PluginState::LastGood, "rollback"), "{status}");
-    assert_eq!(p.serving.as_ref().unwrap().version, 5);
+    let report = sdk.reload();
+    assert!(!report.accepted, "{report}");
+    assert_eq!(report.refusal.as_ref().unwrap().reason, "rollback", "{report}");
+    assert_eq!(report.generation, 1);
+    assert_eq!(sdk.status().plugins[0].serving.as_ref().unwrap().version, 5);
     let a = sdk.assign("exp", &Unit::new("u1"));
     assert!(matches!(a.decided_by, DecidedBy::Plugin(p) if p.version == 5));
     // A restart with the same state dir still refuses v3.
@@ -363,10 +365,11 @@ fn row24_the_loaded_code_is_the_verified_private_copy_not_the_configured_path() 
     // Swapping the configured file after verification changes nothing that serves …
     env.copy(&fixture("marker-b"), "plugins/marker.so");
     assert_eq!(sdk.assign("exp", &Unit::new("u")).variant.unwrap().index, 0);
-    // … and a reload sees bytes that no longer match their signature.
-    let status = sdk.apply(Config::from_file(&env.path("abkit.toml")).unwrap()).unwrap();
-    assert_eq!(status.plugins[0].refusal.as_ref().unwrap().reason, "bad_signature");
-    assert_eq!(status.plugins[0].state, PluginState::LastGood);
+    // … and a reload sees bytes that no longer match their signature: refused whole.
+    let report = sdk.reload();
+    assert!(!report.accepted);
+    assert_eq!(report.refusal.as_ref().unwrap().reason, "bad_signature", "{report}");
+    assert_eq!(report.plugins[0].change, "refused");
     assert_eq!(sdk.assign("exp", &Unit::new("u")).variant.unwrap().index, 0);
 }
 
@@ -374,11 +377,16 @@ fn row24_the_loaded_code_is_the_verified_private_copy_not_the_configured_path() 
 fn row25_a_new_version_over_the_same_path_really_runs() {
     let env = TestEnv::new();
     let lib = env.install(&fixture("marker-a"), "plugins/marker.so", "marker", 1);
-    let sdk = sdk_for(&env, "marker", &lib, None);
+    // The marker builds answer one variant for everybody: no sample-ratio guard for this row.
+    let no_srm = GuardConfig { srm_min_p_value: 0.0, ..GuardConfig::default() };
+    let cfg = env.write_config(&plugin_experiment_toml("marker", &lib, None), false);
+    let sdk = Sdk::builder().probe(probe()).guards(no_srm).build_from_file(cfg).unwrap();
     assert_eq!(sdk.assign("exp", &Unit::new("u")).variant.unwrap().index, 0);
     env.install(&fixture("marker-b"), "plugins/marker.so", "marker", 2);
-    let status = sdk.apply(Config::from_file(&env.path("abkit.toml")).unwrap()).unwrap();
-    assert_eq!(status.plugins[0].state, PluginState::Active, "{status}");
+    let report = sdk.reload();
+    assert!(report.accepted, "{report}");
+    assert_eq!(report.plugins[0].change, "updated");
+    assert_eq!(sdk.status().plugins[0].state, PluginState::Active);
     let a = sdk.assign("exp", &Unit::new("u"));
     assert_eq!(a.variant.unwrap().index, 1, "build B's code serves");
     assert!(matches!(a.decided_by, DecidedBy::Plugin(p) if p.version == 2));

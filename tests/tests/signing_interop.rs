@@ -37,7 +37,11 @@ fn minisign(args: &[&OsStr], stdin: &[u8]) -> Output {
 }
 
 fn ok(out: Output) -> String {
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "minisign failed: {text}");
     text
 }
@@ -47,7 +51,10 @@ fn os<P: AsRef<OsStr> + ?Sized>(p: &P) -> &OsStr {
 }
 
 fn sha_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn write_plugin(dir: &Path) -> PathBuf {
@@ -57,14 +64,27 @@ fn write_plugin(dir: &Path) -> PathBuf {
 }
 
 fn trust_files(files: &[&Path]) -> TrustStore {
-    let trust = TrustConfig { public_key_files: files.iter().map(|p| p.to_path_buf()).collect(), ..Default::default() };
+    let trust = TrustConfig {
+        public_key_files: files.iter().map(|p| p.to_path_buf()).collect(),
+        ..Default::default()
+    };
     TrustStore::from_config(&trust).unwrap()
 }
 
 /// `minisign -G -W`: an unencrypted key pair from the reference tool.
 fn minisign_keypair(dir: &Path) -> (PathBuf, PathBuf) {
     let (public, secret) = (dir.join("ref.pub"), dir.join("ref.key"));
-    ok(minisign(&[os("-G"), os("-W"), os("-p"), os(&public), os("-s"), os(&secret)], b""));
+    ok(minisign(
+        &[
+            os("-G"),
+            os("-W"),
+            os("-p"),
+            os(&public),
+            os("-s"),
+            os(&secret),
+        ],
+        b"",
+    ));
     (public, secret)
 }
 
@@ -77,7 +97,18 @@ fn a_plugin_signed_by_minisign_with_a_v1_comment_is_accepted() {
         "abkit-plugin v1 name=switchback version=12 sha256={} expires=2999-06-30T23:59:59Z",
         sha_hex(PLUGIN)
     );
-    ok(minisign(&[os("-S"), os("-s"), os(&secret), os("-m"), os(&plugin), os("-t"), os(&comment)], b""));
+    ok(minisign(
+        &[
+            os("-S"),
+            os("-s"),
+            os(&secret),
+            os("-m"),
+            os(&plugin),
+            os("-t"),
+            os(&comment),
+        ],
+        b"",
+    ));
     let sig = std::fs::read_to_string(dir.path().join("libswitchback.so.minisig")).unwrap();
 
     // The .pub file, and its base64 line alone, are both accepted.
@@ -85,12 +116,18 @@ fn a_plugin_signed_by_minisign_with_a_v1_comment_is_accepted() {
     let bare = dir.path().join("bare.pub");
     std::fs::write(&bare, pub_text.lines().nth(1).unwrap()).unwrap();
     for store in [trust_files(&[&public]), trust_files(&[&bare])] {
-        let meta = store.verify("switchback", PLUGIN, &sig, SystemTime::now()).unwrap();
+        let meta = store
+            .verify("switchback", PLUGIN, &sig, SystemTime::now())
+            .unwrap();
         assert_eq!((meta.name.as_str(), meta.version), ("switchback", 12));
         assert_eq!(meta.sha256_hex(), sha_hex(PLUGIN));
         assert_eq!(meta.expires_utc().as_deref(), Some("2999-06-30T23:59:59Z"));
         // Key ids read as minisign prints them.
-        assert!(pub_text.lines().next().unwrap().ends_with(&meta.key_id), "{pub_text} vs {}", meta.key_id);
+        assert!(
+            pub_text.lines().next().unwrap().ends_with(&meta.key_id),
+            "{pub_text} vs {}",
+            meta.key_id
+        );
         assert_eq!(store.key_ids(), [meta.key_id.clone()]);
     }
 }
@@ -104,7 +141,10 @@ fn an_abkit_signature_verifies_with_minisign() {
     let sig = abkit_signing::sign(&secret, None, &plugin, "switchback", 4, Some(expires)).unwrap();
     assert_eq!(sig, dir.path().join("libswitchback.so.minisig"));
 
-    let out = ok(minisign(&[os("-V"), os("-p"), os(&public), os("-m"), os(&plugin)], b""));
+    let out = ok(minisign(
+        &[os("-V"), os("-p"), os(&public), os("-m"), os(&plugin)],
+        b"",
+    ));
     let expected = format!(
         "Trusted comment: abkit-plugin v1 name=switchback version=4 sha256={} expires=2999-01-01T00:00:00Z",
         sha_hex(PLUGIN)
@@ -113,25 +153,58 @@ fn an_abkit_signature_verifies_with_minisign() {
 
     // minisign refuses it for other bytes, as abkit does.
     std::fs::write(&plugin, b"tampered").unwrap();
-    let out = minisign(&[os("-V"), os("-p"), os(&public), os("-m"), os(&plugin)], b"");
+    let out = minisign(
+        &[os("-V"), os("-p"), os(&public), os("-m"), os(&plugin)],
+        b"",
+    );
     assert!(!out.status.success());
 }
 
 #[test]
 fn an_encrypted_abkit_key_signs_for_minisign_and_minisign_signs_with_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (public, secret) = abkit_signing::keygen(dir.path(), "enc", Some("pass phrase".into())).unwrap();
+    let (public, secret) =
+        abkit_signing::keygen(dir.path(), "enc", Some("pass phrase".into())).unwrap();
     let plugin = write_plugin(dir.path());
-    abkit_signing::sign(&secret, Some("pass phrase".into()), &plugin, "cluster", 1, None).unwrap();
-    ok(minisign(&[os("-V"), os("-p"), os(&public), os("-m"), os(&plugin)], b""));
+    abkit_signing::sign(
+        &secret,
+        Some("pass phrase".into()),
+        &plugin,
+        "cluster",
+        1,
+        None,
+    )
+    .unwrap();
+    ok(minisign(
+        &[os("-V"), os("-p"), os(&public), os("-m"), os(&plugin)],
+        b"",
+    ));
 
     // The reference tool decrypts the abkit-written key (password on standard input).
-    let comment = format!("abkit-plugin v1 name=cluster version=2 sha256={}", sha_hex(PLUGIN));
+    let comment = format!(
+        "abkit-plugin v1 name=cluster version=2 sha256={}",
+        sha_hex(PLUGIN)
+    );
     let x = dir.path().join("by-minisign.minisig");
-    let args = [os("-S"), os("-s"), os(&secret), os("-m"), os(&plugin), os("-x"), os(&x), os("-t"), os(&comment)];
+    let args = [
+        os("-S"),
+        os("-s"),
+        os(&secret),
+        os("-m"),
+        os(&plugin),
+        os("-x"),
+        os(&x),
+        os("-t"),
+        os(&comment),
+    ];
     ok(minisign(&args, b"pass phrase\n"));
     let meta = trust_files(&[&public])
-        .verify("cluster", PLUGIN, &std::fs::read_to_string(&x).unwrap(), SystemTime::now())
+        .verify(
+            "cluster",
+            PLUGIN,
+            &std::fs::read_to_string(&x).unwrap(),
+            SystemTime::now(),
+        )
         .unwrap();
     assert_eq!(meta.version, 2);
 }
@@ -141,11 +214,30 @@ fn an_abkit_key_pair_works_with_minisign_sign() {
     let dir = tempfile::tempdir().unwrap();
     let (public, secret) = abkit_signing::keygen(dir.path(), "ops", None).unwrap();
     let plugin = write_plugin(dir.path());
-    let comment = format!("abkit-plugin v1 name=switchback version=8 sha256={}", sha_hex(PLUGIN));
-    ok(minisign(&[os("-S"), os("-s"), os(&secret), os("-m"), os(&plugin), os("-t"), os(&comment)], b""));
-    ok(minisign(&[os("-V"), os("-p"), os(&public), os("-m"), os(&plugin)], b""));
+    let comment = format!(
+        "abkit-plugin v1 name=switchback version=8 sha256={}",
+        sha_hex(PLUGIN)
+    );
+    ok(minisign(
+        &[
+            os("-S"),
+            os("-s"),
+            os(&secret),
+            os("-m"),
+            os(&plugin),
+            os("-t"),
+            os(&comment),
+        ],
+        b"",
+    ));
+    ok(minisign(
+        &[os("-V"), os("-p"), os(&public), os("-m"), os(&plugin)],
+        b"",
+    ));
     let sig = std::fs::read_to_string(dir.path().join("libswitchback.so.minisig")).unwrap();
-    let meta = trust_files(&[&public]).verify("switchback", PLUGIN, &sig, SystemTime::now()).unwrap();
+    let meta = trust_files(&[&public])
+        .verify("switchback", PLUGIN, &sig, SystemTime::now())
+        .unwrap();
     assert_eq!(meta.version, 8);
 }
 
@@ -155,27 +247,47 @@ fn a_minisign_key_pair_works_with_abkit_sign() {
     let (public, secret) = minisign_keypair(dir.path());
     let plugin = write_plugin(dir.path());
     let sig = abkit_signing::sign(&secret, None, &plugin, "switchback", 9, None).unwrap();
-    ok(minisign(&[os("-V"), os("-p"), os(&public), os("-m"), os(&plugin)], b""));
+    ok(minisign(
+        &[os("-V"), os("-p"), os(&public), os("-m"), os(&plugin)],
+        b"",
+    ));
     let meta = trust_files(&[&public])
-        .verify("switchback", PLUGIN, &std::fs::read_to_string(sig).unwrap(), SystemTime::now())
+        .verify(
+            "switchback",
+            PLUGIN,
+            &std::fs::read_to_string(sig).unwrap(),
+            SystemTime::now(),
+        )
         .unwrap();
     assert_eq!(meta.version, 9);
 }
 
 #[test]
 fn every_comment_the_signing_crate_writes_parses_in_the_sdk() {
-    let times = ["1970-01-01T00:00:00Z", "2000-02-29T12:00:00Z", "2038-01-19T03:14:08Z", "9999-12-31T23:59:59Z"];
+    let times = [
+        "1970-01-01T00:00:00Z",
+        "2000-02-29T12:00:00Z",
+        "2038-01-19T03:14:08Z",
+        "9999-12-31T23:59:59Z",
+    ];
     let names = ["a", "0", "switchback", "cluster_v2-beta", &"x".repeat(64)];
     for (i, name) in names.iter().enumerate() {
         for version in [0, 1, 42, u64::MAX] {
             let digest: [u8; 32] = Sha256::digest(format!("{name}{version}")).into();
-            for expires in std::iter::once(None).chain(times.iter().map(|t| Some(t.parse::<UtcTime>().unwrap()))) {
+            for expires in std::iter::once(None)
+                .chain(times.iter().map(|t| Some(t.parse::<UtcTime>().unwrap())))
+            {
                 let comment = format_trusted_comment(name, version, &digest, expires).unwrap();
-                let parsed = parse_trusted_comment(&comment).unwrap_or_else(|e| panic!("{comment}: {e}"));
+                let parsed =
+                    parse_trusted_comment(&comment).unwrap_or_else(|e| panic!("{comment}: {e}"));
                 assert_eq!(parsed.name, *name);
                 assert_eq!(parsed.version, version);
                 assert_eq!(parsed.sha256, digest);
-                assert_eq!(parsed.expires, expires.map(UtcTime::unix_seconds), "{comment} ({i})");
+                assert_eq!(
+                    parsed.expires,
+                    expires.map(UtcTime::unix_seconds),
+                    "{comment} ({i})"
+                );
             }
         }
     }

@@ -5,8 +5,8 @@
 
 use abkit::config::TrustConfig;
 use abkit::trust::{
-    read_capped, signature_text, FileKind, SignedMetadata, TrustError, TrustStore, VersionLedger, PLUGIN_MAX_BYTES,
-    SIGNATURE_MAX_BYTES,
+    read_capped, signature_text, FileKind, SignedMetadata, TrustError, TrustStore, VersionLedger,
+    PLUGIN_MAX_BYTES, SIGNATURE_MAX_BYTES,
 };
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -27,11 +27,18 @@ struct Key {
 fn key() -> Key {
     let dir = tempfile::tempdir().unwrap();
     let (public, secret) = abkit_signing::keygen(dir.path(), "k", None).unwrap();
-    Key { _dir: dir, public, secret }
+    Key {
+        _dir: dir,
+        public,
+        secret,
+    }
 }
 
 fn store(keys: &[&Key]) -> TrustStore {
-    let trust = TrustConfig { public_key_files: keys.iter().map(|k| k.public.clone()).collect(), ..Default::default() };
+    let trust = TrustConfig {
+        public_key_files: keys.iter().map(|k| k.public.clone()).collect(),
+        ..Default::default()
+    };
     TrustStore::from_config(&trust).unwrap()
 }
 
@@ -52,16 +59,27 @@ fn sign(k: &Key, bytes: &[u8], name: &str, version: u64, expires: Option<&str>) 
 /// A valid prehashed signature of `bytes` with any trusted comment (the minisign crate).
 fn sign_with_comment(k: &Key, bytes: &[u8], comment: &str) -> String {
     let text = std::fs::read_to_string(&k.secret).unwrap();
-    let sk = minisign::SecretKeyBox::from_string(&text).unwrap().into_unencrypted_secret_key().unwrap();
-    minisign::sign(None, &sk, bytes, Some(comment), None).unwrap().into_string()
+    let sk = minisign::SecretKeyBox::from_string(&text)
+        .unwrap()
+        .into_unencrypted_secret_key()
+        .unwrap();
+    minisign::sign(None, &sk, bytes, Some(comment), None)
+        .unwrap()
+        .into_string()
 }
 
 fn sha_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn v1(name: &str, version: u64, bytes: &[u8]) -> String {
-    format!("abkit-plugin v1 name={name} version={version} sha256={}", sha_hex(bytes))
+    format!(
+        "abkit-plugin v1 name={name} version={version} sha256={}",
+        sha_hex(bytes)
+    )
 }
 
 fn at(utc_seconds: u64) -> SystemTime {
@@ -94,7 +112,9 @@ fn minisign_bin() -> &'static str {
 fn a_correctly_signed_plugin_is_accepted_with_its_metadata() {
     let k = key();
     let sig = sign(&k, PLUGIN, "switchback", 3, Some("2999-01-01T00:00:00Z"));
-    let meta = store(&[&k]).verify("switchback", PLUGIN, &sig, SystemTime::now()).unwrap();
+    let meta = store(&[&k])
+        .verify("switchback", PLUGIN, &sig, SystemTime::now())
+        .unwrap();
     assert_eq!((meta.name.as_str(), meta.version), ("switchback", 3));
     assert_eq!(meta.sha256_hex(), sha_hex(PLUGIN));
     assert_eq!(meta.expires_utc().as_deref(), Some("2999-01-01T00:00:00Z"));
@@ -108,7 +128,11 @@ fn row_01_one_flipped_byte_is_a_bad_signature() {
     for i in [0, PLUGIN.len() / 2, PLUGIN.len() - 1] {
         let mut flipped = PLUGIN.to_vec();
         flipped[i] ^= 0x01;
-        refused(store(&[&k]).verify("switchback", &flipped, &sig, SystemTime::now()), "bad_signature", &["signature"]);
+        refused(
+            store(&[&k]).verify("switchback", &flipped, &sig, SystemTime::now()),
+            "bad_signature",
+            &["signature"],
+        );
     }
 }
 
@@ -119,7 +143,12 @@ fn row_02_a_key_that_is_not_trusted_is_an_unknown_key_id() {
     let e = refused(
         store(&[&trusted]).verify("switchback", PLUGIN, &sig, SystemTime::now()),
         "unknown_key_id",
-        &[&key_id(&stranger), &key_id(&trusted), "not trusted", "[trust]"],
+        &[
+            &key_id(&stranger),
+            &key_id(&trusted),
+            "not trusted",
+            "[trust]",
+        ],
     );
     assert!(matches!(e, TrustError::UnknownKeyId { ref trusted, .. } if trusted.len() == 1));
 }
@@ -129,7 +158,10 @@ fn row_03_a_missing_minisig_is_signature_missing() {
     let dir = tempfile::tempdir().unwrap();
     let plugin = dir.path().join("libswitchback.so");
     std::fs::write(&plugin, PLUGIN).unwrap();
-    assert_eq!(read_capped(&plugin, PLUGIN_MAX_BYTES, FileKind::Plugin).unwrap(), PLUGIN);
+    assert_eq!(
+        read_capped(&plugin, PLUGIN_MAX_BYTES, FileKind::Plugin).unwrap(),
+        PLUGIN
+    );
     let sig = dir.path().join("libswitchback.so.minisig");
     let e = read_capped(&sig, SIGNATURE_MAX_BYTES, FileKind::Signature).unwrap_err();
     assert_eq!(e.reason(), "signature_missing", "{e}");
@@ -142,27 +174,66 @@ fn row_04_a_valid_signature_of_another_plugin_is_a_bad_signature() {
     let k = key();
     let other = b"\x7fELF the cluster strategy".to_vec();
     let sig_of_other = sign(&k, &other, "switchback", 3, None);
-    refused(store(&[&k]).verify("switchback", PLUGIN, &sig_of_other, SystemTime::now()), "bad_signature", &[]);
+    refused(
+        store(&[&k]).verify("switchback", PLUGIN, &sig_of_other, SystemTime::now()),
+        "bad_signature",
+        &[],
+    );
 }
 
 #[test]
 fn row_05_a_legacy_non_prehashed_signature_is_refused() {
     let bin = minisign_bin();
     let dir = tempfile::tempdir().unwrap();
-    let (public, secret, plugin) =
-        (dir.path().join("k.pub"), dir.path().join("k.key"), dir.path().join("libswitchback.so"));
+    let (public, secret, plugin) = (
+        dir.path().join("k.pub"),
+        dir.path().join("k.key"),
+        dir.path().join("libswitchback.so"),
+    );
     std::fs::write(&plugin, PLUGIN).unwrap();
     let run = |args: &[&std::ffi::OsStr]| {
-        let out = Command::new(bin).args(args).stdin(Stdio::null()).output().unwrap();
-        assert!(out.status.success(), "minisign {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "minisign {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
-    run(&["-G".as_ref(), "-W".as_ref(), "-p".as_ref(), public.as_os_str(), "-s".as_ref(), secret.as_os_str()]);
+    run(&[
+        "-G".as_ref(),
+        "-W".as_ref(),
+        "-p".as_ref(),
+        public.as_os_str(),
+        "-s".as_ref(),
+        secret.as_os_str(),
+    ]);
     let comment = v1("switchback", 3, PLUGIN);
-    run(&["-S".as_ref(), "-l".as_ref(), "-s".as_ref(), secret.as_os_str(), "-m".as_ref(), plugin.as_os_str(), "-t".as_ref(), comment.as_ref()]);
+    run(&[
+        "-S".as_ref(),
+        "-l".as_ref(),
+        "-s".as_ref(),
+        secret.as_os_str(),
+        "-m".as_ref(),
+        plugin.as_os_str(),
+        "-t".as_ref(),
+        comment.as_ref(),
+    ]);
     let sig = std::fs::read_to_string(dir.path().join("libswitchback.so.minisig")).unwrap();
-    let trust = TrustConfig { public_key_files: vec![public], ..Default::default() };
+    let trust = TrustConfig {
+        public_key_files: vec![public],
+        ..Default::default()
+    };
     refused(
-        TrustStore::from_config(&trust).unwrap().verify("switchback", PLUGIN, &sig, SystemTime::now()),
+        TrustStore::from_config(&trust).unwrap().verify(
+            "switchback",
+            PLUGIN,
+            &sig,
+            SystemTime::now(),
+        ),
         "legacy_algorithm",
         &["legacy", "-l"],
     );
@@ -180,7 +251,11 @@ fn row_06_an_edited_trusted_comment_fails_the_global_signature() {
     ];
     for edited in edits {
         let tampered = sig.replace(&comment, &edited);
-        refused(store(&[&k]).verify("switchback", PLUGIN, &tampered, SystemTime::now()), "bad_signature", &[]);
+        refused(
+            store(&[&k]).verify("switchback", PLUGIN, &tampered, SystemTime::now()),
+            "bad_signature",
+            &[],
+        );
     }
 }
 
@@ -198,18 +273,37 @@ fn row_07_malformed_signatures_are_refused_without_panicking() {
         ("empty", String::new()),
         ("truncated", sig[..sig.len() / 2].to_string()),
         ("three lines", lines[..3].join("\n")),
-        ("bad base64", sig.replacen(lines[1], "this is !!! not base64", 1)),
-        ("short signature", sig.replacen(lines[1], &lines[1][..40], 1)),
-        ("bad global signature base64", sig.replacen(lines[3], "%%%%", 1)),
+        (
+            "bad base64",
+            sig.replacen(lines[1], "this is !!! not base64", 1),
+        ),
+        (
+            "short signature",
+            sig.replacen(lines[1], &lines[1][..40], 1),
+        ),
+        (
+            "bad global signature base64",
+            sig.replacen(lines[3], "%%%%", 1),
+        ),
         ("unknown algorithm", unknown_algorithm),
         ("junk", "\u{0}\u{1}garbage\n".repeat(100)),
         ("large junk", "A".repeat(10 << 20)),
     ];
     for (what, text) in cases {
-        let e = refused(s.verify("switchback", PLUGIN, &text, SystemTime::now()), "malformed_signature", &["signature"]);
-        assert!(matches!(e, TrustError::MalformedSignature { .. }), "{what}: {e}");
+        let e = refused(
+            s.verify("switchback", PLUGIN, &text, SystemTime::now()),
+            "malformed_signature",
+            &["signature"],
+        );
+        assert!(
+            matches!(e, TrustError::MalformedSignature { .. }),
+            "{what}: {e}"
+        );
     }
-    assert_eq!(signature_text(&[0xc3, 0x28]).unwrap_err().reason(), "malformed_signature");
+    assert_eq!(
+        signature_text(&[0xc3, 0x28]).unwrap_err().reason(),
+        "malformed_signature"
+    );
 
     // 10 MiB of junk on disk is refused by size before it is read.
     let dir = tempfile::tempdir().unwrap();
@@ -217,7 +311,9 @@ fn row_07_malformed_signatures_are_refused_without_panicking() {
     std::fs::write(&junk, vec![0xa5u8; 10 << 20]).unwrap();
     let e = read_capped(&junk, SIGNATURE_MAX_BYTES, FileKind::Signature).unwrap_err();
     assert_eq!(e.reason(), "too_large", "{e}");
-    assert!(matches!(e, TrustError::TooLarge { size, limit: 4096, kind: FileKind::Signature, .. } if size == 10 << 20));
+    assert!(
+        matches!(e, TrustError::TooLarge { size, limit: 4096, kind: FileKind::Signature, .. } if size == 10 << 20)
+    );
     assert!(e.to_string().contains(&junk.display().to_string()), "{e}");
 }
 
@@ -227,21 +323,55 @@ fn row_08_a_comment_that_is_not_v1_metadata_names_the_field() {
     let s = store(&[&k]);
     let sha = sha_hex(PLUGIN);
     let cases = [
-        ("timestamp:1700000000\tfile:libswitchback.so".to_string(), "format"),
-        (format!("abkit-plugin v2 name=switchback version=3 sha256={sha}"), "format version"),
+        (
+            "timestamp:1700000000\tfile:libswitchback.so".to_string(),
+            "format",
+        ),
+        (
+            format!("abkit-plugin v2 name=switchback version=3 sha256={sha}"),
+            "format version",
+        ),
         (format!("abkit-plugin v1 version=3 sha256={sha}"), "name"),
-        ("abkit-plugin v1 name=switchback version=3".to_string(), "sha256"),
-        (format!("abkit-plugin v1 name=switchback sha256={sha}"), "version"),
-        (format!("abkit-plugin v1 name=switchback version=3 version=4 sha256={sha}"), "version"),
-        (format!("abkit-plugin v1 name=switchback version=3 sha256={sha} colour=red"), "colour"),
-        (format!("abkit-plugin v1 name=switchback version=three sha256={sha}"), "version"),
-        (format!("abkit-plugin v1 name=switchback version=3 sha256={sha} expires=tomorrow"), "expires"),
-        (format!("abkit-plugin v1 name=switchback  version=3 sha256={sha}"), "separator"),
+        (
+            "abkit-plugin v1 name=switchback version=3".to_string(),
+            "sha256",
+        ),
+        (
+            format!("abkit-plugin v1 name=switchback sha256={sha}"),
+            "version",
+        ),
+        (
+            format!("abkit-plugin v1 name=switchback version=3 version=4 sha256={sha}"),
+            "version",
+        ),
+        (
+            format!("abkit-plugin v1 name=switchback version=3 sha256={sha} colour=red"),
+            "colour",
+        ),
+        (
+            format!("abkit-plugin v1 name=switchback version=three sha256={sha}"),
+            "version",
+        ),
+        (
+            format!("abkit-plugin v1 name=switchback version=3 sha256={sha} expires=tomorrow"),
+            "expires",
+        ),
+        (
+            format!("abkit-plugin v1 name=switchback  version=3 sha256={sha}"),
+            "separator",
+        ),
     ];
     for (comment, field) in cases {
         let sig = sign_with_comment(&k, PLUGIN, &comment);
-        let e = refused(s.verify("switchback", PLUGIN, &sig, SystemTime::now()), "bad_metadata", &[&format!("`{field}`")]);
-        assert!(matches!(&e, TrustError::BadMetadata { field: f, .. } if f == field), "{comment:?}: {e}");
+        let e = refused(
+            s.verify("switchback", PLUGIN, &sig, SystemTime::now()),
+            "bad_metadata",
+            &[&format!("`{field}`")],
+        );
+        assert!(
+            matches!(&e, TrustError::BadMetadata { field: f, .. } if f == field),
+            "{comment:?}: {e}"
+        );
     }
 }
 
@@ -261,8 +391,22 @@ fn row_10_a_lower_version_than_accepted_is_a_rollback_also_after_a_restart() {
     let k = key();
     let s = store(&[&k]);
     let now = SystemTime::now();
-    let v5 = s.verify("switchback", PLUGIN, &sign(&k, PLUGIN, "switchback", 5, None), now).unwrap();
-    let v4 = s.verify("switchback", PLUGIN, &sign(&k, PLUGIN, "switchback", 4, None), now).unwrap();
+    let v5 = s
+        .verify(
+            "switchback",
+            PLUGIN,
+            &sign(&k, PLUGIN, "switchback", 5, None),
+            now,
+        )
+        .unwrap();
+    let v4 = s
+        .verify(
+            "switchback",
+            PLUGIN,
+            &sign(&k, PLUGIN, "switchback", 4, None),
+            now,
+        )
+        .unwrap();
 
     let mut ledger = VersionLedger::in_memory();
     ledger.check(&v5).unwrap();
@@ -290,11 +434,26 @@ fn row_11_an_expired_plugin_is_refused() {
     let sig = sign(&k, PLUGIN, "switchback", 3, Some("2999-01-01T00:00:00Z"));
     let expires = 32_472_144_000; // 2999-01-01T00:00:00Z
     assert!(s.verify("switchback", PLUGIN, &sig, at(expires)).is_ok());
-    refused(s.verify("switchback", PLUGIN, &sig, at(expires + 1)), "expired", &["2999-01-01T00:00:00Z", "--expires"]);
+    refused(
+        s.verify("switchback", PLUGIN, &sig, at(expires + 1)),
+        "expired",
+        &["2999-01-01T00:00:00Z", "--expires"],
+    );
 
     // Signed with an expiry that is already past (abkit sign refuses that; minisign does not).
-    let past = sign_with_comment(&k, PLUGIN, &format!("{} expires=2001-02-03T04:05:06Z", v1("switchback", 3, PLUGIN)));
-    refused(s.verify("switchback", PLUGIN, &past, SystemTime::now()), "expired", &["2001-02-03T04:05:06Z"]);
+    let past = sign_with_comment(
+        &k,
+        PLUGIN,
+        &format!(
+            "{} expires=2001-02-03T04:05:06Z",
+            v1("switchback", 3, PLUGIN)
+        ),
+    );
+    refused(
+        s.verify("switchback", PLUGIN, &past, SystemTime::now()),
+        "expired",
+        &["2001-02-03T04:05:06Z"],
+    );
 }
 
 #[test]
@@ -315,7 +474,14 @@ fn two_trusted_keys_at_once_both_verify_during_rotation() {
     let s = store(&[&old, &new]);
     assert_eq!(s.key_ids(), [key_id(&old), key_id(&new)]);
     for k in [&old, &new] {
-        let meta = s.verify("switchback", PLUGIN, &sign(k, PLUGIN, "switchback", 3, None), SystemTime::now()).unwrap();
+        let meta = s
+            .verify(
+                "switchback",
+                PLUGIN,
+                &sign(k, PLUGIN, "switchback", 3, None),
+                SystemTime::now(),
+            )
+            .unwrap();
         assert_eq!(meta.key_id, key_id(k));
     }
 }
@@ -323,9 +489,25 @@ fn two_trusted_keys_at_once_both_verify_during_rotation() {
 #[test]
 fn inline_base64_keys_are_trusted_like_key_files() {
     let k = key();
-    let line = std::fs::read_to_string(&k.public).unwrap().lines().nth(1).unwrap().to_string();
-    let s = TrustStore::from_config(&TrustConfig { public_keys: vec![line], ..Default::default() }).unwrap();
-    assert!(s.verify("switchback", PLUGIN, &sign(&k, PLUGIN, "switchback", 3, None), SystemTime::now()).is_ok());
+    let line = std::fs::read_to_string(&k.public)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let s = TrustStore::from_config(&TrustConfig {
+        public_keys: vec![line],
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(s
+        .verify(
+            "switchback",
+            PLUGIN,
+            &sign(&k, PLUGIN, "switchback", 3, None),
+            SystemTime::now()
+        )
+        .is_ok());
 }
 
 #[test]
@@ -334,7 +516,12 @@ fn without_trusted_keys_every_plugin_is_refused() {
     let s = TrustStore::from_config(&TrustConfig::default()).unwrap();
     assert!(s.is_empty());
     refused(
-        s.verify("switchback", PLUGIN, &sign(&k, PLUGIN, "switchback", 3, None), SystemTime::now()),
+        s.verify(
+            "switchback",
+            PLUGIN,
+            &sign(&k, PLUGIN, "switchback", 3, None),
+            SystemTime::now(),
+        ),
         "no_trusted_keys",
         &["[trust]"],
     );
@@ -349,8 +536,20 @@ fn checks_run_in_the_specified_order() {
     let r = store(&[&trusted]).verify("switchback", b"other bytes", &sig, SystemTime::now());
     refused(r, "unknown_key_id", &[]);
     // Valid signature, wrong name and wrong digest and expired: the name comes first.
-    let sig = sign_with_comment(&trusted, PLUGIN, &format!("{} expires=2001-01-01T00:00:00Z", v1("cluster", 1, b"x")));
-    refused(store(&[&trusted]).verify("switchback", PLUGIN, &sig, SystemTime::now()), "name_mismatch", &[]);
+    let sig = sign_with_comment(
+        &trusted,
+        PLUGIN,
+        &format!("{} expires=2001-01-01T00:00:00Z", v1("cluster", 1, b"x")),
+    );
+    refused(
+        store(&[&trusted]).verify("switchback", PLUGIN, &sig, SystemTime::now()),
+        "name_mismatch",
+        &[],
+    );
     // ... then expiry, then the digest.
-    refused(store(&[&trusted]).verify("cluster", PLUGIN, &sig, SystemTime::now()), "expired", &[]);
+    refused(
+        store(&[&trusted]).verify("cluster", PLUGIN, &sig, SystemTime::now()),
+        "expired",
+        &[],
+    );
 }

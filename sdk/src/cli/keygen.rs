@@ -28,9 +28,9 @@ pub(super) fn password_from_env() -> Result<Option<String>, CliError> {
     match std::env::var(PASSWORD_ENV) {
         Ok(p) => Ok(Some(p)),
         Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => {
-            Err(CliError::Invalid(format!("{PASSWORD_ENV} is not valid UTF-8; set it to the key's password")))
-        }
+        Err(std::env::VarError::NotUnicode(_)) => Err(CliError::Invalid(format!(
+            "{PASSWORD_ENV} is not valid UTF-8; set it to the key's password"
+        ))),
     }
 }
 
@@ -51,21 +51,38 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
     let encrypted = password.is_some();
     let (pub_path, key_path) = abkit_signing::keygen(&args.out, &args.name, password)?;
 
-    let trust = TrustConfig { public_key_files: vec![pub_path.clone()], ..Default::default() };
+    let trust = TrustConfig {
+        public_key_files: vec![pub_path.clone()],
+        ..Default::default()
+    };
     let key_id = TrustStore::from_config(&trust)
         .map_err(|e| CliError::Invalid(format!("the new public key does not read back: {e}")))?
         .key_ids()
         .join(", ");
-    let pub_line = std::fs::read_to_string(&pub_path)?.lines().nth(1).unwrap_or_default().to_string();
+    let pub_line = std::fs::read_to_string(&pub_path)?
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
     println!("key id:      {key_id}");
-    println!("public key:  {} (give it to the services: [trust])", pub_path.display());
+    println!(
+        "public key:  {} (give it to the services: [trust])",
+        pub_path.display()
+    );
     println!(
         "secret key:  {} ({}; keep it secret)",
         key_path.display(),
-        if encrypted { "encrypted" } else { "NOT encrypted" }
+        if encrypted {
+            "encrypted"
+        } else {
+            "NOT encrypted"
+        }
     );
     println!();
     println!("[trust]");
-    println!("public_keys = [\"{pub_line}\"]   # or public_key_files = [\"{}\"]", pub_path.display());
+    println!(
+        "public_keys = [\"{pub_line}\"]   # or public_key_files = [\"{}\"]",
+        pub_path.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -33,7 +33,11 @@ impl From<SigningError> for CliError {
 }
 
 pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
-    let expires = args.expires.as_deref().map(str::parse::<UtcTime>).transpose()?;
+    let expires = args
+        .expires
+        .as_deref()
+        .map(str::parse::<UtcTime>)
+        .transpose()?;
     let password = if abkit_signing::key_is_encrypted(&args.key)? {
         match password_from_env()? {
             Some(p) => Some(p),
@@ -45,9 +49,19 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
     } else {
         None
     };
-    let signed =
-        abkit_signing::sign_plugin(&args.key, password, &args.plugin, &args.name, args.plugin_version, expires)?;
-    println!("signed {} -> {}", args.plugin.display(), signed.signature_path.display());
+    let signed = abkit_signing::sign_plugin(
+        &args.key,
+        password,
+        &args.plugin,
+        &args.name,
+        args.plugin_version,
+        expires,
+    )?;
+    println!(
+        "signed {} -> {}",
+        args.plugin.display(),
+        signed.signature_path.display()
+    );
     println!("trusted comment: {}", signed.trusted_comment);
     println!("key id: {}", signed.key_id);
     Ok(ExitCode::SUCCESS)

@@ -27,17 +27,23 @@ pub struct Args {
 
 pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
     let shown = args.plugin.display().to_string();
-    let refused = |e: trust::TrustError| CliError::Invalid(format!("{shown} refused ({}): {e}", e.reason()));
+    let refused =
+        |e: trust::TrustError| CliError::Invalid(format!("{shown} refused ({}): {e}", e.reason()));
 
-    let store = TrustStore::from_config(&TrustConfig { public_key_files: args.pubkeys, ..Default::default() })
-        .map_err(&refused)?;
+    let store = TrustStore::from_config(&TrustConfig {
+        public_key_files: args.pubkeys,
+        ..Default::default()
+    })
+    .map_err(&refused)?;
     let sig_path = args.signature.unwrap_or_else(|| {
         let mut p = args.plugin.as_os_str().to_owned();
         p.push(".minisig");
         PathBuf::from(p)
     });
-    let bytes = trust::read_capped(&args.plugin, trust::PLUGIN_MAX_BYTES, FileKind::Plugin).map_err(&refused)?;
-    let sig = trust::read_capped(&sig_path, trust::SIGNATURE_MAX_BYTES, FileKind::Signature).map_err(&refused)?;
+    let bytes = trust::read_capped(&args.plugin, trust::PLUGIN_MAX_BYTES, FileKind::Plugin)
+        .map_err(&refused)?;
+    let sig = trust::read_capped(&sig_path, trust::SIGNATURE_MAX_BYTES, FileKind::Signature)
+        .map_err(&refused)?;
     let text = trust::signature_text(&sig).map_err(&refused)?;
 
     let name = match args.name {
@@ -58,12 +64,17 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
             signed
         }
     };
-    let meta = store.verify(&name, &bytes, text, SystemTime::now()).map_err(&refused)?;
+    let meta = store
+        .verify(&name, &bytes, text, SystemTime::now())
+        .map_err(&refused)?;
     println!("ok: {shown} is signed by trusted key {}", meta.key_id);
     println!("name:    {}", meta.name);
     println!("version: {}", meta.version);
     println!("sha256:  {}", meta.sha256_hex());
-    println!("expires: {}", meta.expires_utc().as_deref().unwrap_or("never"));
+    println!(
+        "expires: {}",
+        meta.expires_utc().as_deref().unwrap_or("never")
+    );
     println!("key id:  {}", meta.key_id);
     Ok(ExitCode::SUCCESS)
 }

@@ -138,6 +138,16 @@ pub enum LoadError {
         /// The plugin's message.
         detail: String,
     },
+    /// The process already maps as many plugin libraries as it may (they are never unloaded).
+    #[error("{path}: this process already maps {mapped} plugin libraries (cap {cap}); libraries are never unloaded, so restart the process to load more")]
+    LibraryCap {
+        /// The configured plugin path.
+        path: PathBuf,
+        /// Libraries mapped now.
+        mapped: usize,
+        /// The cap.
+        cap: usize,
+    },
     /// The root module reports another name than the signed one.
     #[error("{path}: the library calls itself \"{module_name}\" but is signed as \"{signed}\"")]
     ModuleNameMismatch {
@@ -166,6 +176,7 @@ impl LoadError {
             LoadError::AbiMismatch { .. } => "abi_layout_mismatch",
             LoadError::InitFailed { .. } => "init_failed",
             LoadError::ModuleNameMismatch { .. } => "module_name_mismatch",
+            LoadError::LibraryCap { .. } => "library_cap",
         }
     }
 
@@ -177,7 +188,7 @@ impl LoadError {
             LoadError::Trust(_) => "signature",
             LoadError::Cache { .. } => "cache",
             LoadError::Elf { .. } => "elf",
-            LoadError::Open { .. } | LoadError::SymbolMissing { .. } => "open",
+            LoadError::Open { .. } | LoadError::SymbolMissing { .. } | LoadError::LibraryCap { .. } => "open",
             LoadError::IncompatibleVersion { .. } | LoadError::AbiMismatch { .. } => "abi",
             LoadError::InitFailed { .. } | LoadError::ModuleNameMismatch { .. } => "init",
         }
@@ -220,6 +231,7 @@ pub(crate) struct LoadContext<'a> {
     pub(crate) cache: &'a PluginCache,
     pub(crate) allow_unsigned: bool,
     pub(crate) now: SystemTime,
+    pub(crate) max_libraries: usize,
 }
 
 /// Runs the whole pipeline for one plugin. On success the caller records the version in the
@@ -255,6 +267,10 @@ pub(crate) fn load(cfg: &PluginConfig, cx: &LoadContext<'_>) -> Result<(LoadedPl
         // Same bytes as a library already open in this process: reuse it (a free reload).
         Some(module) => module,
         None => {
+            let mapped = loaded_libraries();
+            if mapped >= cx.max_libraries {
+                return Err(LoadError::LibraryCap { path: cfg.path.clone(), mapped, cap: cx.max_libraries });
+            }
             let private = cx.cache.store(&meta.sha256_hex(), &bytes)?;
             elf::validate(&bytes).map_err(|source| LoadError::Elf { path: cfg.path.clone(), source })?;
             let module = open_root_module(&private, &cfg.path)?;

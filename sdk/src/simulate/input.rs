@@ -196,6 +196,12 @@ pub(crate) struct ChunkReader {
     keys: Arc<Vec<String>>,
 }
 
+impl std::fmt::Debug for ChunkReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkReader").field("name", &self.name).field("skipped", &self.skipped).finish_non_exhaustive()
+    }
+}
+
 enum Parser {
     Plain { reader: Box<dyn BufRead + Send>, line: Vec<u8>, line_no: u64 },
     Csv { reader: csv::Reader<Box<dyn Read + Send>>, record: csv::ByteRecord, id_col: usize, columns: usize, header: Vec<String> },

@@ -37,11 +37,15 @@ pub(crate) fn decode(text: &str) -> Result<Envelope, TrustError> {
         )));
     };
     if !untrusted.starts_with(UNTRUSTED_PREFIX) {
-        return Err(TrustError::malformed(format!("line 1 does not start with `{UNTRUSTED_PREFIX}`")));
+        return Err(TrustError::malformed(format!(
+            "line 1 does not start with `{UNTRUSTED_PREFIX}`"
+        )));
     }
     let sig = decode_line(sig, 2, 74)?;
     if !trusted.starts_with(TRUSTED_PREFIX) {
-        return Err(TrustError::malformed(format!("line 3 does not start with `{TRUSTED_PREFIX}`")));
+        return Err(TrustError::malformed(format!(
+            "line 3 does not start with `{TRUSTED_PREFIX}`"
+        )));
     }
     decode_line(global, 4, 64)?;
     let prehashed = match [sig[0], sig[1]] {
@@ -97,7 +101,13 @@ pub(crate) mod tests {
     #[test]
     fn the_header_is_read_from_line_two() {
         let e = decode(&synthetic(b"ED", &[1, 2, 3, 4, 5, 6, 7, 8], "c")).unwrap();
-        assert_eq!(e, Envelope { prehashed: true, key_id: [1, 2, 3, 4, 5, 6, 7, 8] });
+        assert_eq!(
+            e,
+            Envelope {
+                prehashed: true,
+                key_id: [1, 2, 3, 4, 5, 6, 7, 8]
+            }
+        );
         assert_eq!(key_id_hex(&e.key_id), "0807060504030201");
         assert!(!decode(&synthetic(b"Ed", &[0; 8], "c")).unwrap().prehashed);
         let crlf = synthetic(b"ED", &[0; 8], "c").replace('\n', "\r\n");

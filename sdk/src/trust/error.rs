@@ -188,10 +188,15 @@ impl TrustError {
     }
 
     pub(crate) fn malformed(detail: impl Into<String>) -> TrustError {
-        TrustError::MalformedSignature { detail: detail.into() }
+        TrustError::MalformedSignature {
+            detail: detail.into(),
+        }
     }
 
     pub(crate) fn metadata(field: impl Into<String>, detail: impl Into<String>) -> TrustError {
-        TrustError::BadMetadata { field: field.into(), detail: detail.into() }
+        TrustError::BadMetadata {
+            field: field.into(),
+            detail: detail.into(),
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// File name of the ledger inside the state directory.
 pub const LEDGER_FILE: &str = "accepted-versions";
@@ -30,7 +31,10 @@ impl VersionLedger {
 
     /// Opens (or starts) the ledger of `state_dir`, creating the directory with mode 0700.
     pub fn open(state_dir: &Path) -> Result<VersionLedger, TrustError> {
-        let io = |source| TrustError::Io { path: state_dir.to_path_buf(), source };
+        let io = |source| TrustError::Io {
+            path: state_dir.to_path_buf(),
+            source,
+        };
         if !state_dir.is_dir() {
             let mut b = fs::DirBuilder::new();
             b.recursive(true);
@@ -44,7 +48,10 @@ impl VersionLedger {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(source) => return Err(TrustError::Io { path, source }),
         };
-        Ok(VersionLedger { versions, path: Some(path) })
+        Ok(VersionLedger {
+            versions,
+            path: Some(path),
+        })
     }
 
     /// The ledger file, if persisted.
@@ -56,9 +63,11 @@ impl VersionLedger {
     /// ([`TrustError::Rollback`]); the same version again is fine (the same release reloaded).
     pub fn check(&self, meta: &SignedMetadata) -> Result<(), TrustError> {
         match self.highest(&meta.name) {
-            Some(highest) if meta.version < highest => {
-                Err(TrustError::Rollback { name: meta.name.clone(), version: meta.version, highest })
-            }
+            Some(highest) if meta.version < highest => Err(TrustError::Rollback {
+                name: meta.name.clone(),
+                version: meta.version,
+                highest,
+            }),
             _ => Ok(()),
         }
     }
@@ -85,11 +94,17 @@ impl VersionLedger {
 }
 
 fn parse(path: &Path, f: fs::File) -> Result<BTreeMap<String, u64>, TrustError> {
-    let corrupt = |detail: String| TrustError::Ledger { path: path.to_path_buf(), detail };
+    let corrupt = |detail: String| TrustError::Ledger {
+        path: path.to_path_buf(),
+        detail,
+    };
     let mut bytes = Vec::new();
     f.take(LEDGER_MAX_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|source| TrustError::Io { path: path.to_path_buf(), source })?;
+        .map_err(|source| TrustError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
     if bytes.len() as u64 > LEDGER_MAX_BYTES {
         return Err(corrupt(format!("larger than {LEDGER_MAX_BYTES} bytes")));
     }
@@ -106,7 +121,10 @@ fn parse(path: &Path, f: fs::File) -> Result<BTreeMap<String, u64>, TrustError> 
             return Err(bad());
         }
         if versions.insert(name.to_string(), version).is_some() {
-            return Err(corrupt(format!("line {}: plugin `{name}` is listed twice", i + 1)));
+            return Err(corrupt(format!(
+                "line {}: plugin `{name}` is listed twice",
+                i + 1
+            )));
         }
     }
     Ok(versions)
@@ -118,8 +136,14 @@ fn persist(path: &Path, versions: &BTreeMap<String, u64>) -> Result<(), TrustErr
     for (name, version) in versions {
         text.push_str(&format!("{name} {version}\n"));
     }
+    // Unique per process and per write, so two ledgers on one directory never share a temp file.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp-{}", std::process::id()));
+    tmp.push(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ));
     let tmp = PathBuf::from(tmp);
     let write = || -> std::io::Result<()> {
         let mut o = fs::OpenOptions::new();
@@ -137,7 +161,10 @@ fn persist(path: &Path, versions: &BTreeMap<String, u64>) -> Result<(), TrustErr
     };
     write().map_err(|source| {
         let _ = fs::remove_file(&tmp);
-        TrustError::Io { path: path.to_path_buf(), source }
+        TrustError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
 
@@ -147,7 +174,13 @@ mod tests {
     use super::*;
 
     fn meta(name: &str, version: u64) -> SignedMetadata {
-        SignedMetadata { name: name.into(), version, sha256: [0; 32], expires: None, key_id: "0".repeat(16) }
+        SignedMetadata {
+            name: name.into(),
+            version,
+            sha256: [0; 32],
+            expires: None,
+            key_id: "0".repeat(16),
+        }
     }
 
     #[test]
@@ -158,9 +191,22 @@ mod tests {
         assert!(l.check(&meta("a", 5)).is_ok());
         assert!(l.check(&meta("a", 6)).is_ok());
         let e = l.check(&meta("a", 4)).unwrap_err();
-        assert!(matches!(e, TrustError::Rollback { version: 4, highest: 5, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                TrustError::Rollback {
+                    version: 4,
+                    highest: 5,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(l.record(&meta("a", 4)).is_err());
-        assert_eq!((l.highest("a"), l.highest("b"), l.highest("c")), (Some(5), Some(1), None));
+        assert_eq!(
+            (l.highest("a"), l.highest("b"), l.highest("c")),
+            (Some(5), Some(1), None)
+        );
         assert!(l.path().is_none());
     }
 
@@ -172,15 +218,27 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(&state).unwrap().permissions().mode() & 0o777, 0o700);
+            assert_eq!(
+                fs::metadata(&state).unwrap().permissions().mode() & 0o777,
+                0o700
+            );
         }
         l.record(&meta("switchback", 7)).unwrap();
         l.record(&meta("cluster", u64::MAX)).unwrap();
         drop(l);
         let l = VersionLedger::open(&state).unwrap();
-        assert_eq!((l.highest("switchback"), l.highest("cluster")), (Some(7), Some(u64::MAX)));
-        assert_eq!(l.check(&meta("switchback", 6)).unwrap_err().reason(), "rollback");
-        let leftovers: Vec<_> = fs::read_dir(&state).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(
+            (l.highest("switchback"), l.highest("cluster")),
+            (Some(7), Some(u64::MAX))
+        );
+        assert_eq!(
+            l.check(&meta("switchback", 6)).unwrap_err().reason(),
+            "rollback"
+        );
+        let leftovers: Vec<_> = fs::read_dir(&state)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(leftovers, [LEDGER_FILE]);
     }
 

@@ -58,12 +58,17 @@ pub fn parse_trusted_comment(comment: &str) -> Result<ParsedComment, TrustError>
     if tag != "abkit-plugin" {
         return Err(TrustError::metadata(
             "format",
-            format!("the trusted comment starts with {:?}, not `abkit-plugin v1`", shorten(tag)),
+            format!(
+                "the trusted comment starts with {:?}, not `abkit-plugin v1`",
+                shorten(tag)
+            ),
         ));
     }
     match tokens.next() {
         Some("v1") => {}
-        Some(v) if v.len() > 1 && v.starts_with('v') && v[1..].bytes().all(|b| b.is_ascii_digit()) => {
+        Some(v)
+            if v.len() > 1 && v.starts_with('v') && v[1..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
             return Err(TrustError::metadata(
                 "format version",
                 format!("unsupported format `{v}`: this abkit reads v1; upgrade abkit to load it"),
@@ -72,7 +77,10 @@ pub fn parse_trusted_comment(comment: &str) -> Result<ParsedComment, TrustError>
         other => {
             return Err(TrustError::metadata(
                 "format version",
-                format!("expected `v1` after `abkit-plugin`, found {:?}", shorten(other.unwrap_or_default())),
+                format!(
+                    "expected `v1` after `abkit-plugin`, found {:?}",
+                    shorten(other.unwrap_or_default())
+                ),
             ))
         }
     }
@@ -81,14 +89,19 @@ pub fn parse_trusted_comment(comment: &str) -> Result<ParsedComment, TrustError>
     let mut last: Option<usize> = None;
     for token in tokens {
         if token.is_empty() {
-            let after = last.map_or("`abkit-plugin v1`".to_string(), |i| format!("field `{}`", FIELDS[i]));
+            let after = last.map_or("`abkit-plugin v1`".to_string(), |i| {
+                format!("field `{}`", FIELDS[i])
+            });
             return Err(TrustError::metadata(
                 "separator",
                 format!("fields must be separated by single spaces, with none at the end (extra space after {after})"),
             ));
         }
         let Some((key, value)) = token.split_once('=') else {
-            return Err(TrustError::metadata(shorten(token), "expected `field=value`"));
+            return Err(TrustError::metadata(
+                shorten(token),
+                "expected `field=value`",
+            ));
         };
         let Some(idx) = FIELDS.iter().position(|f| *f == key) else {
             return Err(TrustError::metadata(
@@ -113,25 +126,48 @@ pub fn parse_trusted_comment(comment: &str) -> Result<ParsedComment, TrustError>
     fn required<'a>(v: Option<&'a str>, field: &str) -> Result<&'a str, TrustError> {
         v.ok_or_else(|| TrustError::metadata(field, "missing field"))
     }
-    let (name, version, sha256) = (required(name, "name")?, required(version, "version")?, required(sha256, "sha256")?);
+    let (name, version, sha256) = (
+        required(name, "name")?,
+        required(version, "version")?,
+        required(sha256, "sha256")?,
+    );
 
     if !is_valid_plugin_name(name) {
         return Err(TrustError::metadata(
             "name",
-            format!("{:?} is not a plugin name ([a-z0-9][a-z0-9_-]{{0,63}})", shorten(name)),
+            format!(
+                "{:?} is not a plugin name ([a-z0-9][a-z0-9_-]{{0,63}})",
+                shorten(name)
+            ),
         ));
     }
-    let version = parse_version(version)
-        .ok_or_else(|| TrustError::metadata("version", format!("{:?} is not an unsigned 64-bit integer", shorten(version))))?;
-    let sha256 = parse_sha256(sha256)
-        .ok_or_else(|| TrustError::metadata("sha256", format!("{:?} is not 64 lowercase hex digits", shorten(sha256))))?;
+    let version = parse_version(version).ok_or_else(|| {
+        TrustError::metadata(
+            "version",
+            format!("{:?} is not an unsigned 64-bit integer", shorten(version)),
+        )
+    })?;
+    let sha256 = parse_sha256(sha256).ok_or_else(|| {
+        TrustError::metadata(
+            "sha256",
+            format!("{:?} is not 64 lowercase hex digits", shorten(sha256)),
+        )
+    })?;
     let expires = match expires {
         None => None,
         Some(e) => Some(parse_utc(e).ok_or_else(|| {
-            TrustError::metadata("expires", format!("{:?} is not a UTC time YYYY-MM-DDTHH:MM:SSZ", shorten(e)))
+            TrustError::metadata(
+                "expires",
+                format!("{:?} is not a UTC time YYYY-MM-DDTHH:MM:SSZ", shorten(e)),
+            )
         })?),
     };
-    Ok(ParsedComment { name: name.to_string(), version, sha256, expires })
+    Ok(ParsedComment {
+        name: name.to_string(),
+        version,
+        sha256,
+        expires,
+    })
 }
 
 /// At most 40 characters of attacker-controlled text, for messages.
@@ -145,7 +181,8 @@ fn shorten(s: &str) -> String {
 
 /// Canonical decimal: digits only, no sign, no leading zero (except `0`).
 fn parse_version(s: &str) -> Option<u64> {
-    let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    let canonical =
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     if canonical {
         s.parse().ok()
     } else {
@@ -198,8 +235,19 @@ pub(crate) fn parse_utc(s: &str) -> Option<u64> {
             return None;
         }
     }
-    let num = |from: usize, to: usize| b[from..to].iter().fold(0i64, |n, &c| n * 10 + i64::from(c - b'0'));
-    let (y, mo, d, h, mi, sec) = (num(0, 4), num(5, 7), num(8, 10), num(11, 13), num(14, 16), num(17, 19));
+    let num = |from: usize, to: usize| {
+        b[from..to]
+            .iter()
+            .fold(0i64, |n, &c| n * 10 + i64::from(c - b'0'))
+    };
+    let (y, mo, d, h, mi, sec) = (
+        num(0, 4),
+        num(5, 7),
+        num(8, 10),
+        num(11, 13),
+        num(14, 16),
+        num(17, 19),
+    );
     let days_in_month = match mo {
         2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
         2 => 28,
@@ -218,7 +266,12 @@ pub(crate) fn format_utc(unix: u64) -> String {
     let secs = i64::try_from(unix).unwrap_or(i64::MAX);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = date_of_day(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3_600, rem % 3_600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
 }
 
 /// Days since 1970-01-01 of a Gregorian date: years counted from March, in 400-year eras.
@@ -268,7 +321,8 @@ mod tests {
         assert_eq!(c.version, u64::MAX);
         assert_eq!(hex(&c.sha256), SHA);
         assert_eq!(c.expires, Some(1_896_091_200));
-        let c = parse_trusted_comment(&format!("abkit-plugin v1 name=x version=0 sha256={SHA}")).unwrap();
+        let c = parse_trusted_comment(&format!("abkit-plugin v1 name=x version=0 sha256={SHA}"))
+            .unwrap();
         assert_eq!((c.version, c.expires), (0, None));
     }
 

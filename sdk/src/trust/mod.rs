@@ -75,31 +75,50 @@ impl fmt::Display for FileKind {
     }
 }
 
-/// Reads a regular file of at most `cap` bytes. The size is checked before reading
-/// (metadata), and the read itself stops after `cap + 1` bytes, so a file that grows
-/// meanwhile is refused too. Errors name the path.
+/// Reads a regular file of at most `cap` bytes. The size is checked before reading (the
+/// path's metadata, then again on the opened file in case the path changed in between),
+/// and the read itself stops after `cap + 1` bytes, so a file that grows meanwhile is
+/// refused too. Errors name the path.
 pub fn read_capped(path: &Path, cap: u64, what: FileKind) -> Result<Vec<u8>, TrustError> {
+    let io = |source| TrustError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let open_error = |source: std::io::Error| {
         if source.kind() == std::io::ErrorKind::NotFound && what == FileKind::Signature {
-            TrustError::SignatureMissing { path: path.to_path_buf() }
+            TrustError::SignatureMissing {
+                path: path.to_path_buf(),
+            }
         } else {
-            TrustError::Io { path: path.to_path_buf(), source }
+            io(source)
         }
     };
-    let too_large = |size| TrustError::TooLarge { path: path.to_path_buf(), kind: what, size, limit: cap };
-    let meta = std::fs::metadata(path).map_err(open_error)?;
-    if !meta.is_file() {
-        let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not a regular {what} file"));
-        return Err(TrustError::Io { path: path.to_path_buf(), source });
-    }
-    if meta.len() > cap {
-        return Err(too_large(meta.len()));
-    }
+    let too_large = |size| TrustError::TooLarge {
+        path: path.to_path_buf(),
+        kind: what,
+        size,
+        limit: cap,
+    };
+    let check = |meta: std::fs::Metadata| {
+        if !meta.is_file() {
+            let detail = format!("not a regular {what} file");
+            Err(io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                detail,
+            )))
+        } else if meta.len() > cap {
+            Err(too_large(meta.len()))
+        } else {
+            Ok(meta.len())
+        }
+    };
+    check(std::fs::metadata(path).map_err(open_error)?)?;
     let file = std::fs::File::open(path).map_err(open_error)?;
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    let len = check(file.metadata().map_err(io)?)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     file.take(cap.saturating_add(1))
         .read_to_end(&mut bytes)
-        .map_err(|source| TrustError::Io { path: path.to_path_buf(), source })?;
+        .map_err(io)?;
     if bytes.len() as u64 > cap {
         return Err(too_large(bytes.len() as u64));
     }
@@ -120,14 +139,23 @@ mod tests {
 
         let cases = [
             (read_capped(&small, 4, FileKind::Plugin), "too_large"),
-            (read_capped(&dir.path().join("p.so.minisig"), 4096, FileKind::Signature), "signature_missing"),
-            (read_capped(&dir.path().join("q.so"), 4096, FileKind::Plugin), "io"),
+            (
+                read_capped(&dir.path().join("p.so.minisig"), 4096, FileKind::Signature),
+                "signature_missing",
+            ),
+            (
+                read_capped(&dir.path().join("q.so"), 4096, FileKind::Plugin),
+                "io",
+            ),
             (read_capped(dir.path(), 4096, FileKind::Plugin), "io"),
         ];
         for (result, reason) in cases {
             let e = result.unwrap_err();
             assert_eq!(e.reason(), reason, "{e}");
-            assert!(e.to_string().contains(&dir.path().display().to_string()), "{e}");
+            assert!(
+                e.to_string().contains(&dir.path().display().to_string()),
+                "{e}"
+            );
         }
     }
 }

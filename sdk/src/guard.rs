@@ -1,0 +1,149 @@
+//! Guards a candidate snapshot must pass before it replaces the serving one (on reload).
+//!
+//! Both run on a fixed synthetic population of unit ids (no attributes), through the same
+//! evaluation path as serving:
+//! - **sample ratio**: for every experiment decided by a plugin that randomises by unit id
+//!   (enough of the population enrolled without attributes), a chi-square test of the
+//!   candidate's variant counts against the declared weights; `p < 0.001` refuses. A biased
+//!   strategy is caught before any user sees it. Strategies that randomise by an attribute
+//!   (switchback, cluster) enrol nobody here and are skipped, said so in the report.
+//! - **reassignment**: for experiments with `max_reassignment`, the share of units enrolled
+//!   under the serving snapshot whose variant changes (or who leave) under the candidate;
+//!   above the limit the swap is refused unless the experiment sets `intended_change = true`.
+
+use crate::assignment::DecidedBy;
+use crate::registry::Snapshot;
+use crate::unit::Unit;
+use serde::Serialize;
+use statrs::distribution::{ChiSquared, ContinuousCDF};
+
+/// Guard settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GuardConfig {
+    /// Synthetic units evaluated per experiment.
+    pub population: usize,
+    /// Sample-ratio test: refuse below this p-value.
+    pub srm_min_p_value: f64,
+    /// Sample-ratio test: skip experiments with fewer enrolled units than this.
+    pub srm_min_enrolled: u64,
+}
+
+impl Default for GuardConfig {
+    /// 20,000 units, refuse at p < 0.001, at least 1,000 enrolled.
+    fn default() -> Self {
+        GuardConfig { population: 20_000, srm_min_p_value: 0.001, srm_min_enrolled: 1_000 }
+    }
+}
+
+/// The outcome of one guard on one experiment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GuardResult {
+    /// `sample_ratio` or `reassignment`.
+    pub guard: &'static str,
+    /// The experiment.
+    pub experiment: String,
+    /// Whether the candidate may go live as far as this guard is concerned.
+    pub passed: bool,
+    /// What was measured, in words.
+    pub detail: String,
+}
+
+fn unit_id(buf: &mut String, i: usize) -> &str {
+    use std::fmt::Write;
+    buf.clear();
+    let _ = write!(buf, "abkit-guard-{i}");
+    buf
+}
+
+/// Runs both guards for every experiment of `candidate`.
+pub fn check(current: &Snapshot, candidate: &Snapshot, cfg: &GuardConfig, now_ms: u64) -> Vec<GuardResult> {
+    let mut out = Vec::new();
+    let mut buf = String::new();
+    for e in &candidate.config().experiments {
+        let plugin_decides = matches!(
+            candidate.assign_at(&e.key, &Unit::new("abkit-guard-probe"), now_ms).decided_by,
+            DecidedBy::Plugin(_)
+        );
+        if plugin_decides {
+            let mut counts = vec![0u64; e.variants.len()];
+            for i in 0..cfg.population {
+                let a = candidate.assign_at(&e.key, &Unit::new(unit_id(&mut buf, i)), now_ms);
+                if let (Some(v), DecidedBy::Plugin(_)) = (a.variant, a.decided_by) {
+                    counts[v.index as usize] += 1;
+                }
+            }
+            out.push(sample_ratio(&e.key, &counts, &e.weights(), cfg));
+        }
+        if let (Some(limit), Some(_)) = (e.max_reassignment, current.experiment(&e.key)) {
+            let (mut enrolled, mut moved) = (0u64, 0u64);
+            for i in 0..cfg.population {
+                let unit = Unit::new(unit_id(&mut buf, i));
+                if let Some(before) = current.assign_at(&e.key, &unit, now_ms).variant {
+                    enrolled += 1;
+                    let after = candidate.assign_at(&e.key, &unit, now_ms).variant;
+                    if after.map(|v| v.name) != Some(before.name) {
+                        moved += 1;
+                    }
+                }
+            }
+            let share = if enrolled == 0 { 0.0 } else { moved as f64 / enrolled as f64 };
+            let passed = share <= limit || e.intended_change;
+            out.push(GuardResult {
+                guard: "reassignment",
+                experiment: e.key.clone(),
+                passed,
+                detail: format!(
+                    "{:.2}% of {enrolled} enrolled probe units would change variant or leave (max_reassignment {:.2}%){}",
+                    100.0 * share,
+                    100.0 * limit,
+                    if share > limit && e.intended_change { "; allowed: intended_change = true" } else { "" }
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// Chi-square goodness of fit of `counts` against `weights`.
+fn sample_ratio(key: &str, counts: &[u64], weights: &[u32], cfg: &GuardConfig) -> GuardResult {
+    let n: u64 = counts.iter().sum();
+    let w: u64 = weights.iter().map(|&x| u64::from(x)).sum();
+    let result = |passed, detail| GuardResult { guard: "sample_ratio", experiment: key.to_string(), passed, detail };
+    if n < cfg.srm_min_enrolled || w == 0 {
+        return result(true, format!("skipped: {n} probe units enrolled by unit id (needs {}); the strategy randomises by something else", cfg.srm_min_enrolled));
+    }
+    let mut chi2 = 0.0;
+    let mut df = 0u32;
+    for (&c, &wi) in counts.iter().zip(weights) {
+        let expected = n as f64 * f64::from(wi) / w as f64;
+        if expected > 0.0 {
+            chi2 += (c as f64 - expected).powi(2) / expected;
+            df += 1;
+        } else if c > 0 {
+            return result(false, format!("{c} units got a variant of weight 0"));
+        }
+    }
+    let p = match df.checked_sub(1).filter(|&d| d > 0) {
+        Some(d) => ChiSquared::new(f64::from(d)).map_or(1.0, |dist| dist.sf(chi2)),
+        None => 1.0,
+    };
+    let passed = p >= cfg.srm_min_p_value;
+    result(
+        passed,
+        format!("chi2 {chi2:.1}, p {p:.2e} over {n} enrolled probe units; counts {counts:?} vs weights {weights:?}{}", if passed { "" } else { ": sample ratio mismatch" }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fair_split_passes_and_a_skewed_one_fails() {
+        let cfg = GuardConfig::default();
+        assert!(sample_ratio("e", &[5020, 4980], &[1, 1], &cfg).passed);
+        assert!(!sample_ratio("e", &[5500, 4500], &[1, 1], &cfg).passed);
+        assert!(sample_ratio("e", &[10, 5], &[1, 1], &cfg).passed, "too few units: skipped");
+        assert!(!sample_ratio("e", &[3000, 7, 3000], &[1, 0, 1], &cfg).passed, "weight-0 variant chosen");
+    }
+}
