@@ -15,12 +15,17 @@ pub struct Args {
     /// Units per experiment in the split check.
     #[arg(long, default_value_t = 200_000)]
     units: u32,
+    /// Use prebuilt plugin libraries from this directory instead of building them with cargo
+    /// (needs the three `libabkit_strategy_*.so` and `libfixture_biased.so`).
+    #[arg(long)]
+    plugins_dir: Option<std::path::PathBuf>,
 }
 
 pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
     let config = Config::from_toml_str(DEMO_CONFIG, "demo.toml (embedded)", Path::new(".")).map_err(crate::Error::from)?;
     let sdk = Sdk::from_config(config)?;
     let snap = sdk.snapshot();
+    println!("== part 1: the built-in bucketer ==");
     println!("== abkit demo: {} experiments from the embedded demo.toml ==\n", snap.config().experiments.len());
 
     println!("-- single assignments (variant, reason, strategy) --");
@@ -97,6 +102,7 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
     }
     let ns = start.elapsed().as_nanos() as f64 / f64::from(n);
     println!("  {n} assignments of checkout_button: {ns:.0} ns each ({enrolled} enrolled); see README 'Performance' for the benchmark");
+    super::demo_plugins::run(args.plugins_dir.as_deref())?;
     println!("\ndemo done.");
     Ok(ExitCode::SUCCESS)
 }

@@ -5,10 +5,12 @@
 mod assign;
 mod check;
 mod demo;
+mod demo_plugins;
 mod diff;
 mod simulate;
 mod keygen;
 mod sign;
+mod status;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +36,8 @@ enum Command {
     Simulate(simulate::Args),
     /// Compare two configurations on a population: units moved, entered, left.
     Diff(diff::Args),
+    /// Load a configuration as a service would and show what serves (plugins, refusals, strategies).
+    Status(status::Args),
     /// Generate a minisign key pair for signing plugins (`NAME.pub`, `NAME.key`).
     Keygen(keygen::Args),
     /// Sign a plugin: writes `PLUGIN.minisig` with the signed metadata (name, version, sha256, expiry).
@@ -69,6 +73,7 @@ pub fn main() -> ExitCode {
         Command::Assign(a) => assign::run(a),
         Command::Check(a) => check::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Status(a) => status::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::Diff(a) => diff::run(a),
         Command::Keygen(a) => keygen::run(a),

@@ -8,5 +8,11 @@
 //! watcher and SIGHUP.
 
 mod report;
+#[cfg(feature = "watch")]
+mod signal;
+#[cfg(feature = "watch")]
+mod watch;
 
 pub use report::{ExperimentChange, PluginChange, ReloadReport};
+#[cfg(feature = "watch")]
+pub use watch::{watch, WatchError, WatchHandle, WatchOptions};

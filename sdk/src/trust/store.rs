@@ -58,7 +58,8 @@ impl TrustStore {
         Ok(store)
     }
 
-    /// Ids of the trusted keys, as minisign prints them (16 uppercase hex digits).
+    /// Ids of the trusted keys, as minisign prints them: 16 uppercase hex digits (the C
+    /// `minisign` tool prints the same number without leading zeros).
     pub fn key_ids(&self) -> Vec<String> {
         self.keys.iter().map(|k| key_id_hex(&k.id)).collect()
     }
