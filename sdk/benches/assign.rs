@@ -2,6 +2,7 @@
 //! CSV assignment of 1,000,000 ids. Run: `cargo bench -p abkit --bench assign`.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod plugins;
 mod report;
 
 use abkit::{Sdk, Unit};
@@ -37,7 +38,38 @@ fn bench_assign(c: &mut Criterion) {
             black_box(sdk.assign(black_box("checkout_button"), &Unit::new(&ids[i])))
         })
     });
+    // The same experiment through a loaded, verified, probed weighted-hash plugin.
+    let lib = plugins::build_release("weighted-hash");
+    let deployment = plugins::deploy(&lib, "weighted-hash");
+    let t = std::time::Instant::now();
+    let plugin_sdk = Sdk::from_file(&deployment.config).unwrap();
+    let first_load = t.elapsed();
+    assert!(matches!(
+        plugin_sdk.assign("checkout_button", &Unit::new("x")).decided_by,
+        abkit::DecidedBy::Plugin(_)
+    ), "{}", plugin_sdk.status());
+    g.bench_function("sdk_plugin_weighted_hash_3_variants", |b| {
+        let mut i = 0usize;
+        b.iter(|| {
+            i = (i + 1) & 1023;
+            black_box(plugin_sdk.assign(black_box("checkout_button"), &Unit::new(&ids[i])))
+        })
+    });
+    g.bench_function("sdk_builtin_same_process", |b| {
+        let mut i = 0usize;
+        b.iter(|| {
+            i = (i + 1) & 1023;
+            black_box(plugin_sdk.assign(black_box("builtin_button"), &Unit::new(&ids[i])))
+        })
+    });
     g.finish();
+    let mut load = c.benchmark_group("load");
+    load.sample_size(10);
+    load.bench_function("verify_load_probe_weighted_hash_cached_library", |b| {
+        b.iter(|| Sdk::from_file(&deployment.config).unwrap())
+    });
+    load.finish();
+    println!("\nfirst verify + copy + dlopen + probe of the weighted-hash plugin: {:.1} ms", first_load.as_secs_f64() * 1e3);
 }
 
 fn bench_bulk(c: &mut Criterion) {
@@ -67,8 +99,16 @@ fn main() {
     c.final_summary();
     report::print_ratio_table(
         "assign (same run)",
-        &[("assign/floor_sha256", "assign/floor_sha256"), ("assign/sdk_builtin_3_variants", "assign/floor_sha256")],
+        &[
+            ("assign/floor_sha256", "assign/floor_sha256"),
+            ("assign/sdk_builtin_3_variants", "assign/floor_sha256"),
+            ("assign/sdk_plugin_weighted_hash_3_variants", "assign/floor_sha256"),
+            ("assign/sdk_plugin_weighted_hash_3_variants", "assign/sdk_builtin_same_process"),
+        ],
     );
+    if let Some(ns) = report::mean_ns("load/verify_load_probe_weighted_hash_cached_library") {
+        println!("\nverify + probe of a plugin whose library is already mapped (a reload of unchanged bytes): {:.2} ms", ns / 1e6);
+    }
     if let Some(ns) = report::mean_ns("bulk/assign_csv/1000000") {
         println!("\nbulk assign_csv: 1,000,000 ids in {:.1} ms = {:.2} M ids/s", ns / 1e6, 1e3 / ns * 1e6);
     }

@@ -4,9 +4,10 @@
 //! `cargo bench -p abkit --bench simulate --features simulate`.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+#[allow(dead_code)] // only `output_dir` and `mean_ns` are used here
 mod report;
 
-use abkit::simulate::{self, SimulateOptions, SyntheticSpec, UnitSource};
+use abkit::simulate::{self, SimulateOptions, SyntheticIds, SyntheticSpec, UnitSource};
 use abkit::Sdk;
 use criterion::{black_box, BenchmarkId, Criterion, SamplingMode, Throughput};
 use rayon::prelude::*;
@@ -32,8 +33,11 @@ variants = [ { name = "control", weight = 90 }, { name = "banner", weight = 10 }
 
 /// The proposed change for `diff`: new weights and coverage, same salts.
 fn to_config() -> String {
-    FROM.replace("weight = 50 }, { name = \"treatment\", weight = 50", "weight = 60 }, { name = \"treatment\", weight = 40")
-        .replace("coverage = 0.5", "coverage = 0.8")
+    FROM.replace(
+        "weight = 50 }, { name = \"treatment\", weight = 50",
+        "weight = 60 }, { name = \"treatment\", weight = 40",
+    )
+    .replace("coverage = 0.5", "coverage = 0.8")
 }
 
 const SIZES: [u64; 2] = [1_000_000, 10_000_000];
@@ -45,11 +49,11 @@ fn floor(salts: &[String], spec: &SyntheticSpec) -> u64 {
     (0..spec.count.div_ceil(TASK))
         .into_par_iter()
         .map(|task| {
-            let mut id = String::with_capacity(32);
+            let mut ids = SyntheticIds::new(spec);
             let mut buf = [0u8; 256];
             let mut acc = 0u64;
             for i in task * TASK..spec.count.min((task + 1) * TASK) {
-                spec.write_id(i, &mut id);
+                let id = ids.id(i);
                 for salt in salts {
                     let len = salt.len() + 1 + id.len();
                     buf[..salt.len()].copy_from_slice(salt.as_bytes());
@@ -66,34 +70,62 @@ fn floor(salts: &[String], spec: &SyntheticSpec) -> u64 {
 fn salts(toml: &str) -> Vec<String> {
     let sdk = Sdk::from_toml_str(toml).unwrap();
     let snap = sdk.snapshot();
-    snap.config().experiments.iter().map(|e| e.salt.clone()).collect()
+    snap.config()
+        .experiments
+        .iter()
+        .map(|e| e.salt.clone())
+        .collect()
 }
 
 fn bench(c: &mut Criterion) {
     let from = Sdk::from_toml_str(FROM).unwrap().snapshot();
     let to = Sdk::from_toml_str(&to_config()).unwrap().snapshot();
     let one = salts(FROM);
-    let both: Vec<String> = one.iter().chain(salts(&to_config()).iter()).cloned().collect();
-    let opts = SimulateOptions { now_ms: Some(0), ..SimulateOptions::default() };
+    let both: Vec<String> = one
+        .iter()
+        .chain(salts(&to_config()).iter())
+        .cloned()
+        .collect();
+    let opts = SimulateOptions {
+        now_ms: Some(0),
+        ..SimulateOptions::default()
+    };
     let mut g = c.benchmark_group("simulate");
-    g.sample_size(10).sampling_mode(SamplingMode::Flat).warm_up_time(Duration::from_millis(500));
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(500));
     for n in SIZES {
-        g.throughput(Throughput::Elements(n)).measurement_time(Duration::from_secs(if n > 1_000_000 { 8 } else { 3 }));
+        g.throughput(Throughput::Elements(n))
+            .measurement_time(Duration::from_secs(if n > 1_000_000 { 8 } else { 3 }));
         let spec = SyntheticSpec::new(n);
-        g.bench_with_input(BenchmarkId::new("floor_sha256_x3", n), &spec, |b, spec| b.iter(|| black_box(floor(&one, spec))));
-        g.bench_with_input(BenchmarkId::new("run", n), &spec, |b, spec| {
-            b.iter(|| simulate::run(&from, UnitSource::synthetic(spec.clone()), &opts).unwrap().units)
+        g.bench_with_input(BenchmarkId::new("floor_sha256_x3", n), &spec, |b, spec| {
+            b.iter(|| black_box(floor(&one, spec)))
         });
-        g.bench_with_input(BenchmarkId::new("floor_sha256_x6", n), &spec, |b, spec| b.iter(|| black_box(floor(&both, spec))));
+        g.bench_with_input(BenchmarkId::new("run", n), &spec, |b, spec| {
+            b.iter(|| {
+                simulate::run(&from, UnitSource::synthetic(spec.clone()), &opts)
+                    .unwrap()
+                    .units
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("floor_sha256_x6", n), &spec, |b, spec| {
+            b.iter(|| black_box(floor(&both, spec)))
+        });
         g.bench_with_input(BenchmarkId::new("diff", n), &spec, |b, spec| {
-            b.iter(|| simulate::diff(&from, &to, UnitSource::synthetic(spec.clone()), &opts).unwrap().units)
+            b.iter(|| {
+                simulate::diff(&from, &to, UnitSource::synthetic(spec.clone()), &opts)
+                    .unwrap()
+                    .units
+            })
         });
     }
     g.finish();
 }
 
 fn main() {
-    let mut c = Criterion::default().output_directory(&report::output_dir()).configure_from_args();
+    let mut c = Criterion::default()
+        .output_directory(&report::output_dir())
+        .configure_from_args();
     bench(&mut c);
     c.final_summary();
     println!(
@@ -102,8 +134,14 @@ fn main() {
     );
     println!("| benchmark | units | mean | units/s | floor units/s | ratio to floor |\n|---|---|---|---|---|---|");
     for n in SIZES {
-        for (id, floor_id, what) in [("run", "floor_sha256_x3", "simulate, 3 experiments"), ("diff", "floor_sha256_x6", "diff, 3 experiments x 2 configs")] {
-            let (Some(m), Some(f)) = (report::mean_ns(&format!("simulate/{id}/{n}")), report::mean_ns(&format!("simulate/{floor_id}/{n}"))) else {
+        for (id, floor_id, what) in [
+            ("run", "floor_sha256_x3", "simulate, 3 experiments"),
+            ("diff", "floor_sha256_x6", "diff, 3 experiments x 2 configs"),
+        ] {
+            let (Some(m), Some(f)) = (
+                report::mean_ns(&format!("simulate/{id}/{n}")),
+                report::mean_ns(&format!("simulate/{floor_id}/{n}")),
+            ) else {
                 continue;
             };
             let rate = |ns: f64| n as f64 / (ns / 1e9);

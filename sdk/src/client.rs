@@ -3,6 +3,7 @@
 use crate::assignment::Assignment;
 use crate::config::Config;
 use crate::error::Error;
+use crate::exposure::{Exposure, ExposureHook};
 use crate::guard::{self, GuardConfig};
 use crate::plugins::{PluginManager, PluginOptions};
 use crate::probe::ProbeConfig;
@@ -17,9 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The abkit client. Cheap to share (`Arc<Sdk>` or `&Sdk`); `assign` never blocks or fails.
-#[derive(Debug)]
 pub struct Sdk {
     registry: Registry,
+    exposure: Option<ExposureHook>,
     /// Reload state; locked only by reloads (one at a time), never by `assign`.
     control: Mutex<Control>,
     last_report: ArcSwapOption<ReloadReport>,
@@ -32,12 +33,28 @@ struct Control {
     guards: GuardConfig,
 }
 
+impl std::fmt::Debug for Sdk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sdk")
+            .field("generation", &self.registry.load().generation())
+            .field("exposure_hook", &self.exposure.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Options for building an [`Sdk`].
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct SdkBuilder {
     options: PluginOptions,
     guards: GuardConfig,
     source: Option<PathBuf>,
+    exposure: Option<ExposureHook>,
+}
+
+impl std::fmt::Debug for SdkBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SdkBuilder").field("options", &self.options).field("guards", &self.guards).finish_non_exhaustive()
+    }
 }
 
 impl SdkBuilder {
@@ -59,6 +76,14 @@ impl SdkBuilder {
         self
     }
 
+    /// Calls `hook` after every assignment with the exposure (experiment, unit, answer with its
+    /// provenance, timestamp). It runs on the caller's thread: keep it short and non-blocking
+    /// (see [`crate::exposure::ExposureChannel`] for a bounded, never-blocking queue).
+    pub fn on_exposure(mut self, hook: ExposureHook) -> Self {
+        self.exposure = Some(hook);
+        self
+    }
+
     /// The most distinct plugin libraries the process may map (default 256; each costs memory
     /// for the life of the process since libraries are never unloaded).
     pub fn max_libraries(mut self, cap: usize) -> Self {
@@ -76,6 +101,7 @@ impl SdkBuilder {
         plugins.commit(pending);
         Ok(Sdk {
             registry: Registry::new(snapshot),
+            exposure: self.exposure,
             control: Mutex::new(Control { plugins, source: self.source, guards: self.guards }),
             last_report: ArcSwapOption::empty(),
         })
@@ -114,7 +140,12 @@ impl Sdk {
     /// An unknown experiment answers not-enrolled with [`crate::Reason::UnknownExperiment`].
     #[inline]
     pub fn assign(&self, experiment: &str, unit: &Unit<'_>) -> Assignment {
-        self.registry.load().assign(experiment, unit)
+        let assignment = self.registry.load().assign(experiment, unit);
+        if let Some(hook) = &self.exposure {
+            let timestamp_ms = crate::reload::now_ms();
+            hook(&Exposure { experiment, unit, assignment: &assignment, timestamp_ms });
+        }
+        assignment
     }
 
     /// The serving snapshot, held for as long as the caller keeps it (simulations, status).

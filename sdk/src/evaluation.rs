@@ -21,13 +21,12 @@ pub(crate) enum Clock {
 }
 
 impl Clock {
-    /// Milliseconds since the Unix epoch.
-    pub(crate) fn now_ms(self) -> u64 {
+    /// The fixed time, if any (a live clock is read by the strategy only if it needs time).
+    #[inline]
+    pub(crate) fn fixed_ms(self) -> Option<u64> {
         match self {
-            Clock::Fixed(ms) => ms,
-            Clock::System => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            Clock::Fixed(ms) => Some(ms),
+            Clock::System => None,
         }
     }
 }
@@ -43,9 +42,64 @@ pub(crate) enum Decider {
     Fallback(FallbackReason),
 }
 
+/// Counter handles of one experiment, registered with the `metrics` recorder installed when
+/// the snapshot is built (no-ops without one): nothing is looked up or allocated per call.
+struct Counters {
+    variants: Box<[metrics::Counter]>,
+    not_enrolled: metrics::Counter,
+    fallbacks: [metrics::Counter; 4],
+}
+
+impl Counters {
+    fn register(e: &ExperimentConfig) -> Self {
+        let key = e.key.clone();
+        let fallback = |reason: FallbackReason| {
+            metrics::counter!("abkit_fallbacks_total", "experiment" => key.clone(), "reason" => reason.as_str())
+        };
+        Counters {
+            variants: e
+                .variants
+                .iter()
+                .map(|v| metrics::counter!("abkit_assignments_total", "experiment" => key.clone(), "variant" => v.name.clone()))
+                .collect(),
+            not_enrolled: metrics::counter!("abkit_assignments_total", "experiment" => key.clone(), "variant" => ""),
+            fallbacks: [
+                fallback(FallbackReason::PluginRefused),
+                fallback(FallbackReason::StrategyError),
+                fallback(FallbackReason::InvalidAnswer),
+                fallback(FallbackReason::Demoted),
+            ],
+        }
+    }
+
+    #[inline]
+    fn count(&self, a: &Assignment) {
+        match a.variant {
+            Some(v) => self.variants[v.index as usize].increment(1),
+            None => self.not_enrolled.increment(1),
+        }
+        if let DecidedBy::Fallback(reason) = a.decided_by {
+            let i = match reason {
+                FallbackReason::PluginRefused => 0,
+                FallbackReason::StrategyError => 1,
+                FallbackReason::InvalidAnswer => 2,
+                FallbackReason::Demoted => 3,
+            };
+            self.fallbacks[i].increment(1);
+        }
+    }
+}
+
+impl std::fmt::Debug for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Counters")
+    }
+}
+
 /// One experiment, compiled for evaluation: every lookup table precomputed.
 #[derive(Debug)]
 pub(crate) struct CompiledExperiment {
+    counters: Counters,
     pub(crate) config: ExperimentConfig,
     variant_names: Box<[&'static str]>,
     overrides: FxHashMap<Box<str>, u32>,
@@ -65,6 +119,7 @@ impl CompiledExperiment {
             LayerGate::new(salt, s.start, s.end)
         });
         Ok(CompiledExperiment {
+            counters: Counters::register(e),
             config: e.clone(),
             variant_names: e.variants.iter().map(|v| intern(&v.name)).collect(),
             overrides: e.overrides.iter().map(|(u, i)| (u.as_str().into(), *i)).collect(),
@@ -94,9 +149,16 @@ impl CompiledExperiment {
         Variant { index, name: self.variant_names[index as usize] }
     }
 
-    /// Evaluates one unit. Allocation-free.
+    /// Evaluates one unit and counts the answer. Allocation-free.
     #[inline]
     pub(crate) fn evaluate(&self, unit: &Unit<'_>, clock: Clock) -> Assignment {
+        let a = self.decide(unit, clock);
+        self.counters.count(&a);
+        a
+    }
+
+    #[inline]
+    fn decide(&self, unit: &Unit<'_>, clock: Clock) -> Assignment {
         if !self.config.enabled {
             return Assignment::not_enrolled(Reason::Disabled);
         }
@@ -118,7 +180,7 @@ impl CompiledExperiment {
         }
         match &self.decider {
             Decider::Builtin => self.builtin(unit, DecidedBy::Builtin),
-            Decider::Plugin(s) if !s.is_demoted() => match s.decide(unit, clock.now_ms()) {
+            Decider::Plugin(s) if !s.is_demoted() => match s.decide(unit, clock.fixed_ms()) {
                 Ok(Some(index)) => Assignment {
                     variant: Some(self.variant(index)),
                     reason: Reason::Assigned,

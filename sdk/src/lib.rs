@@ -33,6 +33,7 @@ mod client;
 pub mod config;
 mod error;
 mod evaluation;
+pub mod exposure;
 pub mod guard;
 mod intern;
 mod metrics;

@@ -125,7 +125,7 @@ pub(crate) fn probe(strategy: &PluginStrategy, experiment: &ExperimentConfig, cf
         let mut fastest = Duration::MAX;
         for answer in &mut answers {
             let t = Instant::now();
-            *answer = strategy.call(&unit, now_ms);
+            *answer = strategy.call(&unit, Some(now_ms));
             fastest = fastest.min(t.elapsed());
             if started.elapsed() > cfg.deadline {
                 return Err(ProbeError::TooSlow {

@@ -164,7 +164,7 @@ impl PluginStrategy {
 
     /// Calls the plugin once, without counting (the probe uses this).
     #[inline]
-    pub(crate) fn call(&self, unit: &Unit<'_>, now_ms: u64) -> Decision {
+    pub(crate) fn call(&self, unit: &Unit<'_>, fixed_now_ms: Option<u64>) -> Decision {
         let request = Request {
             unit_id: RStr::from_str(unit.id()),
             experiment: RStr::from_str(&self.experiment),
@@ -172,7 +172,7 @@ impl PluginStrategy {
             weights: RSlice::from_slice(&self.weights),
             coverage_bp: self.coverage_bp,
             attributes: RSlice::from_slice(unit.attributes()),
-            now_ms,
+            fixed_now_ms: fixed_now_ms.into(),
         };
         self.instance.assign(&request)
     }
@@ -186,9 +186,9 @@ impl PluginStrategy {
     /// Decides one unit: `Ok(Some(variant))`, `Ok(None)` (not enrolled), or the reason the
     /// builtin must answer this call instead.
     #[inline]
-    pub(crate) fn decide(&self, unit: &Unit<'_>, now_ms: u64) -> Result<Option<u32>, FallbackReason> {
+    pub(crate) fn decide(&self, unit: &Unit<'_>, fixed_now_ms: Option<u64>) -> Result<Option<u32>, FallbackReason> {
         self.health.calls.incr();
-        match self.call(unit, now_ms) {
+        match self.call(unit, fixed_now_ms) {
             Decision::Variant(i) if (i as usize) < self.weights.len() => Ok(Some(i)),
             Decision::NotEnrolled => Ok(None),
             Decision::Variant(i) => {
@@ -239,7 +239,7 @@ mod tests {
         let h = Health::new(DemotionPolicy { window: 1000, max_error_rate: 0.01 }); // 10 failures
         for i in 0..10_000u64 {
             h.calls.incr();
-            if i % 200 == 0 {
+            if i % 500 == 0 {
                 assert!(!h.failure(), "sparse failures must not demote");
             }
         }
@@ -251,7 +251,8 @@ mod tests {
                 demoted_at.get_or_insert(i);
             }
         }
-        // The sparse failure at call 9800 plus 9 of the burst are 10 failures within 1000 calls.
+        // Sparse failures every 500 calls: the one at call 9501 plus 9 of the burst are the first
+        // 10 failures within 1000 calls.
         assert_eq!(demoted_at, Some(8), "the 10th failure within the window demotes");
         assert!(h.demoted.load(Ordering::Relaxed));
     }

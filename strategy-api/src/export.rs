@@ -232,7 +232,7 @@ mod tests {
             weights: RSlice::from_slice(&WEIGHTS),
             coverage_bp: 10_000,
             attributes: RSlice::from_slice(attributes),
-            now_ms: 0,
+            fixed_now_ms: abi_stable::std_types::ROption::RSome(0),
         }
     }
 

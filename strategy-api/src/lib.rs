@@ -80,7 +80,7 @@
 //!     weights: RSlice::from_slice(&[50, 50]),
 //!     coverage_bp: 10_000,
 //!     attributes: RSlice::from_slice(&[]),
-//!     now_ms: 0,
+//!     fixed_now_ms: ROption::RSome(0),
 //! };
 //! assert_eq!(strategy.assign(&request), Decision::Variant(1));
 //! # }
@@ -154,7 +154,7 @@ use abi_stable::{
     library::RootModule,
     package_version_strings, sabi_trait,
     sabi_types::VersionStrings,
-    std_types::{RBox, RResult, RSlice, RStr, RString},
+    std_types::{RBox, ROption, RResult, RSlice, RStr, RString},
     StableAbi,
 };
 
@@ -201,11 +201,25 @@ pub struct Request<'a> {
     pub coverage_bp: u32,
     /// The unit's attributes.
     pub attributes: RSlice<'a, Attribute<'a>>,
-    /// Current time in milliseconds since the Unix epoch (the SDK supplies it; simulations fix it).
-    pub now_ms: u64,
+    /// The request's time when the caller fixes it (simulations, tests, replays), in ms since
+    /// the Unix epoch; `RNone` when serving live. Read it through [`Request::now_ms`]: the clock
+    /// is then read only by strategies that need time (a clock read costs more than the rest of
+    /// a hash strategy's call).
+    pub fixed_now_ms: ROption<u64>,
 }
 
 impl<'a> Request<'a> {
+    /// The request's time in ms since the Unix epoch: the fixed time if the caller set one,
+    /// else the system clock, read now.
+    pub fn now_ms(&self) -> u64 {
+        match self.fixed_now_ms {
+            ROption::RSome(ms) => ms,
+            ROption::RNone => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        }
+    }
+
     /// The value of the first attribute named `key`, if any (a linear scan; no allocation).
     pub fn attribute(&self, key: &str) -> Option<&'a str> {
         self.attributes

@@ -132,7 +132,7 @@ fn a_plugin_signed_by_minisign_with_a_v1_comment_is_accepted() {
             "{pub_text} vs {}",
             meta.key_id
         );
-        assert_eq!(store.key_ids(), [meta.key_id.clone()]);
+        assert_eq!(store.key_ids(), std::slice::from_ref(&meta.key_id));
     }
 }
 

@@ -25,7 +25,14 @@ enabled = false
 variants = [ { name = "a", weight = 1 } ]
 "#;
 
+/// The allocation counter is process-wide, and the test harness allocates on its own thread
+/// whenever a test ends: this binary has one test, which measures each scenario in turn.
 #[test]
+fn assign_allocates_nothing_builtin_or_through_a_plugin() {
+    assign_allocates_nothing_on_any_path();
+    assign_through_a_loaded_plugin_allocates_nothing();
+}
+
 fn assign_allocates_nothing_on_any_path() {
     let sdk = Sdk::from_toml_str(CONFIG).unwrap();
     let ids: Vec<String> = (0..10_000).map(|i| format!("user-{i}")).collect();
@@ -48,4 +55,27 @@ fn assign_allocates_nothing_on_any_path() {
 
     assert!(enrolled > 10_000, "sanity: some units enrolled ({enrolled})");
     assert_eq!((change.allocations, change.reallocations), (0, 0), "assign allocated: {change:?}");
+}
+
+fn assign_through_a_loaded_plugin_allocates_nothing() {
+    use abkit_tests::env::{plugin_experiment_toml, TestEnv};
+    let env = TestEnv::new();
+    let lib = env.install(&abkit_tests::fixtures::reference("weighted-hash"), "plugins/wh.so", "weighted-hash", 1);
+    let config = env.write_config(&plugin_experiment_toml("weighted-hash", &lib, None), false);
+    let sdk = Sdk::builder()
+        .probe(abkit::probe::ProbeConfig { units: 64, ..Default::default() })
+        .build_from_file(config)
+        .unwrap();
+    let ids: Vec<String> = (0..10_000).map(|i| format!("user-{i}")).collect();
+    let warm = sdk.assign("exp", &Unit::new("warm")); // first call fills the plugin's ranges cache
+    assert!(matches!(warm.decided_by, abkit::DecidedBy::Plugin(_)), "{}", sdk.status());
+
+    let region = Region::new(GLOBAL);
+    let mut enrolled = 0u64;
+    for id in &ids {
+        enrolled += u64::from(sdk.assign("exp", &Unit::new(id)).is_enrolled());
+    }
+    let change = region.change();
+    assert_eq!(enrolled, 10_000);
+    assert_eq!((change.allocations, change.reallocations), (0, 0), "assign through the plugin allocated: {change:?}");
 }

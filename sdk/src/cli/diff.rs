@@ -40,7 +40,8 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
     let to = Sdk::from_file(&args.to)?;
     let (source, mut opts) = args.input.source_and_options(args.experiments)?;
     let bar = Bar::attach(source.progress_total(), &mut opts);
-    let report = simulate::diff(&from.snapshot(), &to.snapshot(), source, &opts).map_err(|e| CliError::Invalid(e.to_string()))?;
+    let report = simulate::diff(&from.snapshot(), &to.snapshot(), source, &opts)
+        .map_err(|e| CliError::Invalid(e.to_string()))?;
     bar.finish("diff", report.units, report.threads);
     for b in &report.skipped_lines.examples {
         eprintln!("warning: skipped line {}: {}", b.line, b.problem);

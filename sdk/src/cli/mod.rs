@@ -7,11 +7,12 @@ mod check;
 mod demo;
 mod demo_plugins;
 mod diff;
-mod simulate;
 mod keygen;
 mod sign;
+mod simulate;
 mod status;
 mod verify;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -44,6 +45,8 @@ enum Command {
     Sign(sign::Args),
     /// Verify a plugin's signature and signed metadata against trusted public keys.
     Verify(verify::Args),
+    /// Serve a configuration and print every reload as it happens (file edits, SIGHUP).
+    Watch(watch::Args),
 }
 
 /// What a subcommand reports when it fails: the message goes to stderr, the code is the exit code.
@@ -79,6 +82,7 @@ pub fn main() -> ExitCode {
         Command::Keygen(a) => keygen::run(a),
         Command::Sign(a) => sign::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Watch(a) => watch::run(a),
     };
     match result {
         Ok(code) => code,

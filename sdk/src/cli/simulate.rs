@@ -2,7 +2,10 @@
 //! independence checks), as a table, JSON or CSV, optionally with an SVG chart.
 
 use super::CliError;
-use crate::simulate::{self, AttributeDistribution, InputFormat, Progress, ProgressTotal, SimulateOptions, SyntheticSpec, UnitSource};
+use crate::simulate::{
+    self, AttributeDistribution, InputFormat, Progress, ProgressTotal, SimulateOptions,
+    SyntheticSpec, UnitSource,
+};
 use crate::Sdk;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
@@ -41,7 +44,9 @@ pub(super) struct InputArgs {
 }
 
 fn parse_count(s: &str) -> Result<u64, String> {
-    s.replace('_', "").parse::<u64>().map_err(|_| format!("`{s}` is not a number of units"))
+    s.replace('_', "")
+        .parse::<u64>()
+        .map_err(|_| format!("`{s}` is not a number of units"))
 }
 
 fn parse_dist(s: &str) -> Result<AttributeDistribution, String> {
@@ -50,7 +55,10 @@ fn parse_dist(s: &str) -> Result<AttributeDistribution, String> {
 
 impl InputArgs {
     /// The unit source and the options (clock, threads, skipping) these arguments ask for.
-    pub(super) fn source_and_options(&self, experiments: Vec<String>) -> Result<(UnitSource, SimulateOptions), CliError> {
+    pub(super) fn source_and_options(
+        &self,
+        experiments: Vec<String>,
+    ) -> Result<(UnitSource, SimulateOptions), CliError> {
         let invalid = |e: simulate::SimulateError| CliError::Invalid(e.to_string());
         let source = match (&self.input, self.synthetic) {
             (_, Some(n)) => {
@@ -60,15 +68,32 @@ impl InputArgs {
             }
             (Some(path), None) => {
                 let format = match &self.id_column {
-                    Some(c) => InputFormat::Csv { id_column: c.clone() },
+                    Some(c) => InputFormat::Csv {
+                        id_column: c.clone(),
+                    },
                     None => InputFormat::Plain,
                 };
                 UnitSource::open(path, format).map_err(invalid)?
             }
-            (None, None) => return Err(CliError::Invalid("give a units file (`-` for stdin) or --synthetic N".into())),
+            (None, None) => {
+                return Err(CliError::Invalid(
+                    "give a units file (`-` for stdin) or --synthetic N".into(),
+                ))
+            }
         };
-        let now_ms = self.time.as_deref().map(simulate::parse_time).transpose().map_err(invalid)?;
-        let opts = SimulateOptions { experiments, now_ms, threads: self.threads, skip_bad_lines: self.skip_bad_lines, ..SimulateOptions::default() };
+        let now_ms = self
+            .time
+            .as_deref()
+            .map(simulate::parse_time)
+            .transpose()
+            .map_err(invalid)?;
+        let opts = SimulateOptions {
+            experiments,
+            now_ms,
+            threads: self.threads,
+            skip_bad_lines: self.skip_bad_lines,
+            ..SimulateOptions::default()
+        };
         Ok((source, opts))
     }
 }
@@ -82,8 +107,14 @@ pub(super) struct Bar {
 impl Bar {
     pub(super) fn attach(total: ProgressTotal, opts: &mut SimulateOptions) -> Bar {
         let (len, template) = match total {
-            ProgressTotal::Units(n) => (Some(n), "{spinner} {human_pos}/{human_len} units [{bar:30}] {per_sec} eta {eta}"),
-            ProgressTotal::Bytes(n) => (Some(n), "{spinner} {bytes}/{total_bytes} [{bar:30}] {binary_bytes_per_sec} {msg} eta {eta}"),
+            ProgressTotal::Units(n) => (
+                Some(n),
+                "{spinner} {human_pos}/{human_len} units [{bar:30}] {percent}% eta {eta}",
+            ),
+            ProgressTotal::Bytes(n) => (
+                Some(n),
+                "{spinner} {bytes}/{total_bytes} [{bar:30}] {binary_bytes_per_sec} {msg} eta {eta}",
+            ),
             ProgressTotal::Unknown => (None, "{spinner} {msg} {elapsed}"),
         };
         let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::hidden());
@@ -115,7 +146,11 @@ impl Bar {
         self.bar.finish_and_clear();
         let secs = self.started.elapsed().as_secs_f64();
         let rate = if secs > 0.0 { units as f64 / secs } else { 0.0 };
-        eprintln!("abkit: {what}: {units} units in {secs:.2} s ({:.2} M units/s, {threads} threads)", rate / 1e6);
+        let plural = if threads == 1 { "" } else { "s" };
+        eprintln!(
+            "abkit: {what}: {units} units in {secs:.2} s ({:.2} M units/s, {threads} thread{plural})",
+            rate / 1e6
+        );
     }
 }
 
@@ -153,13 +188,17 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
     let sdk = Sdk::from_file(&args.config)?;
     let (source, mut opts) = args.input.source_and_options(args.experiments)?;
     let bar = Bar::attach(source.progress_total(), &mut opts);
-    let report = simulate::run(&sdk.snapshot(), source, &opts).map_err(|e| CliError::Invalid(e.to_string()))?;
+    let report = simulate::run(&sdk.snapshot(), source, &opts)
+        .map_err(|e| CliError::Invalid(e.to_string()))?;
     bar.finish("simulate", report.units, report.threads);
     for b in &report.skipped_lines.examples {
         eprintln!("warning: skipped line {}: {}", b.line, b.problem);
     }
     if report.skipped_lines.count > report.skipped_lines.examples.len() as u64 {
-        eprintln!("warning: skipped {} malformed lines in all", report.skipped_lines.count);
+        eprintln!(
+            "warning: skipped {} malformed lines in all",
+            report.skipped_lines.count
+        );
     }
     let text = match args.format {
         Format::Table => report.to_table(),

@@ -14,5 +14,6 @@ mod signal;
 mod watch;
 
 pub use report::{ExperimentChange, PluginChange, ReloadReport};
+pub(crate) use report::now_ms;
 #[cfg(feature = "watch")]
 pub use watch::{watch, WatchError, WatchHandle, WatchOptions};

@@ -15,7 +15,9 @@ impl Hangup {
         #[cfg(unix)]
         {
             let signal = if enabled {
-                Some(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?)
+                Some(tokio::signal::unix::signal(
+                    tokio::signal::unix::SignalKind::hangup(),
+                )?)
             } else {
                 None
             };

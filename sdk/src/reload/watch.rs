@@ -66,7 +66,12 @@ pub struct WatchOptions {
 
 impl Default for WatchOptions {
     fn default() -> Self {
-        WatchOptions { debounce: Duration::from_millis(250), files: true, sighup: true, capacity: 16 }
+        WatchOptions {
+            debounce: Duration::from_millis(250),
+            files: true,
+            sighup: true,
+            capacity: 16,
+        }
     }
 }
 
@@ -126,7 +131,10 @@ impl WatchHandle {
 
     /// The files watched now (absolute paths, sorted); empty when file watching is off.
     pub fn watched(&self) -> Vec<PathBuf> {
-        self.watched.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Whether SIGHUP triggers reloads.
@@ -168,16 +176,35 @@ pub fn watch(sdk: Arc<Sdk>, options: WatchOptions) -> Result<WatchHandle, WatchE
     } else {
         None
     };
-    let hup = Hangup::new(options.sighup).map_err(|source| WatchError::Signal { path: config_path.clone(), source })?;
-    let watched = Arc::new(Mutex::new(fs.as_ref().map(|f| f.files.paths()).unwrap_or_default()));
+    let hup = Hangup::new(options.sighup).map_err(|source| WatchError::Signal {
+        path: config_path.clone(),
+        source,
+    })?;
+    let watched = Arc::new(Mutex::new(
+        fs.as_ref().map(|f| f.files.paths()).unwrap_or_default(),
+    ));
     let (reports, _) = broadcast::channel(options.capacity.max(1));
     let (stop, stopped) = oneshot::channel();
     let sighup = hup.enabled();
     let debounce = options.debounce;
-    let task = Task { sdk, config_path, debounce, fs, hup, reports: reports.clone(), watched: Arc::clone(&watched) };
+    let task = Task {
+        sdk,
+        config_path,
+        debounce,
+        fs,
+        hup,
+        reports: reports.clone(),
+        watched: Arc::clone(&watched),
+    };
     tracing::info!(files = ?watched.lock().unwrap_or_else(|p| p.into_inner()), sighup, "watching for reloads");
     let task = runtime.spawn(task.run(stopped));
-    Ok(WatchHandle { reports, watched, sighup, stop: Some(stop), task: Some(task) })
+    Ok(WatchHandle {
+        reports,
+        watched,
+        sighup,
+        stop: Some(stop),
+        task: Some(task),
+    })
 }
 
 /// The files to watch, by (absolute) parent directory.
@@ -201,19 +228,28 @@ impl Files {
     fn add(&mut self, path: &Path) {
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
-            self.by_dir.entry(dir.to_path_buf()).or_default().insert(name.to_os_string());
+            self.by_dir
+                .entry(dir.to_path_buf())
+                .or_default()
+                .insert(name.to_os_string());
         }
     }
 
     fn contains(&self, path: &Path) -> bool {
         match (path.parent(), path.file_name()) {
-            (Some(dir), Some(name)) => self.by_dir.get(dir).is_some_and(|names| names.contains(name)),
+            (Some(dir), Some(name)) => self
+                .by_dir
+                .get(dir)
+                .is_some_and(|names| names.contains(name)),
             _ => false,
         }
     }
 
     fn paths(&self) -> Vec<PathBuf> {
-        self.by_dir.iter().flat_map(|(dir, names)| names.iter().map(move |n| dir.join(n))).collect()
+        self.by_dir
+            .iter()
+            .flat_map(|(dir, names)| names.iter().map(move |n| dir.join(n)))
+            .collect()
     }
 }
 
@@ -233,11 +269,29 @@ impl FileWatch {
         let watcher = notify::recommended_watcher(move |event| {
             let _ = tx.send(event);
         })
-        .map_err(|e| WatchError::Start { path: config_path.to_path_buf(), source: Box::new(e) })?;
-        let mut fw = FileWatch { watcher, events, files: Files::default(), dirs: BTreeSet::new() };
-        let config_dir = config_path.parent().map(Path::to_path_buf).unwrap_or_default();
-        if let Some((_, e)) = fw.apply(files).into_iter().find(|(dir, _)| *dir == config_dir) {
-            return Err(WatchError::Watch { path: config_dir, source: Box::new(e) });
+        .map_err(|e| WatchError::Start {
+            path: config_path.to_path_buf(),
+            source: Box::new(e),
+        })?;
+        let mut fw = FileWatch {
+            watcher,
+            events,
+            files: Files::default(),
+            dirs: BTreeSet::new(),
+        };
+        let config_dir = config_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        if let Some((_, e)) = fw
+            .apply(files)
+            .into_iter()
+            .find(|(dir, _)| *dir == config_dir)
+        {
+            return Err(WatchError::Watch {
+                path: config_dir,
+                source: Box::new(e),
+            });
         }
         Ok(fw)
     }
@@ -246,7 +300,12 @@ impl FileWatch {
     /// and drops the watches no longer needed. Returns the directories that could not be
     /// watched (also logged).
     fn apply(&mut self, files: Files) -> Vec<(PathBuf, notify::Error)> {
-        let stale: Vec<PathBuf> = self.dirs.iter().filter(|d| !files.by_dir.contains_key(*d)).cloned().collect();
+        let stale: Vec<PathBuf> = self
+            .dirs
+            .iter()
+            .filter(|d| !files.by_dir.contains_key(*d))
+            .cloned()
+            .collect();
         for dir in stale {
             if let Err(e) = self.watcher.unwatch(&dir) {
                 tracing::debug!("cannot unwatch {}: {e}", dir.display());
@@ -263,7 +322,10 @@ impl FileWatch {
                     self.dirs.insert(dir.clone());
                 }
                 Err(e) => {
-                    tracing::warn!("cannot watch directory {}: {e}; changes there trigger no reload", dir.display());
+                    tracing::warn!(
+                        "cannot watch directory {}: {e}; changes there trigger no reload",
+                        dir.display()
+                    );
                     failed.push((dir.clone(), e));
                 }
             }
@@ -314,7 +376,10 @@ impl Task {
         let mut burst: Option<(Instant, Instant)> = None;
         let max_delay = self.debounce.saturating_mul(10);
         loop {
-            let due = burst.map_or_else(|| Instant::now() + Duration::from_secs(3600), |(_, due)| due);
+            let due = burst.map_or_else(
+                || Instant::now() + Duration::from_secs(3600),
+                |(_, due)| due,
+            );
             tokio::select! {
                 biased;
                 _ = &mut stopped => break,
@@ -348,7 +413,11 @@ impl Task {
         let reread = self.fs.is_some();
         let done = tokio::task::spawn_blocking(move || {
             let report = sdk.reload_from_source(trigger);
-            let config = if reread { Config::from_file(&path).ok() } else { None };
+            let config = if reread {
+                Config::from_file(&path).ok()
+            } else {
+                None
+            };
             (report, config)
         })
         .await;
@@ -367,7 +436,10 @@ impl Task {
                 // An error only means nobody subscribes now.
                 let _ = self.reports.send(report);
             }
-            Err(e) => tracing::error!("reload of {} ({trigger}) failed: {e}", self.config_path.display()),
+            Err(e) => tracing::error!(
+                "reload of {} ({trigger}) failed: {e}",
+                self.config_path.display()
+            ),
         }
     }
 }

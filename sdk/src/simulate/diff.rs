@@ -73,7 +73,10 @@ pub struct ExperimentDiff {
 impl ExperimentDiff {
     /// Units that went from `from` to `to` (`None` = not enrolled).
     pub fn transition(&self, from: Option<&str>, to: Option<&str>) -> u64 {
-        self.transitions.iter().find(|t| t.from.as_deref() == from && t.to.as_deref() == to).map_or(0, |t| t.count)
+        self.transitions
+            .iter()
+            .find(|t| t.from.as_deref() == from && t.to.as_deref() == to)
+            .map_or(0, |t| t.count)
     }
 }
 
@@ -99,20 +102,32 @@ pub struct Transition {
 /// let d = diff(&cfg(50), &cfg(50), UnitSource::synthetic(SyntheticSpec::new(1000)), &SimulateOptions::default()).unwrap();
 /// assert_eq!(d.experiment("e").unwrap().moved, 0);
 /// ```
-pub fn diff(from: &Snapshot, to: &Snapshot, source: UnitSource, opts: &SimulateOptions) -> Result<DiffReport, SimulateError> {
+pub fn diff(
+    from: &Snapshot,
+    to: &Snapshot,
+    source: UnitSource,
+    opts: &SimulateOptions,
+) -> Result<DiffReport, SimulateError> {
     let now_ms = opts.now_ms.unwrap_or_else(super::time::now_ms);
     let input = source.name();
     let plan = DiffPlan::new(from, to, &opts.experiments, now_ms)?;
     let outcome = drive(&plan, source, opts)?;
     let c = &outcome.counts;
     let units = c[0];
-    let share = |n: u64| if units == 0 { 0.0 } else { n as f64 / units as f64 };
+    let share = |n: u64| {
+        if units == 0 {
+            0.0
+        } else {
+            n as f64 / units as f64
+        }
+    };
     let experiments = plan
         .exps
         .iter()
         .map(|e| {
             let names = |cfg: Option<&ExperimentConfig>| -> Vec<String> {
-                cfg.map(|c| c.variants.iter().map(|v| v.name.clone()).collect()).unwrap_or_default()
+                cfg.map(|c| c.variants.iter().map(|v| v.name.clone()).collect())
+                    .unwrap_or_default()
             };
             let (fv, tv) = (names(e.from), names(e.to));
             let (mut moved, mut entered, mut left, mut stayed) = (0, 0, 0, 0);
@@ -134,7 +149,11 @@ pub fn diff(from: &Snapshot, to: &Snapshot, source: UnitSource, opts: &SimulateO
                         (Some(_), None) => left += count,
                         (None, None) => {}
                     }
-                    transitions.push(Transition { from: from_name, to: to_name, count });
+                    transitions.push(Transition {
+                        from: from_name,
+                        to: to_name,
+                        count,
+                    });
                 }
             }
             ExperimentDiff {
@@ -184,8 +203,18 @@ struct DiffPlan<'s> {
 }
 
 impl<'s> DiffPlan<'s> {
-    fn new(from: &'s Snapshot, to: &'s Snapshot, keys: &[String], now_ms: u64) -> Result<Self, SimulateError> {
-        let mut all: Vec<String> = from.config().experiments.iter().map(|e| e.key.clone()).collect();
+    fn new(
+        from: &'s Snapshot,
+        to: &'s Snapshot,
+        keys: &[String],
+        now_ms: u64,
+    ) -> Result<Self, SimulateError> {
+        let mut all: Vec<String> = from
+            .config()
+            .experiments
+            .iter()
+            .map(|e| e.key.clone())
+            .collect();
         for e in &to.config().experiments {
             if !all.contains(&e.key) {
                 all.push(e.key.clone());
@@ -197,8 +226,17 @@ impl<'s> DiffPlan<'s> {
             for k in keys {
                 if !all.contains(k) {
                     let mut both = from.config().experiments.clone();
-                    both.extend(to.config().experiments.iter().filter(|e| from.experiment(&e.key).is_none()).cloned());
-                    return Err(SimulateError::UnknownExperiment { key: k.clone(), known: known(&both) });
+                    both.extend(
+                        to.config()
+                            .experiments
+                            .iter()
+                            .filter(|e| from.experiment(&e.key).is_none())
+                            .cloned(),
+                    );
+                    return Err(SimulateError::UnknownExperiment {
+                        key: k.clone(),
+                        known: known(&both),
+                    });
                 }
             }
             let mut out: Vec<String> = Vec::new();
@@ -218,10 +256,23 @@ impl<'s> DiffPlan<'s> {
                 let nt = t.map_or(0, |c| c.variants.len());
                 let off = width;
                 width += (nf + 1) * (nt + 1);
-                DiffExp { key, from: f, to: t, nf, nt, off }
+                DiffExp {
+                    key,
+                    from: f,
+                    to: t,
+                    nf,
+                    nt,
+                    off,
+                }
             })
             .collect();
-        Ok(DiffPlan { from, to, now_ms, exps, width })
+        Ok(DiffPlan {
+            from,
+            to,
+            now_ms,
+            exps,
+            width,
+        })
     }
 }
 
@@ -235,8 +286,16 @@ impl Tally for DiffPlan<'_> {
         counts[0] += 1;
         for e in &self.exps {
             // 0 = not enrolled, i + 1 = variant i (clamped: indices come from validated configs)
-            let f = self.from.assign_at(&e.key, unit, self.now_ms).variant.map_or(0, |v| (v.index as usize).min(e.nf.saturating_sub(1)) + 1);
-            let t = self.to.assign_at(&e.key, unit, self.now_ms).variant.map_or(0, |v| (v.index as usize).min(e.nt.saturating_sub(1)) + 1);
+            let f = self
+                .from
+                .assign_at(&e.key, unit, self.now_ms)
+                .variant
+                .map_or(0, |v| (v.index as usize).min(e.nf.saturating_sub(1)) + 1);
+            let t = self
+                .to
+                .assign_at(&e.key, unit, self.now_ms)
+                .variant
+                .map_or(0, |v| (v.index as usize).min(e.nt.saturating_sub(1)) + 1);
             counts[e.off + f * (e.nt + 1) + t] += 1;
         }
     }

@@ -34,16 +34,26 @@ pub(crate) struct Outcome {
 }
 
 /// Runs `tally` over every unit of `source`.
-pub(crate) fn drive<T: Tally>(tally: &T, source: UnitSource, opts: &SimulateOptions) -> Result<Outcome, SimulateError> {
+pub(crate) fn drive<T: Tally>(
+    tally: &T,
+    source: UnitSource,
+    opts: &SimulateOptions,
+) -> Result<Outcome, SimulateError> {
     if opts.chunk_units == 0 {
-        return Err(SimulateError::InvalidOption { option: "chunk_units", problem: "must be at least 1".into() });
+        return Err(SimulateError::InvalidOption {
+            option: "chunk_units",
+            problem: "must be at least 1".into(),
+        });
     }
     let threads = opts.threads.unwrap_or(0);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("abkit-simulate-{i}"))
         .build()
-        .map_err(|e| SimulateError::ThreadPool { threads, message: e.to_string() })?;
+        .map_err(|e| SimulateError::ThreadPool {
+            threads,
+            message: e.to_string(),
+        })?;
     let started = Instant::now();
     let width = tally.width();
     let mut total = vec![0u64; width];
@@ -95,7 +105,12 @@ pub(crate) fn drive<T: Tally>(tally: &T, source: UnitSource, opts: &SimulateOpti
             })?
         }
     };
-    Ok(Outcome { counts: total, skipped, threads: pool.current_num_threads(), elapsed: started.elapsed() })
+    Ok(Outcome {
+        counts: total,
+        skipped,
+        threads: pool.current_num_threads(),
+        elapsed: started.elapsed(),
+    })
 }
 
 fn add_into(total: &mut [u64], part: &[u64]) {
@@ -144,7 +159,10 @@ fn count_chunk<T: Tally>(tally: &T, chunk: &Chunk) -> Vec<u64> {
             for u in &chunk.units[task * TASK_UNITS..n.min((task + 1) * TASK_UNITS)] {
                 attrs.clear();
                 for &(k, a, b) in chunk.attrs.get(u.attrs.0..u.attrs.1).unwrap_or(&[]) {
-                    attrs.push(Attribute::new(chunk.keys.get(k).map_or("", String::as_str), text((a, b))));
+                    attrs.push(Attribute::new(
+                        chunk.keys.get(k).map_or("", String::as_str),
+                        text((a, b)),
+                    ));
                 }
                 let unit = Unit::new(text(u.id)).with_attributes(&attrs);
                 tally.add(&mut counts, &mut scratch, &unit);

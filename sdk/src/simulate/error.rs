@@ -94,7 +94,9 @@ pub enum SimulateError {
         message: String,
     },
     /// The SVG chart cannot be written.
-    #[error("cannot write the chart {path}: {message}; check that the directory exists and is writable")]
+    #[error(
+        "cannot write the chart {path}: {message}; check that the directory exists and is writable"
+    )]
     Plot {
         /// The chart's path.
         path: PathBuf,
@@ -126,8 +128,12 @@ pub enum LineProblem {
 impl fmt::Display for LineProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LineProblem::NotUtf8 { column: None } => f.write_str("not valid UTF-8; unit ids must be UTF-8 text"),
-            LineProblem::NotUtf8 { column: Some(c) } => write!(f, "field \"{c}\" is not valid UTF-8"),
+            LineProblem::NotUtf8 { column: None } => {
+                f.write_str("not valid UTF-8; unit ids must be UTF-8 text")
+            }
+            LineProblem::NotUtf8 { column: Some(c) } => {
+                write!(f, "field \"{c}\" is not valid UTF-8")
+            }
             LineProblem::FieldCount { found, expected } => {
                 write!(f, "has {found} fields but the header has {expected}")
             }

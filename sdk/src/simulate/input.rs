@@ -61,7 +61,11 @@ impl std::fmt::Debug for UnitSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.kind {
             SourceKind::Synthetic(s) => f.debug_tuple("UnitSource::Synthetic").field(s).finish(),
-            SourceKind::Reader(r) => f.debug_struct("UnitSource::Reader").field("name", &r.name).field("format", &r.format).finish(),
+            SourceKind::Reader(r) => f
+                .debug_struct("UnitSource::Reader")
+                .field("name", &r.name)
+                .field("format", &r.format)
+                .finish(),
         }
     }
 }
@@ -69,7 +73,9 @@ impl std::fmt::Debug for UnitSource {
 impl UnitSource {
     /// A synthetic population.
     pub fn synthetic(spec: SyntheticSpec) -> Self {
-        UnitSource { kind: SourceKind::Synthetic(spec) }
+        UnitSource {
+            kind: SourceKind::Synthetic(spec),
+        }
     }
 
     /// A units file, or stdin when `path` is `-`. Gzip is recognised by its magic bytes.
@@ -77,12 +83,21 @@ impl UnitSource {
         if path.as_os_str() == "-" {
             return Ok(UnitSource::stdin(format));
         }
-        let file = std::fs::File::open(path).map_err(|source| SimulateError::Open { path: path.to_path_buf(), source })?;
-        let total_bytes = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+        let file = std::fs::File::open(path).map_err(|source| SimulateError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let total_bytes = file
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
         let mut source = UnitSource::from_reader(path.display().to_string(), file, format);
         if let SourceKind::Reader(r) = &mut source.kind {
             r.total_bytes = total_bytes;
-            r.gz_name = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+            r.gz_name = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
         }
         Ok(source)
     }
@@ -93,7 +108,11 @@ impl UnitSource {
     }
 
     /// Any reader (plain or gzip bytes); `name` is used in messages.
-    pub fn from_reader(name: impl Into<String>, reader: impl Read + Send + 'static, format: InputFormat) -> Self {
+    pub fn from_reader(
+        name: impl Into<String>,
+        reader: impl Read + Send + 'static,
+        format: InputFormat,
+    ) -> Self {
         UnitSource {
             kind: SourceKind::Reader(ReaderSource {
                 name: name.into(),
@@ -118,7 +137,9 @@ impl UnitSource {
     pub fn progress_total(&self) -> ProgressTotal {
         match &self.kind {
             SourceKind::Synthetic(s) => ProgressTotal::Units(s.count),
-            SourceKind::Reader(r) => r.total_bytes.map_or(ProgressTotal::Unknown, ProgressTotal::Bytes),
+            SourceKind::Reader(r) => r
+                .total_bytes
+                .map_or(ProgressTotal::Unknown, ProgressTotal::Bytes),
         }
     }
 }
@@ -198,21 +219,55 @@ pub(crate) struct ChunkReader {
 
 impl std::fmt::Debug for ChunkReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChunkReader").field("name", &self.name).field("skipped", &self.skipped).finish_non_exhaustive()
+        f.debug_struct("ChunkReader")
+            .field("name", &self.name)
+            .field("skipped", &self.skipped)
+            .finish_non_exhaustive()
     }
 }
 
 enum Parser {
-    Plain { reader: Box<dyn BufRead + Send>, line: Vec<u8>, line_no: u64 },
-    Csv { reader: csv::Reader<Box<dyn Read + Send>>, record: csv::ByteRecord, id_col: usize, columns: usize, header: Vec<String> },
+    Plain {
+        reader: Box<dyn BufRead + Send>,
+        line: Vec<u8>,
+        line_no: u64,
+    },
+    Csv {
+        reader: csv::Reader<Box<dyn Read + Send>>,
+        record: csv::ByteRecord,
+        id_col: usize,
+        columns: usize,
+        header: Vec<String>,
+    },
 }
 
 impl ChunkReader {
     /// Opens the source: detects gzip, reads the CSV header.
-    pub(crate) fn new(src: ReaderSource, skip_bad_lines: bool, chunk_units: usize) -> Result<Self, SimulateError> {
-        let ReaderSource { name, reader, format, bytes_read, gz_name, .. } = src;
-        let mut buffered = BufReader::with_capacity(1 << 16, Counting { inner: reader, count: bytes_read });
-        let read_err = |source| SimulateError::Read { input: name.clone(), line: 0, source };
+    pub(crate) fn new(
+        src: ReaderSource,
+        skip_bad_lines: bool,
+        chunk_units: usize,
+    ) -> Result<Self, SimulateError> {
+        let ReaderSource {
+            name,
+            reader,
+            format,
+            bytes_read,
+            gz_name,
+            ..
+        } = src;
+        let mut buffered = BufReader::with_capacity(
+            1 << 16,
+            Counting {
+                inner: reader,
+                count: bytes_read,
+            },
+        );
+        let read_err = |source| SimulateError::Read {
+            input: name.clone(),
+            line: 0,
+            source,
+        };
         let head = buffered.fill_buf().map_err(read_err)?;
         let is_gzip = head.starts_with(&[0x1f, 0x8b]);
         if gz_name && !is_gzip && !head.is_empty() {
@@ -221,15 +276,26 @@ impl ChunkReader {
                 "the name ends in .gz but the data is not gzip (no 1f 8b magic bytes)",
             )));
         }
-        let decoded: Box<dyn Read + Send> =
-            if is_gzip { Box::new(flate2::read::MultiGzDecoder::new(buffered)) } else { Box::new(buffered) };
+        let decoded: Box<dyn Read + Send> = if is_gzip {
+            Box::new(flate2::read::MultiGzDecoder::new(buffered))
+        } else {
+            Box::new(buffered)
+        };
         let (parser, keys) = match format {
             InputFormat::Plain => (
-                Parser::Plain { reader: Box::new(BufReader::with_capacity(1 << 16, decoded)), line: Vec::with_capacity(256), line_no: 0 },
+                Parser::Plain {
+                    reader: Box::new(BufReader::with_capacity(1 << 16, decoded)),
+                    line: Vec::with_capacity(256),
+                    line_no: 0,
+                },
                 Vec::new(),
             ),
             InputFormat::Csv { id_column } => {
-                let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).buffer_capacity(1 << 16).from_reader(decoded);
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(true)
+                    .flexible(true)
+                    .buffer_capacity(1 << 16)
+                    .from_reader(decoded);
                 let header = match reader.byte_headers() {
                     Ok(h) => h.clone(),
                     Err(e) => return Err(csv_error(&name, 1, e)),
@@ -243,29 +309,62 @@ impl ChunkReader {
                     names.push(s.to_string());
                 }
                 if names.is_empty() || (names.len() == 1 && names[0].is_empty()) {
-                    return Err(SimulateError::BadHeader { input: name.clone(), problem: "the input is empty (no header line)".to_string() });
+                    return Err(SimulateError::BadHeader {
+                        input: name.clone(),
+                        problem: "the input is empty (no header line)".to_string(),
+                    });
                 }
-                let id_col = names.iter().position(|c| *c == id_column).ok_or_else(|| SimulateError::MissingIdColumn {
-                    input: name.clone(),
-                    column: id_column.clone(),
-                    columns: names.join(", "),
+                let id_col = names.iter().position(|c| *c == id_column).ok_or_else(|| {
+                    SimulateError::MissingIdColumn {
+                        input: name.clone(),
+                        column: id_column.clone(),
+                        columns: names.join(", "),
+                    }
                 })?;
-                let keys: Vec<String> = names.iter().enumerate().filter(|(i, _)| *i != id_col).map(|(_, n)| n.clone()).collect();
+                let keys: Vec<String> = names
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != id_col)
+                    .map(|(_, n)| n.clone())
+                    .collect();
                 let columns = names.len();
-                (Parser::Csv { reader, record: csv::ByteRecord::new(), id_col, columns, header: names }, keys)
+                (
+                    Parser::Csv {
+                        reader,
+                        record: csv::ByteRecord::new(),
+                        id_col,
+                        columns,
+                        header: names,
+                    },
+                    keys,
+                )
             }
         };
-        Ok(ChunkReader { name, parser, skip_bad_lines, chunk_units: chunk_units.max(1), skipped: SkippedLines::default(), keys: Arc::new(keys) })
+        Ok(ChunkReader {
+            name,
+            parser,
+            skip_bad_lines,
+            chunk_units: chunk_units.max(1),
+            skipped: SkippedLines::default(),
+            keys: Arc::new(keys),
+        })
     }
 
     /// Handles a malformed line: counts it, or fails.
     fn bad(&mut self, line: u64, problem: LineProblem) -> Result<(), SimulateError> {
         if !self.skip_bad_lines {
-            return Err(SimulateError::BadLine { input: self.name.clone(), line, problem });
+            return Err(SimulateError::BadLine {
+                input: self.name.clone(),
+                line,
+                problem,
+            });
         }
         self.skipped.count += 1;
         if self.skipped.examples.len() < BAD_LINE_EXAMPLES {
-            self.skipped.examples.push(BadLine { line, problem: problem.to_string() });
+            self.skipped.examples.push(BadLine {
+                line,
+                problem: problem.to_string(),
+            });
         }
         Ok(())
     }
@@ -285,11 +384,19 @@ impl ChunkReader {
 
     fn next_into(&mut self, chunk: &mut Chunk) -> Result<Next, SimulateError> {
         match &mut self.parser {
-            Parser::Plain { reader, line, line_no } => {
+            Parser::Plain {
+                reader,
+                line,
+                line_no,
+            } => {
                 line.clear();
                 let n = reader
                     .read_until(b'\n', line)
-                    .map_err(|source| SimulateError::Read { input: self.name.clone(), line: *line_no, source })?;
+                    .map_err(|source| SimulateError::Read {
+                        input: self.name.clone(),
+                        line: *line_no,
+                        source,
+                    })?;
                 if n == 0 {
                     return Ok(Next::End);
                 }
@@ -308,7 +415,10 @@ impl ChunkReader {
                         let start = chunk.text.len();
                         chunk.text.push_str(id);
                         let a = chunk.attrs.len();
-                        chunk.units.push(UnitSpan { id: (start, chunk.text.len()), attrs: (a, a) });
+                        chunk.units.push(UnitSpan {
+                            id: (start, chunk.text.len()),
+                            attrs: (a, a),
+                        });
                         return Ok(Next::Unit);
                     }
                     Err(_) => LineProblem::NotUtf8 { column: None },
@@ -316,21 +426,34 @@ impl ChunkReader {
                 self.bad(no, problem)?;
                 Ok(Next::Skipped)
             }
-            Parser::Csv { reader, record, id_col, columns, header } => {
-                let more = reader.read_byte_record(record).map_err(|e| csv_error(&self.name, 0, e))?;
+            Parser::Csv {
+                reader,
+                record,
+                id_col,
+                columns,
+                header,
+            } => {
+                let more = reader
+                    .read_byte_record(record)
+                    .map_err(|e| csv_error(&self.name, 0, e))?;
                 if !more {
                     return Ok(Next::End);
                 }
                 let no = record.position().map_or(0, |p| p.line());
                 if record.len() != *columns {
-                    let problem = LineProblem::FieldCount { found: record.len(), expected: *columns };
+                    let problem = LineProblem::FieldCount {
+                        found: record.len(),
+                        expected: *columns,
+                    };
                     self.bad(no, problem)?;
                     return Ok(Next::Skipped);
                 }
                 let mut problem = None;
                 for (i, field) in record.iter().enumerate() {
                     if std::str::from_utf8(field).is_err() {
-                        problem = Some(LineProblem::NotUtf8 { column: Some(header[i].clone()) });
+                        problem = Some(LineProblem::NotUtf8 {
+                            column: Some(header[i].clone()),
+                        });
                         break;
                     }
                     if i == *id_col && field.is_empty() {
@@ -348,7 +471,9 @@ impl ChunkReader {
                 for (i, field) in record.iter().enumerate() {
                     let start = chunk.text.len();
                     // checked just above
-                    chunk.text.push_str(std::str::from_utf8(field).unwrap_or_default());
+                    chunk
+                        .text
+                        .push_str(std::str::from_utf8(field).unwrap_or_default());
                     let span = (start, chunk.text.len());
                     if i == *id_col {
                         id = span;
@@ -357,7 +482,10 @@ impl ChunkReader {
                         key += 1;
                     }
                 }
-                chunk.units.push(UnitSpan { id, attrs: (a0, chunk.attrs.len()) });
+                chunk.units.push(UnitSpan {
+                    id,
+                    attrs: (a0, chunk.attrs.len()),
+                });
                 Ok(Next::Unit)
             }
         }
@@ -376,7 +504,11 @@ fn csv_error(name: &str, line: u64, e: csv::Error) -> SimulateError {
         csv::ErrorKind::Io(io) => io,
         other => std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{other:?}")),
     };
-    SimulateError::Read { input: name.to_string(), line, source }
+    SimulateError::Read {
+        input: name.to_string(),
+        line,
+        source,
+    }
 }
 
 #[cfg(test)]
@@ -384,8 +516,17 @@ fn csv_error(name: &str, line: u64, e: csv::Error) -> SimulateError {
 mod tests {
     use super::*;
 
-    fn reader(bytes: &'static [u8], format: InputFormat, skip: bool) -> Result<ChunkReader, SimulateError> {
-        let UnitSource { kind: SourceKind::Reader(r) } = UnitSource::from_reader("mem", bytes, format) else { unreachable!() };
+    fn reader(
+        bytes: &'static [u8],
+        format: InputFormat,
+        skip: bool,
+    ) -> Result<ChunkReader, SimulateError> {
+        let UnitSource {
+            kind: SourceKind::Reader(r),
+        } = UnitSource::from_reader("mem", bytes, format)
+        else {
+            unreachable!()
+        };
         ChunkReader::new(r, skip, 2)
     }
 
@@ -420,27 +561,70 @@ mod tests {
         let mut r = reader(b"a\n\xff\n\nb\n", InputFormat::Plain, true).unwrap();
         assert_eq!(ids(&mut r).unwrap(), ["a", "b"]);
         assert_eq!(r.skipped.count, 2);
-        assert_eq!(r.skipped.examples[1], BadLine { line: 3, problem: "the unit id is empty".into() });
+        assert_eq!(
+            r.skipped.examples[1],
+            BadLine {
+                line: 3,
+                problem: "the unit id is empty".into()
+            }
+        );
     }
 
     #[test]
     fn csv_columns_become_attributes_and_bad_records_are_numbered() {
-        let csv = InputFormat::Csv { id_column: "user".into() };
-        let mut r = reader(b"country,user,plan\nUS,u1,pro\n\"C,A\",u2,\"\"\n", csv.clone(), false).unwrap();
-        assert_eq!(ids(&mut r).unwrap(), ["u1 country=US plan=pro", "u2 country=C,A plan="]);
+        let csv = InputFormat::Csv {
+            id_column: "user".into(),
+        };
+        let mut r = reader(
+            b"country,user,plan\nUS,u1,pro\n\"C,A\",u2,\"\"\n",
+            csv.clone(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            ids(&mut r).unwrap(),
+            ["u1 country=US plan=pro", "u2 country=C,A plan="]
+        );
 
-        let mut r = reader(b"country,user\nUS,u1\nCA\nMX,\xff\nFR,u4\n", csv.clone(), true).unwrap();
+        let mut r = reader(
+            b"country,user\nUS,u1\nCA\nMX,\xff\nFR,u4\n",
+            csv.clone(),
+            true,
+        )
+        .unwrap();
         assert_eq!(ids(&mut r).unwrap(), ["u1 country=US", "u4 country=FR"]);
-        assert_eq!(r.skipped.examples.iter().map(|b| b.line).collect::<Vec<_>>(), [3, 4]);
-        assert!(r.skipped.examples[0].problem.contains("has 1 fields but the header has 2"));
-        assert!(r.skipped.examples[1].problem.contains("\"user\" is not valid UTF-8"));
+        assert_eq!(
+            r.skipped
+                .examples
+                .iter()
+                .map(|b| b.line)
+                .collect::<Vec<_>>(),
+            [3, 4]
+        );
+        assert!(r.skipped.examples[0]
+            .problem
+            .contains("has 1 fields but the header has 2"));
+        assert!(r.skipped.examples[1]
+            .problem
+            .contains("\"user\" is not valid UTF-8"));
 
         let mut r = reader(b"country,user\nUS,u1\nCA\n", csv.clone(), false).unwrap();
-        assert!(matches!(ids(&mut r).unwrap_err(), SimulateError::BadLine { line: 3, .. }));
+        assert!(matches!(
+            ids(&mut r).unwrap_err(),
+            SimulateError::BadLine { line: 3, .. }
+        ));
 
-        let e = reader(b"country,id\nUS,u1\n", csv.clone(), false).unwrap_err().to_string();
-        assert!(e.contains("no column \"user\" (columns: country, id)"), "{e}");
-        assert!(matches!(reader(b"", csv, false).unwrap_err(), SimulateError::BadHeader { .. }));
+        let e = reader(b"country,id\nUS,u1\n", csv.clone(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no column \"user\" (columns: country, id)"),
+            "{e}"
+        );
+        assert!(matches!(
+            reader(b"", csv, false).unwrap_err(),
+            SimulateError::BadHeader { .. }
+        ));
     }
 
     #[test]

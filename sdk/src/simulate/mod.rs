@@ -1,8 +1,9 @@
 //! Offline simulation (feature `simulate`): how a configuration splits a real population, and
 //! how many units a change would move, before anything goes live.
 //!
-//! Every assignment goes through [`Snapshot::assign_at`] with one fixed clock, so what is
-//! simulated is exactly what serves (plugin strategies included). Units come from a
+//! Every assignment goes through [`Snapshot::assign_at`](crate::Snapshot::assign_at) with one
+//! fixed clock, so what is simulated is exactly what serves (plugin strategies included).
+//! Units come from a
 //! [`UnitSource`]: a file of ids or a CSV with a header (gzip recognised by its magic bytes),
 //! stdin, or a deterministic synthetic population. Input is read in chunks (64k units by
 //! default) and each chunk is counted in parallel on a rayon pool; memory stays flat whatever
@@ -77,16 +78,13 @@ pub use error::{LineProblem, SimulateError};
 pub use input::{BadLine, InputFormat, ProgressTotal, SkippedLines, UnitSource, BAD_LINE_EXAMPLES};
 pub use plot::write_svg;
 pub use report::{
-    ExperimentReport, IndependenceReport, LayerReport, LayerSliceReport, ReasonCounts, SimulationReport, SrmReport,
-    VariantReport,
+    ExperimentReport, IndependenceReport, LayerReport, LayerSliceReport, ReasonCounts,
+    SimulationReport, SrmReport, VariantReport,
 };
 pub use run::run;
 pub use stats::{ChiSquare, Verdict};
-pub use synthetic::{AttributeDistribution, SyntheticSpec};
+pub use synthetic::{AttributeDistribution, SyntheticIds, SyntheticSpec};
 pub use time::{now_ms, parse_time};
-
-#[allow(unused_imports)] // doc links
-use crate::registry::Snapshot;
 
 /// Progress so far, reported after each chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +117,14 @@ pub struct SimulateOptions {
 
 impl Default for SimulateOptions {
     fn default() -> Self {
-        SimulateOptions { experiments: Vec::new(), now_ms: None, threads: None, skip_bad_lines: false, chunk_units: 1 << 16, progress: None }
+        SimulateOptions {
+            experiments: Vec::new(),
+            now_ms: None,
+            threads: None,
+            skip_bad_lines: false,
+            chunk_units: 1 << 16,
+            progress: None,
+        }
     }
 }
 

@@ -16,20 +16,44 @@ const TITLE_HEIGHT: u32 = 40;
 /// Writes `report` as an SVG bar chart to `path`: per experiment, for each variant, the observed
 /// share of eligible units (blue) beside the expected share (grey), with the SRM verdict.
 pub fn write_svg(report: &SimulationReport, path: &Path) -> Result<(), SimulateError> {
-    let fail = |message: String| SimulateError::Plot { path: path.to_path_buf(), message };
+    let fail = |message: String| SimulateError::Plot {
+        path: path.to_path_buf(),
+        message,
+    };
     let panels = report.experiments.len().max(1) as u32;
-    let root = SVGBackend::new(path, (900, TITLE_HEIGHT + PANEL_HEIGHT * panels)).into_drawing_area();
+    let root =
+        SVGBackend::new(path, (900, TITLE_HEIGHT + PANEL_HEIGHT * panels)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| fail(e.to_string()))?;
     let (title, body) = root.split_vertically(TITLE_HEIGHT);
-    let heading = format!("abkit simulate: observed vs expected share of eligible units ({} units from {})", report.units, report.input);
+    let heading = format!(
+        "abkit simulate: observed vs expected share of eligible units ({} units from {})",
+        report.units, report.input
+    );
     title
-        .draw_text(&heading, &TextStyle::from(("sans-serif", 18)).pos(Pos::new(HPos::Left, VPos::Top)), (10, 10))
+        .draw_text(
+            &heading,
+            &TextStyle::from(("sans-serif", 18)).pos(Pos::new(HPos::Left, VPos::Top)),
+            (10, 10),
+        )
         .map_err(|e| fail(e.to_string()))?;
-    for (area, e) in body.split_evenly((panels as usize, 1)).iter().zip(&report.experiments) {
+    for (area, e) in body
+        .split_evenly((panels as usize, 1))
+        .iter()
+        .zip(&report.experiments)
+    {
         let nv = e.variants.len();
-        let top = e.variants.iter().map(|v| v.observed_share.max(v.expected_share)).fold(0.0f64, f64::max);
+        let top = e
+            .variants
+            .iter()
+            .map(|v| v.observed_share.max(v.expected_share))
+            .fold(0.0f64, f64::max);
         let y_max = if top > 0.0 { top * 1.25 } else { 0.01 };
-        let caption = format!("{}  (SRM {}, p = {:.4})", e.key, e.srm.verdict.as_str(), e.srm.p_value);
+        let caption = format!(
+            "{}  (SRM {}, p = {:.4})",
+            e.key,
+            e.srm.verdict.as_str(),
+            e.srm.p_value
+        );
         let mut chart = ChartBuilder::on(area)
             .caption(caption, ("sans-serif", 16))
             .margin(10)
@@ -39,7 +63,9 @@ pub fn write_svg(report: &SimulationReport, path: &Path) -> Result<(), SimulateE
             .map_err(|e| fail(e.to_string()))?;
         let names: Vec<String> = e.variants.iter().map(|v| v.name.clone()).collect();
         let x_label = |x: &SegmentValue<usize>| match x {
-            SegmentValue::CenterOf(k) if k % 2 == 0 => names.get(k / 2).cloned().unwrap_or_default(),
+            SegmentValue::CenterOf(k) if k % 2 == 0 => {
+                names.get(k / 2).cloned().unwrap_or_default()
+            }
             _ => String::new(),
         };
         let y_label = |y: &f64| format!("{:.0}%", y * 100.0);
@@ -54,17 +80,33 @@ pub fn write_svg(report: &SimulationReport, path: &Path) -> Result<(), SimulateE
             .map_err(|e| fail(e.to_string()))?;
         for (series, color, offset) in [("observed", OBSERVED, 0), ("expected", EXPECTED, 1)] {
             let bars = e.variants.iter().enumerate().map(move |(i, v)| {
-                let share = if offset == 0 { v.observed_share } else { v.expected_share };
+                let share = if offset == 0 {
+                    v.observed_share
+                } else {
+                    v.expected_share
+                };
                 let k = 2 * i + offset;
-                Rectangle::new([(SegmentValue::Exact(k), 0.0), (SegmentValue::Exact(k + 1), share)], color.filled())
+                Rectangle::new(
+                    [
+                        (SegmentValue::Exact(k), 0.0),
+                        (SegmentValue::Exact(k + 1), share),
+                    ],
+                    color.filled(),
+                )
             });
             chart
                 .draw_series(bars)
                 .map_err(|e| fail(e.to_string()))?
                 .label(series)
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
+                });
             let labels = e.variants.iter().enumerate().map(move |(i, v)| {
-                let share = if offset == 0 { v.observed_share } else { v.expected_share };
+                let share = if offset == 0 {
+                    v.observed_share
+                } else {
+                    v.expected_share
+                };
                 Text::new(
                     format!("{:.2}%", share * 100.0),
                     (SegmentValue::CenterOf(2 * i + offset), share),

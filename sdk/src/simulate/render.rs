@@ -13,7 +13,10 @@ struct Table {
 
 impl Table {
     fn new(header: &[&str], right: &[bool]) -> Self {
-        Table { rows: vec![header.iter().map(|h| h.to_string()).collect()], right: right.to_vec() }
+        Table {
+            rows: vec![header.iter().map(|h| h.to_string()).collect()],
+            right: right.to_vec(),
+        }
     }
 
     fn row(&mut self, cells: Vec<String>) {
@@ -22,8 +25,16 @@ impl Table {
 
     fn render(&self, indent: &str, out: &mut String) {
         let cols = self.rows.iter().map(Vec::len).max().unwrap_or(0);
-        let width: Vec<usize> =
-            (0..cols).map(|c| self.rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
+        let width: Vec<usize> = (0..cols)
+            .map(|c| {
+                self.rows
+                    .iter()
+                    .filter_map(|r| r.get(c))
+                    .map(|s| s.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
         for r in &self.rows {
             let mut line = String::from(indent);
             for (c, cell) in r.iter().enumerate() {
@@ -79,7 +90,13 @@ fn chi2(x: f64) -> String {
 }
 
 fn test_line(t: &ChiSquare) -> String {
-    format!("chi2 {} df {} p {} {}", chi2(t.chi2), t.df, p_value(t.p_value), t.verdict.as_str())
+    format!(
+        "chi2 {} df {} p {} {}",
+        chi2(t.chi2),
+        t.df,
+        p_value(t.p_value),
+        t.verdict.as_str()
+    )
 }
 
 impl SimulationReport {
@@ -101,14 +118,36 @@ impl SimulationReport {
             self.now_ms
         );
         if self.skipped_lines.count > 0 {
-            let _ = writeln!(out, "skipped {} malformed line(s)", thousands(self.skipped_lines.count));
+            let _ = writeln!(
+                out,
+                "skipped {} malformed line(s)",
+                thousands(self.skipped_lines.count)
+            );
         }
         for e in &self.experiments {
-            let layer = e.layer.as_ref().map_or("no layer".to_string(), |l| format!("layer {} [{}, {})", l.name, l.start, l.end));
+            let layer = e.layer.as_ref().map_or("no layer".to_string(), |l| {
+                format!("layer {} [{}, {})", l.name, l.start, l.end)
+            });
             let state = if e.enabled { "" } else { "  DISABLED" };
-            let _ = writeln!(out, "\n{}  {}  coverage {}  {}{}", e.key, e.strategy, pct(f64::from(e.coverage_bp) / 10_000.0), layer, state);
+            let _ = writeln!(
+                out,
+                "\n{}  {}  coverage {}  {}{}",
+                e.key,
+                e.strategy,
+                pct(f64::from(e.coverage_bp) / 10_000.0),
+                layer,
+                state
+            );
             let mut t = Table::new(
-                &["variant", "weight", "units", "by strategy", "overridden", "observed", "expected"],
+                &[
+                    "variant",
+                    "weight",
+                    "units",
+                    "by strategy",
+                    "overridden",
+                    "observed",
+                    "expected",
+                ],
                 &[false, true, true, true, true, true, true],
             );
             for v in &e.variants {
@@ -130,14 +169,31 @@ impl SimulationReport {
                 thousands(self.units),
                 thousands(e.eligible)
             );
-            let ne: Vec<String> = e.not_enrolled.0.iter().filter(|(_, n)| *n > 0).map(|(r, n)| format!("{r} {}", thousands(*n))).collect();
-            let _ = writeln!(out, "  not enrolled: {}", if ne.is_empty() { "none".to_string() } else { ne.join(", ") });
+            let ne: Vec<String> = e
+                .not_enrolled
+                .0
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(r, n)| format!("{r} {}", thousands(*n)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  not enrolled: {}",
+                if ne.is_empty() {
+                    "none".to_string()
+                } else {
+                    ne.join(", ")
+                }
+            );
             let _ = writeln!(out, "  SRM split:    {}", test_line(&e.srm.split));
             let _ = writeln!(out, "  SRM coverage: {}", test_line(&e.srm.coverage));
         }
         if !self.layers.is_empty() {
             out.push_str("\nlayers (units enrolled in more than one experiment of the layer)\n");
-            let mut t = Table::new(&["layer", "experiments", "in >1", "by strategy", "verdict"], &[false, false, true, true, false]);
+            let mut t = Table::new(
+                &["layer", "experiments", "in >1", "by strategy", "verdict"],
+                &[false, false, true, true, false],
+            );
             for l in &self.layers {
                 t.row(vec![
                     l.name.clone(),
@@ -150,8 +206,13 @@ impl SimulationReport {
             t.render("  ", &mut out);
         }
         if !self.independence.is_empty() {
-            out.push_str("\nindependence (chi-square over units both strategies placed in a variant)\n");
-            let mut t = Table::new(&["a", "b", "units", "chi2", "df", "p", "verdict"], &[false, false, true, true, true, true, false]);
+            out.push_str(
+                "\nindependence (chi-square over units both strategies placed in a variant)\n",
+            );
+            let mut t = Table::new(
+                &["a", "b", "units", "chi2", "df", "p", "verdict"],
+                &[false, false, true, true, true, true, false],
+            );
             for p in &self.independence {
                 t.row(vec![
                     p.a.clone(),
@@ -174,7 +235,9 @@ impl SimulationReport {
     /// joined by `;`, count = units in more than one by strategy), `independence`
     /// (experiment = a, name = b, count = units in both).
     pub fn to_csv(&self) -> String {
-        let mut out = String::from("section,experiment,name,count,observed_share,expected_share,chi2,df,p_value,verdict\n");
+        let mut out = String::from(
+            "section,experiment,name,count,observed_share,expected_share,chi2,df,p_value,verdict\n",
+        );
         let mut row = |cells: [&str; 10]| {
             let mut line = Vec::with_capacity(10);
             for c in cells {
@@ -185,27 +248,106 @@ impl SimulationReport {
             out.push_str(&line.join(","));
             out.push('\n');
         };
-        let test = |t: &ChiSquare| [if t.chi2.is_infinite() { "inf".to_string() } else { t.chi2.to_string() }, t.df.to_string(), t.p_value.to_string()];
-        row(["units", "", "", &self.units.to_string(), "", "", "", "", "", ""]);
+        let test = |t: &ChiSquare| {
+            [
+                if t.chi2.is_infinite() {
+                    "inf".to_string()
+                } else {
+                    t.chi2.to_string()
+                },
+                t.df.to_string(),
+                t.p_value.to_string(),
+            ]
+        };
+        row([
+            "units",
+            "",
+            "",
+            &self.units.to_string(),
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ]);
         for e in &self.experiments {
             for v in &e.variants {
-                row(["variant", &e.key, &v.name, &v.count.to_string(), &v.observed_share.to_string(), &v.expected_share.to_string(), "", "", "", ""]);
+                row([
+                    "variant",
+                    &e.key,
+                    &v.name,
+                    &v.count.to_string(),
+                    &v.observed_share.to_string(),
+                    &v.expected_share.to_string(),
+                    "",
+                    "",
+                    "",
+                    "",
+                ]);
             }
             for (r, n) in &e.not_enrolled.0 {
-                row(["not_enrolled", &e.key, r, &n.to_string(), "", "", "", "", "", ""]);
+                row([
+                    "not_enrolled",
+                    &e.key,
+                    r,
+                    &n.to_string(),
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                ]);
             }
             let total: u64 = e.variants.iter().map(|v| v.assigned).sum();
-            for (name, t, n) in [("split", &e.srm.split, total), ("coverage", &e.srm.coverage, e.eligible)] {
+            for (name, t, n) in [
+                ("split", &e.srm.split, total),
+                ("coverage", &e.srm.coverage, e.eligible),
+            ] {
                 let [c, d, p] = test(t);
-                row(["srm", &e.key, name, &n.to_string(), "", "", &c, &d, &p, t.verdict.as_str()]);
+                row([
+                    "srm",
+                    &e.key,
+                    name,
+                    &n.to_string(),
+                    "",
+                    "",
+                    &c,
+                    &d,
+                    &p,
+                    t.verdict.as_str(),
+                ]);
             }
         }
         for l in &self.layers {
-            row(["layer", &l.name, &l.experiments.join(";"), &l.units_in_more_than_one_by_strategy.to_string(), "", "", "", "", "", l.verdict.as_str()]);
+            row([
+                "layer",
+                &l.name,
+                &l.experiments.join(";"),
+                &l.units_in_more_than_one_by_strategy.to_string(),
+                "",
+                "",
+                "",
+                "",
+                "",
+                l.verdict.as_str(),
+            ]);
         }
         for p in &self.independence {
             let [c, d, pv] = test(&p.test);
-            row(["independence", &p.a, &p.b, &p.units.to_string(), "", "", &c, &d, &pv, p.test.verdict.as_str()]);
+            row([
+                "independence",
+                &p.a,
+                &p.b,
+                &p.units.to_string(),
+                "",
+                "",
+                &c,
+                &d,
+                &pv,
+                p.test.verdict.as_str(),
+            ]);
         }
         out
     }
@@ -220,9 +362,24 @@ impl DiffReport {
     /// An aligned summary table, then each changed experiment's transition matrix.
     pub fn to_table(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "{} units from {}, clock {} ms\n", thousands(self.units), self.input, self.now_ms);
+        let _ = writeln!(
+            out,
+            "{} units from {}, clock {} ms\n",
+            thousands(self.units),
+            self.input,
+            self.now_ms
+        );
         let mut t = Table::new(
-            &["experiment", "moved", "moved %", "entered", "entered %", "left", "left %", "note"],
+            &[
+                "experiment",
+                "moved",
+                "moved %",
+                "entered",
+                "entered %",
+                "left",
+                "left %",
+                "note",
+            ],
             &[false, true, true, true, true, true, true, false],
         );
         for e in &self.experiments {
@@ -243,18 +400,34 @@ impl DiffReport {
             ]);
         }
         t.render("", &mut out);
-        for e in self.experiments.iter().filter(|e| e.moved + e.entered + e.left > 0) {
-            let _ = writeln!(out, "\n{} transitions (rows: from, columns: to, - = not enrolled)", e.key);
+        for e in self
+            .experiments
+            .iter()
+            .filter(|e| e.moved + e.entered + e.left > 0)
+        {
+            let _ = writeln!(
+                out,
+                "\n{} transitions (rows: from, columns: to, - = not enrolled)",
+                e.key
+            );
             let mut header: Vec<&str> = vec!["from \\ to"];
             header.extend(e.to_variants.iter().map(String::as_str));
             header.push("-");
             let mut right = vec![true; header.len()];
             right[0] = false;
             let mut t = Table::new(&header, &right);
-            let rows = e.from_variants.iter().map(|v| Some(v.as_str())).chain(std::iter::once(None));
+            let rows = e
+                .from_variants
+                .iter()
+                .map(|v| Some(v.as_str()))
+                .chain(std::iter::once(None));
             for from in rows {
                 let mut cells = vec![from.unwrap_or("-").to_string()];
-                let cols = e.to_variants.iter().map(|v| Some(v.as_str())).chain(std::iter::once(None));
+                let cols = e
+                    .to_variants
+                    .iter()
+                    .map(|v| Some(v.as_str()))
+                    .chain(std::iter::once(None));
                 cells.extend(cols.map(|to| thousands(e.transition(from, to))));
                 t.row(cells);
             }

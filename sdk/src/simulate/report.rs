@@ -42,9 +42,14 @@ impl SimulationReport {
 
     /// Whether every test passed (SRM split and coverage, layer exclusivity, independence).
     pub fn all_ok(&self) -> bool {
-        self.experiments.iter().all(|e| e.srm.verdict == Verdict::Ok && e.srm.coverage.verdict == Verdict::Ok)
+        self.experiments
+            .iter()
+            .all(|e| e.srm.verdict == Verdict::Ok && e.srm.coverage.verdict == Verdict::Ok)
             && self.layers.iter().all(|l| l.verdict == Verdict::Ok)
-            && self.independence.iter().all(|p| p.test.verdict == Verdict::Ok)
+            && self
+                .independence
+                .iter()
+                .all(|p| p.test.verdict == Verdict::Ok)
     }
 }
 
@@ -110,7 +115,10 @@ pub struct ReasonCounts(pub Vec<(&'static str, u64)>);
 impl ReasonCounts {
     /// The count for reason name `reason` (0 if absent).
     pub fn get(&self, reason: &str) -> u64 {
-        self.0.iter().find(|(r, _)| *r == reason).map_or(0, |(_, c)| *c)
+        self.0
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, c)| *c)
     }
 }
 

@@ -5,8 +5,8 @@ use super::engine::{drive, Tally};
 use super::error::SimulateError;
 use super::input::UnitSource;
 use super::report::{
-    ExperimentReport, IndependenceReport, LayerReport, LayerSliceReport, ReasonCounts, SimulationReport, SrmReport,
-    VariantReport,
+    ExperimentReport, IndependenceReport, LayerReport, LayerSliceReport, ReasonCounts,
+    SimulationReport, SrmReport, VariantReport,
 };
 use super::stats::{goodness_of_fit, independence, Verdict};
 use super::SimulateOptions;
@@ -31,7 +31,11 @@ const BY_STRATEGY: u32 = 1 << 31;
 /// assert_eq!(report.units, 10_000);
 /// assert_eq!(report.experiment("e").unwrap().enrolled, 10_000);
 /// ```
-pub fn run(snapshot: &Snapshot, source: UnitSource, opts: &SimulateOptions) -> Result<SimulationReport, SimulateError> {
+pub fn run(
+    snapshot: &Snapshot,
+    source: UnitSource,
+    opts: &SimulateOptions,
+) -> Result<SimulationReport, SimulateError> {
     let now_ms = opts.now_ms.unwrap_or_else(super::time::now_ms);
     let input = source.name();
     let selected = select(snapshot, &opts.experiments)?;
@@ -40,7 +44,11 @@ pub fn run(snapshot: &Snapshot, source: UnitSource, opts: &SimulateOptions) -> R
     let c = &outcome.counts;
     let units = c[0];
 
-    let experiments = plan.exps.iter().map(|e| experiment_report(e, c, units)).collect();
+    let experiments = plan
+        .exps
+        .iter()
+        .map(|e| experiment_report(e, c, units))
+        .collect();
     let layers = plan
         .layers
         .iter()
@@ -48,10 +56,18 @@ pub fn run(snapshot: &Snapshot, source: UnitSource, opts: &SimulateOptions) -> R
             let by_strategy = c[l.off + 1];
             LayerReport {
                 name: l.name.clone(),
-                experiments: l.members.iter().map(|&m| plan.exps[m].config.key.clone()).collect(),
+                experiments: l
+                    .members
+                    .iter()
+                    .map(|&m| plan.exps[m].config.key.clone())
+                    .collect(),
                 units_in_more_than_one: c[l.off],
                 units_in_more_than_one_by_strategy: by_strategy,
-                verdict: if by_strategy == 0 { Verdict::Ok } else { Verdict::Mismatch },
+                verdict: if by_strategy == 0 {
+                    Verdict::Ok
+                } else {
+                    Verdict::Mismatch
+                },
             }
         })
         .collect();
@@ -83,14 +99,22 @@ pub fn run(snapshot: &Snapshot, source: UnitSource, opts: &SimulateOptions) -> R
 }
 
 /// The experiments to simulate: `keys` (checked), or all in configuration order.
-pub(crate) fn select<'s>(snapshot: &'s Snapshot, keys: &[String]) -> Result<Vec<&'s ExperimentConfig>, SimulateError> {
+pub(crate) fn select<'s>(
+    snapshot: &'s Snapshot,
+    keys: &[String],
+) -> Result<Vec<&'s ExperimentConfig>, SimulateError> {
     let all = &snapshot.config().experiments;
     if keys.is_empty() {
         return Ok(all.iter().collect());
     }
     let mut out = Vec::with_capacity(keys.len());
     for key in keys {
-        let e = snapshot.experiment(key).ok_or_else(|| SimulateError::UnknownExperiment { key: key.clone(), known: known(all) })?;
+        let e = snapshot
+            .experiment(key)
+            .ok_or_else(|| SimulateError::UnknownExperiment {
+                key: key.clone(),
+                known: known(all),
+            })?;
         if !out.iter().any(|o: &&ExperimentConfig| o.key == e.key) {
             out.push(e);
         }
@@ -103,7 +127,10 @@ pub(crate) fn known(all: &[ExperimentConfig]) -> String {
     if all.is_empty() {
         "(none)".to_string()
     } else {
-        all.iter().map(|e| e.key.as_str()).collect::<Vec<_>>().join(", ")
+        all.iter()
+            .map(|e| e.key.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -113,8 +140,8 @@ struct ExpPlan<'s> {
     nv: usize,
     /// `REASONS` counters: not enrolled, by reason.
     off_ne: usize,
-    /// `nv` counters: enrolled for any reason.
-    off_v: usize,
+    /// `nv` counters: enrolled for another reason than the strategy (overrides).
+    off_o: usize,
     /// `nv` counters: placed by the strategy.
     off_a: usize,
 }
@@ -155,7 +182,13 @@ impl<'s> Plan<'s> {
             .iter()
             .map(|&config| {
                 let nv = config.variants.len().max(1);
-                ExpPlan { config, nv, off_ne: take(REASONS), off_v: take(nv), off_a: take(nv) }
+                ExpPlan {
+                    config,
+                    nv,
+                    off_ne: take(REASONS),
+                    off_o: take(nv),
+                    off_a: take(nv),
+                }
             })
             .collect();
         let mut layers: Vec<LayerPlan> = Vec::new();
@@ -163,7 +196,11 @@ impl<'s> Plan<'s> {
             if let Some(slice) = &e.config.layer {
                 match layers.iter_mut().find(|l| l.name == slice.layer) {
                     Some(l) => l.members.push(i),
-                    None => layers.push(LayerPlan { name: slice.layer.clone(), members: vec![i], off: 0 }),
+                    None => layers.push(LayerPlan {
+                        name: slice.layer.clone(),
+                        members: vec![i],
+                        off: 0,
+                    }),
                 }
             }
         }
@@ -177,11 +214,22 @@ impl<'s> Plan<'s> {
                 // A disabled experiment enrols nobody: nothing to test.
                 let disabled = !exps[a].config.enabled || !exps[b].config.enabled;
                 if !same_layer && !disabled {
-                    pairs.push(PairPlan { a, b, off: take(exps[a].nv * exps[b].nv) });
+                    pairs.push(PairPlan {
+                        a,
+                        b,
+                        off: take(exps[a].nv * exps[b].nv),
+                    });
                 }
             }
         }
-        Plan { snapshot, now_ms, exps, layers, pairs, width }
+        Plan {
+            snapshot,
+            now_ms,
+            exps,
+            layers,
+            pairs,
+            width,
+        }
     }
 }
 
@@ -200,11 +248,11 @@ impl Tally for Plan<'_> {
                 Some(v) => {
                     // Indices come from the validated config; `min` keeps a stray one in range.
                     let v = (v.index as usize).min(e.nv - 1);
-                    counts[e.off_v + v] += 1;
                     if a.reason == Reason::Assigned {
                         counts[e.off_a + v] += 1;
                         BY_STRATEGY | (v as u32 + 1)
                     } else {
+                        counts[e.off_o + v] += 1;
                         v as u32 + 1
                     }
                 }
@@ -219,7 +267,12 @@ impl Tally for Plan<'_> {
             let any = l.members.iter().filter(|&&m| codes[m] != 0).count();
             if any >= 2 {
                 counts[l.off] += 1;
-                if l.members.iter().filter(|&&m| codes[m] & BY_STRATEGY != 0).count() >= 2 {
+                if l.members
+                    .iter()
+                    .filter(|&&m| codes[m] & BY_STRATEGY != 0)
+                    .count()
+                    >= 2
+                {
                     counts[l.off + 1] += 1;
                 }
             }
@@ -239,12 +292,13 @@ impl Tally for Plan<'_> {
 fn experiment_report(e: &ExpPlan<'_>, c: &[u64], units: u64) -> ExperimentReport {
     let cfg = e.config;
     let ne = &c[e.off_ne..e.off_ne + REASONS];
-    let all = &c[e.off_v..e.off_v + e.nv];
+    let other = &c[e.off_o..e.off_o + e.nv];
     let assigned = &c[e.off_a..e.off_a + e.nv];
-    let enrolled: u64 = all.iter().sum();
     let by_strategy: u64 = assigned.iter().sum();
+    let enrolled: u64 = by_strategy + other.iter().sum::<u64>();
     let ne_of = |r: Reason| ne[r as usize];
-    let gated = ne_of(Reason::UnknownExperiment) + ne_of(Reason::Disabled) + ne_of(Reason::NotTargeted);
+    let gated =
+        ne_of(Reason::UnknownExperiment) + ne_of(Reason::Disabled) + ne_of(Reason::NotTargeted);
     let eligible = units.saturating_sub(gated + (enrolled - by_strategy));
 
     let not_enrolled = ReasonCounts(
@@ -255,7 +309,10 @@ fn experiment_report(e: &ExpPlan<'_>, c: &[u64], units: u64) -> ExperimentReport
             .collect(),
     );
     let total_w: u64 = cfg.variants.iter().map(|v| u64::from(v.weight)).sum();
-    let slice = cfg.layer.as_ref().map_or(1.0, |s| f64::from(s.end.saturating_sub(s.start)) / 10_000.0);
+    let slice = cfg
+        .layer
+        .as_ref()
+        .map_or(1.0, |s| f64::from(s.end.saturating_sub(s.start)) / 10_000.0);
     let cov = f64::from(cfg.coverage_bp) / 10_000.0;
     let on = if cfg.enabled { 1.0 } else { 0.0 };
     let share = |n: u64, of: u64| if of == 0 { 0.0 } else { n as f64 / of as f64 };
@@ -266,18 +323,26 @@ fn experiment_report(e: &ExpPlan<'_>, c: &[u64], units: u64) -> ExperimentReport
         .map(|(i, v)| VariantReport {
             name: v.name.clone(),
             weight: v.weight,
-            count: all[i],
+            count: assigned[i] + other[i],
             assigned: assigned[i],
-            overridden: all[i] - assigned[i],
-            expected_share: if total_w == 0 { 0.0 } else { on * slice * cov * f64::from(v.weight) / total_w as f64 },
+            overridden: other[i],
+            expected_share: if total_w == 0 {
+                0.0
+            } else {
+                on * slice * cov * f64::from(v.weight) / total_w as f64
+            },
             observed_share: share(assigned[i], eligible),
-            population_share: share(all[i], units),
+            population_share: share(assigned[i] + other[i], units),
         })
         .collect();
     let weights: Vec<f64> = cfg.variants.iter().map(|v| f64::from(v.weight)).collect();
     let split = goodness_of_fit(assigned, &weights);
     let coverage = goodness_of_fit(
-        &[ne_of(Reason::OutsideLayer), ne_of(Reason::OutsideCoverage), by_strategy],
+        &[
+            ne_of(Reason::OutsideLayer),
+            ne_of(Reason::OutsideCoverage),
+            by_strategy,
+        ],
         &[1.0 - slice, slice * (1.0 - cov), slice * cov],
     );
     ExperimentReport {
@@ -285,7 +350,11 @@ fn experiment_report(e: &ExpPlan<'_>, c: &[u64], units: u64) -> ExperimentReport
         strategy: cfg.strategy.to_string(),
         enabled: cfg.enabled,
         coverage_bp: cfg.coverage_bp,
-        layer: cfg.layer.as_ref().map(|s| LayerSliceReport { name: s.layer.clone(), start: s.start, end: s.end }),
+        layer: cfg.layer.as_ref().map(|s| LayerSliceReport {
+            name: s.layer.clone(),
+            start: s.start,
+            end: s.end,
+        }),
         eligible,
         enrolled,
         not_enrolled,
@@ -323,7 +392,11 @@ mod tests {
         .unwrap();
         let snap = sdk.snapshot();
         let spec = SyntheticSpec::new(5000).with_attribute("country=US:3,CA:1".parse().unwrap());
-        let opts = SimulateOptions { chunk_units: 777, now_ms: Some(0), ..SimulateOptions::default() };
+        let opts = SimulateOptions {
+            chunk_units: 777,
+            now_ms: Some(0),
+            ..SimulateOptions::default()
+        };
         let report = run(&snap, UnitSource::synthetic(spec.clone()), &opts).unwrap();
         let e = report.experiment("e").unwrap();
 
@@ -331,26 +404,53 @@ mod tests {
         let mut id = String::new();
         for i in 0..5000 {
             spec.write_id(i, &mut id);
-            let attrs = [crate::Attribute::new("country", spec.attributes[0].pick(&id))];
+            let attrs = [crate::Attribute::new(
+                "country",
+                spec.attributes[0].pick(&id),
+            )];
             let a = snap.assign("e", &Unit::new(&id).with_attributes(&attrs));
-            *want.entry((a.variant_name().unwrap_or("-"), a.reason.as_str())).or_insert(0u64) += 1;
+            *want
+                .entry((a.variant_name().unwrap_or("-"), a.reason.as_str()))
+                .or_insert(0u64) += 1;
         }
         let get = |k: (&str, &str)| want.get(&k).copied().unwrap_or(0);
         assert_eq!(e.variants[0].assigned, get(("a", "assigned")));
         assert_eq!(e.variants[1].assigned, get(("b", "assigned")));
         assert_eq!(e.variants[0].overridden, get(("a", "override")));
-        assert_eq!(e.not_enrolled(Reason::NotTargeted), get(("-", "not_targeted")));
-        assert_eq!(e.not_enrolled(Reason::OutsideCoverage), get(("-", "outside_coverage")));
-        assert_eq!(e.eligible, 5000 - get(("-", "not_targeted")) - get(("a", "override")));
+        assert_eq!(
+            e.not_enrolled(Reason::NotTargeted),
+            get(("-", "not_targeted"))
+        );
+        assert_eq!(
+            e.not_enrolled(Reason::OutsideCoverage),
+            get(("-", "outside_coverage"))
+        );
+        assert_eq!(
+            e.eligible,
+            5000 - get(("-", "not_targeted")) - get(("a", "override"))
+        );
         assert!((e.variants[1].expected_share - 0.375).abs() < 1e-12);
         assert_eq!(report.independence.len(), 0);
     }
 
     #[test]
     fn unknown_experiment_is_an_error_naming_the_known_ones() {
-        let sdk = Sdk::from_toml_str("[[experiments]]\nkey=\"e\"\nvariants=[{name=\"a\",weight=1}]\n").unwrap();
-        let opts = SimulateOptions { experiments: vec!["nope".into()], ..SimulateOptions::default() };
-        let err = run(&sdk.snapshot(), UnitSource::synthetic(SyntheticSpec::new(1)), &opts).unwrap_err();
-        assert_eq!(err.to_string(), "experiment \"nope\" is not in the configuration; known experiments: e");
+        let sdk =
+            Sdk::from_toml_str("[[experiments]]\nkey=\"e\"\nvariants=[{name=\"a\",weight=1}]\n")
+                .unwrap();
+        let opts = SimulateOptions {
+            experiments: vec!["nope".into()],
+            ..SimulateOptions::default()
+        };
+        let err = run(
+            &sdk.snapshot(),
+            UnitSource::synthetic(SyntheticSpec::new(1)),
+            &opts,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "experiment \"nope\" is not in the configuration; known experiments: e"
+        );
     }
 }

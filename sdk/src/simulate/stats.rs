@@ -55,8 +55,17 @@ impl ChiSquare {
                 Err(_) => 1.0, // df > 0 always builds; kept total for a hand-made caller
             }
         };
-        let verdict = if p_value >= ALPHA { Verdict::Ok } else { Verdict::Mismatch };
-        ChiSquare { chi2, df, p_value, verdict }
+        let verdict = if p_value >= ALPHA {
+            Verdict::Ok
+        } else {
+            Verdict::Mismatch
+        };
+        ChiSquare {
+            chi2,
+            df,
+            p_value,
+            verdict,
+        }
     }
 }
 
@@ -71,7 +80,10 @@ impl ChiSquare {
 /// ```
 pub fn goodness_of_fit(observed: &[u64], expected_weights: &[f64]) -> ChiSquare {
     let n: u64 = observed.iter().sum();
-    let w: f64 = expected_weights.iter().filter(|x| x.is_finite() && **x > 0.0).sum();
+    let w: f64 = expected_weights
+        .iter()
+        .filter(|x| x.is_finite() && **x > 0.0)
+        .sum();
     if n == 0 {
         return ChiSquare::new(0.0, 0);
     }
@@ -81,7 +93,11 @@ pub fn goodness_of_fit(observed: &[u64], expected_weights: &[f64]) -> ChiSquare 
     let mut chi2 = 0.0;
     let mut cells = 0u32;
     for (i, &o) in observed.iter().enumerate() {
-        let wi = expected_weights.get(i).copied().filter(|x| x.is_finite() && *x > 0.0).unwrap_or(0.0);
+        let wi = expected_weights
+            .get(i)
+            .copied()
+            .filter(|x| x.is_finite() && *x > 0.0)
+            .unwrap_or(0.0);
         let e = n as f64 * wi / w;
         if e > 0.0 {
             let d = o as f64 - e;
@@ -104,8 +120,12 @@ pub fn goodness_of_fit(observed: &[u64], expected_weights: &[f64]) -> ChiSquare 
 /// ```
 pub fn independence(table: &[u64], rows: usize, cols: usize) -> ChiSquare {
     let cell = |r: usize, c: usize| table.get(r * cols + c).copied().unwrap_or(0);
-    let row_sums: Vec<u64> = (0..rows).map(|r| (0..cols).map(|c| cell(r, c)).sum()).collect();
-    let col_sums: Vec<u64> = (0..cols).map(|c| (0..rows).map(|r| cell(r, c)).sum()).collect();
+    let row_sums: Vec<u64> = (0..rows)
+        .map(|r| (0..cols).map(|c| cell(r, c)).sum())
+        .collect();
+    let col_sums: Vec<u64> = (0..cols)
+        .map(|c| (0..rows).map(|r| cell(r, c)).sum())
+        .collect();
     let n: u64 = row_sums.iter().sum();
     let live_rows = row_sums.iter().filter(|&&s| s > 0).count() as u32;
     let live_cols = col_sums.iter().filter(|&&s| s > 0).count() as u32;
@@ -145,7 +165,10 @@ mod tests {
         assert_eq!((t.chi2, t.df, t.verdict), (0.0, 1, Verdict::Ok));
         let t = goodness_of_fit(&[100, 1, 100], &[1.0, 0.0, 1.0]);
         assert_eq!((t.p_value, t.verdict), (0.0, Verdict::Mismatch));
-        assert_eq!(goodness_of_fit(&[0, 0], &[1.0, 1.0]), ChiSquare::new(0.0, 0));
+        assert_eq!(
+            goodness_of_fit(&[0, 0], &[1.0, 1.0]),
+            ChiSquare::new(0.0, 0)
+        );
         let t = goodness_of_fit(&[30, 20], &[1.0, 1.0]);
         assert!((t.chi2 - 2.0).abs() < 1e-12);
     }

@@ -30,7 +30,12 @@ pub struct SyntheticSpec {
 impl SyntheticSpec {
     /// `count` units `unit-0`, `unit-1` ... without attributes.
     pub fn new(count: u64) -> Self {
-        SyntheticSpec { count, prefix: "unit-".to_string(), start: 0, attributes: Vec::new() }
+        SyntheticSpec {
+            count,
+            prefix: "unit-".to_string(),
+            start: 0,
+            attributes: Vec::new(),
+        }
     }
 
     /// The same population with one more attribute distribution.
@@ -85,7 +90,14 @@ impl AttributeDistribution {
     pub fn new(name: impl Into<String>, values: Vec<(String, u32)>) -> Result<Self, SimulateError> {
         let name = name.into();
         let fail = |problem: &str| SimulateError::BadAttributeDistribution {
-            spec: format!("{name}={}", values.iter().map(|(v, w)| format!("{v}:{w}")).collect::<Vec<_>>().join(",")),
+            spec: format!(
+                "{name}={}",
+                values
+                    .iter()
+                    .map(|(v, w)| format!("{v}:{w}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
             problem: problem.to_string(),
         };
         if name.is_empty() {
@@ -101,20 +113,36 @@ impl AttributeDistribution {
             cumulative.push(total);
         }
         if total == 0 {
-            return Err(fail("the weights sum to 0; give at least one a positive weight"));
+            return Err(fail(
+                "the weights sum to 0; give at least one a positive weight",
+            ));
         }
-        Ok(AttributeDistribution { name, values, cumulative, total })
+        Ok(AttributeDistribution {
+            name,
+            values,
+            cumulative,
+            total,
+        })
     }
 
     /// Parses `NAME=VALUE:WEIGHT,VALUE:WEIGHT...` (a missing `:WEIGHT` means 1).
     pub fn parse(spec: &str) -> Result<Self, SimulateError> {
-        let fail = |problem: String| SimulateError::BadAttributeDistribution { spec: spec.to_string(), problem };
-        let (name, list) = spec.split_once('=').ok_or_else(|| fail("there is no `=`".to_string()))?;
+        let fail = |problem: String| SimulateError::BadAttributeDistribution {
+            spec: spec.to_string(),
+            problem,
+        };
+        let (name, list) = spec
+            .split_once('=')
+            .ok_or_else(|| fail("there is no `=`".to_string()))?;
         let mut values = Vec::new();
         for item in list.split(',') {
             let (value, weight) = match item.rsplit_once(':') {
                 Some((v, w)) => {
-                    let w = w.trim().parse::<u32>().map_err(|_| fail(format!("weight \"{w}\" of \"{v}\" is not a non-negative integer")))?;
+                    let w = w.trim().parse::<u32>().map_err(|_| {
+                        fail(format!(
+                            "weight \"{w}\" of \"{v}\" is not a non-negative integer"
+                        ))
+                    })?;
                     (v, w)
                 }
                 None => (item, 1),
@@ -173,27 +201,94 @@ fn attribute_hash(name: &[u8], id: &[u8]) -> u64 {
     h ^ (h >> 31)
 }
 
-/// One worker's generator: a reused id buffer and attribute list.
-pub(crate) struct Generator<'s> {
+/// Consecutive synthetic ids from one reused buffer: asking for unit `i + 1` right after unit
+/// `i` increments the decimal digits in place (usually one byte), anything else rewrites the id.
+///
+/// ```
+/// use abkit::simulate::{SyntheticIds, SyntheticSpec};
+/// let spec = SyntheticSpec::new(200);
+/// let mut ids = SyntheticIds::new(&spec);
+/// assert_eq!(ids.id(99), "unit-99");
+/// assert_eq!(ids.id(100), "unit-100");
+/// assert_eq!(ids.id(7), "unit-7");
+/// ```
+#[derive(Debug, Clone)]
+pub struct SyntheticIds<'s> {
     spec: &'s SyntheticSpec,
     id: String,
+    /// The number after the one in `id`, when `id` holds a complete id.
+    next: Option<u64>,
+}
+
+impl<'s> SyntheticIds<'s> {
+    /// An empty buffer for `spec`'s ids.
+    pub fn new(spec: &'s SyntheticSpec) -> Self {
+        SyntheticIds {
+            spec,
+            id: String::with_capacity(spec.prefix.len() + 20),
+            next: None,
+        }
+    }
+
+    /// The id of unit number `i` (the same text as [`SyntheticSpec::write_id`]).
+    #[inline]
+    pub fn id(&mut self, i: u64) -> &str {
+        let n = self.spec.start.wrapping_add(i);
+        if self.next != Some(n) || !self.increment() {
+            self.spec.write_id(i, &mut self.id);
+        }
+        self.next = n.checked_add(1);
+        &self.id
+    }
+
+    /// Adds one to the decimal number at the end of `id`; `false` when it gains a digit.
+    #[inline]
+    fn increment(&mut self) -> bool {
+        let digits_from = self.spec.prefix.len();
+        let bytes = self.id.as_bytes();
+        let mut j = bytes.len();
+        while j > digits_from && bytes[j - 1] == b'9' {
+            j -= 1;
+        }
+        if j == digits_from {
+            return false;
+        }
+        let last = bytes[j - 1];
+        let nines = bytes.len() - j;
+        self.id.truncate(j - 1);
+        self.id.push(char::from(last + 1));
+        for _ in 0..nines {
+            self.id.push('0');
+        }
+        true
+    }
+}
+
+/// One worker's generator: reused id buffer and attribute list.
+pub(crate) struct Generator<'s> {
+    spec: &'s SyntheticSpec,
+    ids: SyntheticIds<'s>,
     attrs: Vec<Attribute<'s>>,
 }
 
 impl<'s> Generator<'s> {
     pub(crate) fn new(spec: &'s SyntheticSpec) -> Self {
-        Generator { spec, id: String::with_capacity(spec.prefix.len() + 20), attrs: Vec::with_capacity(spec.attributes.len()) }
+        Generator {
+            spec,
+            ids: SyntheticIds::new(spec),
+            attrs: Vec::with_capacity(spec.attributes.len()),
+        }
     }
 
     /// Unit number `i` (allocation-free after the first call).
     #[inline]
     pub(crate) fn unit(&mut self, i: u64) -> Unit<'_> {
-        self.spec.write_id(i, &mut self.id);
+        let id = self.ids.id(i);
         self.attrs.clear();
         for d in &self.spec.attributes {
-            self.attrs.push(Attribute::new(d.name(), d.pick(&self.id)));
+            self.attrs.push(Attribute::new(d.name(), d.pick(id)));
         }
-        Unit::new(&self.id).with_attributes(&self.attrs)
+        Unit::new(id).with_attributes(&self.attrs)
     }
 }
 
@@ -206,7 +301,12 @@ mod tests {
     fn ids_are_prefix_and_number() {
         let mut spec = SyntheticSpec::new(3);
         let mut buf = String::new();
-        for (i, want) in [(0, "unit-0"), (9, "unit-9"), (10, "unit-10"), (u64::MAX, "unit-18446744073709551615")] {
+        for (i, want) in [
+            (0, "unit-0"),
+            (9, "unit-9"),
+            (10, "unit-10"),
+            (u64::MAX, "unit-18446744073709551615"),
+        ] {
             spec.write_id(i, &mut buf);
             assert_eq!(buf, want);
         }
@@ -217,11 +317,45 @@ mod tests {
     }
 
     #[test]
+    fn in_place_ids_equal_written_ids() {
+        let mut spec = SyntheticSpec::new(0);
+        spec.start = 95;
+        let mut ids = SyntheticIds::new(&spec);
+        let mut want = String::new();
+        for i in (0..2000).chain([
+            5,
+            4,
+            3,
+            1_000_000 - 96,
+            1_000_000 - 95,
+            u64::MAX - 96,
+            u64::MAX - 95,
+            0,
+        ]) {
+            spec.write_id(i, &mut want);
+            assert_eq!(ids.id(i), want, "{i}");
+        }
+    }
+
+    #[test]
     fn distribution_parses_and_rejects_with_a_reason() {
         let d = AttributeDistribution::parse("country=US:60,CA:40,MX").unwrap();
         assert_eq!(d.name(), "country");
-        assert_eq!(d.values(), &[("US".to_string(), 60), ("CA".to_string(), 40), ("MX".to_string(), 1)]);
-        for bad in ["country", "=US:1", "country=US:x", "country=US:0", "country=:3"] {
+        assert_eq!(
+            d.values(),
+            &[
+                ("US".to_string(), 60),
+                ("CA".to_string(), 40),
+                ("MX".to_string(), 1)
+            ]
+        );
+        for bad in [
+            "country",
+            "=US:1",
+            "country=US:x",
+            "country=US:0",
+            "country=:3",
+        ] {
             let e = AttributeDistribution::parse(bad).unwrap_err().to_string();
             assert!(e.contains(bad), "{e}");
         }

@@ -4,7 +4,9 @@ use super::error::SimulateError;
 
 /// The system clock now, in ms since the Unix epoch (0 if the clock is before 1970).
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Parses `2026-01-31T12:00:00Z`, `2026-01-31T12:00:00.250+01:00` (RFC 3339) or a plain
@@ -17,14 +19,21 @@ pub fn now_ms() -> u64 {
 /// assert_eq!(parse_time("2023-11-14T23:13:20+01:00").unwrap(), 1_700_000_000_000);
 /// ```
 pub fn parse_time(text: &str) -> Result<u64, SimulateError> {
-    let fail = |problem: &str| SimulateError::BadTime { value: text.to_string(), problem: problem.to_string() };
+    let fail = |problem: &str| SimulateError::BadTime {
+        value: text.to_string(),
+        problem: problem.to_string(),
+    };
     let s = text.trim();
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s.parse::<u64>().map_err(|_| fail("the number is too large"));
+        return s
+            .parse::<u64>()
+            .map_err(|_| fail("the number is too large"));
     }
     let b = s.as_bytes();
     let num = |from: usize, len: usize| -> Result<i64, SimulateError> {
-        let part = b.get(from..from + len).ok_or_else(|| fail("it ends too early"))?;
+        let part = b
+            .get(from..from + len)
+            .ok_or_else(|| fail("it ends too early"))?;
         if !part.iter().all(u8::is_ascii_digit) {
             return Err(fail("expected digits").with_position(from));
         }
@@ -69,12 +78,29 @@ pub fn parse_time(text: &str) -> Result<u64, SimulateError> {
             if oh > 23 || om > 59 {
                 return Err(fail("the UTC offset is out of range"));
             }
-            if c == b'+' { oh * 60 + om } else { -(oh * 60 + om) }
+            if c == b'+' {
+                oh * 60 + om
+            } else {
+                -(oh * 60 + om)
+            }
         }
         _ => return Err(fail("it needs a UTC offset at the end: Z or +HH:MM")),
     };
     let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let days_in_month = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let days_in_month = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     if !(1..=12).contains(&month) || day < 1 || day > days_in_month[(month - 1) as usize] {
         return Err(fail("the date does not exist"));
     }
@@ -93,7 +119,10 @@ trait WithPosition {
 impl WithPosition for SimulateError {
     fn with_position(self, at: usize) -> Self {
         match self {
-            SimulateError::BadTime { value, problem } => SimulateError::BadTime { value, problem: format!("{problem} (at character {})", at + 1) },
+            SimulateError::BadTime { value, problem } => SimulateError::BadTime {
+                value,
+                problem: format!("{problem} (at character {})", at + 1),
+            },
             other => other,
         }
     }
@@ -119,8 +148,14 @@ mod tests {
     fn known_instants() {
         assert_eq!(parse_time("1970-01-01T00:00:00Z").unwrap(), 0);
         assert_eq!(parse_time("2000-03-01T00:00:00Z").unwrap(), 951_868_800_000);
-        assert_eq!(parse_time("2024-02-29t23:59:59.999z").unwrap(), 1_709_251_199_999);
-        assert_eq!(parse_time("2024-02-29 23:59:59.9999-00:30").unwrap(), 1_709_252_999_999);
+        assert_eq!(
+            parse_time("2024-02-29t23:59:59.999z").unwrap(),
+            1_709_251_199_999
+        );
+        assert_eq!(
+            parse_time("2024-02-29 23:59:59.9999-00:30").unwrap(),
+            1_709_252_999_999
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ fn assign_through_the_exported_box_allocates_nothing_once_warm() {
         weights: RSlice::from_slice(&weights),
         coverage_bp: 10_000,
         attributes: RSlice::from_slice(&[]),
-        now_ms: 0,
+        fixed_now_ms: abkit_strategy_api::abi_stable::std_types::ROption::RSome(0),
     };
     strategy.assign(&request("warm-up")); // warm up: caches the ranges
 

@@ -18,7 +18,7 @@
 //!     weights: RSlice::from_slice(&[1, 1]),
 //!     coverage_bp: 10_000,
 //!     attributes: RSlice::from_slice(&[]),
-//!     now_ms: 0,
+//!     fixed_now_ms: abkit_strategy_api::abi_stable::std_types::ROption::RSome(0),
 //! };
 //! let cache = RangesCache::new();
 //! let decision = cache.decide_unit(&request, b"user-42");
@@ -129,7 +129,7 @@ mod tests {
             weights: RSlice::from_slice(weights),
             coverage_bp,
             attributes: RSlice::from_slice(&[]),
-            now_ms: 0,
+            fixed_now_ms: abkit_strategy_api::abi_stable::std_types::ROption::RSome(0),
         }
     }
 

@@ -126,7 +126,7 @@ impl StrategyImpl for Switchback {
                 ))),
             };
         };
-        let window = self.window_of(request.now_ms);
+        let window = self.window_of(request.now_ms());
         with_window_key(region, window, |key| self.ranges.decide_unit(request, key))
     }
 }
@@ -177,7 +177,7 @@ mod tests {
             weights: RSlice::from_slice(weights),
             coverage_bp: 10_000,
             attributes: RSlice::from_slice(attributes),
-            now_ms,
+            fixed_now_ms: abkit_strategy_api::abi_stable::std_types::ROption::RSome(now_ms),
         }
     }
 

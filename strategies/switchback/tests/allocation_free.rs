@@ -22,7 +22,7 @@ fn assign_through_the_exported_box_allocates_nothing_once_warm() {
         weights: RSlice::from_slice(&weights),
         coverage_bp: 10_000,
         attributes: RSlice::from_slice(attributes),
-        now_ms,
+        fixed_now_ms: abkit_strategy_api::abi_stable::std_types::ROption::RSome(now_ms),
     };
     // Warm up: the first enrolled call caches the variant ranges.
     const WARM: [Attribute<'static>; 1] = [Attribute::new("city", "warm-up")];

@@ -68,7 +68,7 @@ mod tests {
             weights: RSlice::from_slice(weights),
             coverage_bp: bp,
             attributes: RSlice::from_slice(&[]),
-            now_ms: 0,
+            fixed_now_ms: abkit_strategy_api::abi_stable::std_types::ROption::RSome(0),
         }
     }
 

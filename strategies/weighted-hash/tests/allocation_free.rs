@@ -21,7 +21,7 @@ fn assign_through_the_exported_box_allocates_nothing_once_warm() {
         weights: RSlice::from_slice(&weights),
         coverage_bp: 5_000,
         attributes: RSlice::from_slice(&[]),
-        now_ms: 0,
+        fixed_now_ms: abkit_strategy_api::abi_stable::std_types::ROption::RSome(0),
     };
     // Warm up: the first call caches the variant ranges; arc-swap's first use on a thread
     // may allocate once.

@@ -1,0 +1,186 @@
+//! `abkit watch`: serve a configuration as a service would, and print every reload as it
+//! happens — triggered by edits of the configuration, plugin or signature files, or SIGHUP.
+//!
+//! Output: the initial status, a line naming what is watched, then one report per reload.
+//! With `--json` every stdout line is one JSON object: the status, then
+//! `{"watching": {"files": [...], "debounce_ms": N, "sighup": true}}`, then the reports.
+//! Runs until Ctrl-C or SIGTERM, or for `--for` seconds.
+
+use super::CliError;
+use crate::reload::{self, ReloadReport, WatchOptions};
+use crate::Sdk;
+use serde::Serialize;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+/// Arguments of `abkit watch`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The configuration file (TOML).
+    #[arg(long)]
+    config: PathBuf,
+    /// Print one JSON object per line instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Stop after this many seconds (default: run until Ctrl-C or SIGTERM).
+    #[arg(long = "for", value_name = "SECONDS")]
+    for_secs: Option<u64>,
+    /// Quiet time after the last file change before reloading, in milliseconds.
+    #[arg(long, value_name = "N", default_value_t = 250)]
+    debounce_ms: u64,
+    /// Do not reload on SIGHUP.
+    #[arg(long)]
+    no_sighup: bool,
+}
+
+#[derive(Serialize)]
+struct Watching<'a> {
+    files: &'a [PathBuf],
+    debounce_ms: u64,
+    sighup: bool,
+}
+
+pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
+    let sdk = Arc::new(Sdk::from_file(&args.config)?);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Invalid(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(serve(sdk, args))
+}
+
+async fn serve(sdk: Arc<Sdk>, args: Args) -> Result<ExitCode, CliError> {
+    let mut out = Output { json: args.json };
+    out.status(&sdk)?;
+    let options = WatchOptions {
+        debounce: Duration::from_millis(args.debounce_ms),
+        sighup: !args.no_sighup,
+        ..WatchOptions::default()
+    };
+    let watcher =
+        reload::watch(Arc::clone(&sdk), options).map_err(|e| CliError::Invalid(e.to_string()))?;
+    let mut reports = watcher.subscribe();
+    out.watching(&watcher.watched(), args.debounce_ms, watcher.sighup())?;
+    let deadline = async {
+        match args.for_secs {
+            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let mut terminate = Terminate::new()?;
+    loop {
+        tokio::select! {
+            () = &mut deadline => break,
+            () = terminate.recv() => break,
+            report = reports.recv() => match report {
+                Ok(report) => out.report(&report)?,
+                Err(RecvError::Lagged(n)) => eprintln!("warning: {n} reload reports were skipped (output too slow)"),
+                Err(RecvError::Closed) => return Err(CliError::Invalid(format!("the watcher of {} stopped", args.config.display()))),
+            },
+        }
+    }
+    // A reload already running finishes first; print its report too.
+    watcher.shutdown().await;
+    while let Ok(report) = reports.try_recv() {
+        out.report(&report)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM.
+struct Terminate {
+    #[cfg(unix)]
+    sigterm: tokio::signal::unix::Signal,
+}
+
+impl Terminate {
+    fn new() -> Result<Terminate, CliError> {
+        #[cfg(unix)]
+        {
+            let sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(|e| CliError::Invalid(format!("cannot handle SIGTERM: {e}")))?;
+            Ok(Terminate { sigterm })
+        }
+        #[cfg(not(unix))]
+        Ok(Terminate {})
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = self.sigterm.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Text or JSON lines on stdout, flushed per item so a reader sees each one as it happens.
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    fn status(&mut self, sdk: &Sdk) -> Result<(), CliError> {
+        let status = sdk.status();
+        if self.json {
+            self.json_line(&status)
+        } else {
+            self.text(&status.to_string())
+        }
+    }
+
+    fn watching(
+        &mut self,
+        files: &[PathBuf],
+        debounce_ms: u64,
+        sighup: bool,
+    ) -> Result<(), CliError> {
+        if self.json {
+            #[derive(Serialize)]
+            struct Line<'a> {
+                watching: Watching<'a>,
+            }
+            return self.json_line(&Line {
+                watching: Watching {
+                    files,
+                    debounce_ms,
+                    sighup,
+                },
+            });
+        }
+        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        let hup = if sighup { ", and SIGHUP" } else { "" };
+        self.text(&format!(
+            "watching {} (debounce {debounce_ms} ms){hup}; Ctrl-C to stop\n",
+            names.join(", ")
+        ))
+    }
+
+    fn report(&mut self, report: &ReloadReport) -> Result<(), CliError> {
+        if self.json {
+            self.json_line(report)
+        } else {
+            self.text(&report.to_string())
+        }
+    }
+
+    fn json_line(&mut self, value: &impl Serialize) -> Result<(), CliError> {
+        let line = serde_json::to_string(value)
+            .map_err(|e| CliError::Invalid(format!("cannot encode JSON: {e}")))?;
+        self.text(&format!("{line}\n"))
+    }
+
+    fn text(&mut self, text: &str) -> Result<(), CliError> {
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(text.as_bytes())?;
+        stdout.flush()?;
+        Ok(())
+    }
+}
