@@ -2,8 +2,8 @@
 //! CSV assignment of 1,000,000 ids. Run: `cargo bench -p abkit --bench assign`.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-mod plugins;
-mod report;
+mod common;
+use common::{plugins, report};
 
 use abkit::{Sdk, Unit};
 use criterion::{black_box, BenchmarkId, Criterion, Throughput};
@@ -22,7 +22,10 @@ fn units() -> Vec<String> {
 fn bench_assign(c: &mut Criterion) {
     let sdk = Sdk::from_toml_str(CONFIG).unwrap();
     let ids = units();
-    let joined: Vec<Vec<u8>> = ids.iter().map(|id| format!("checkout_button:{id}").into_bytes()).collect();
+    let joined: Vec<Vec<u8>> = ids
+        .iter()
+        .map(|id| format!("checkout_button:{id}").into_bytes())
+        .collect();
     let mut g = c.benchmark_group("assign");
     g.bench_function("floor_sha256", |b| {
         let mut i = 0usize;
@@ -44,10 +47,16 @@ fn bench_assign(c: &mut Criterion) {
     let t = std::time::Instant::now();
     let plugin_sdk = Sdk::from_file(&deployment.config).unwrap();
     let first_load = t.elapsed();
-    assert!(matches!(
-        plugin_sdk.assign("checkout_button", &Unit::new("x")).decided_by,
-        abkit::DecidedBy::Plugin(_)
-    ), "{}", plugin_sdk.status());
+    assert!(
+        matches!(
+            plugin_sdk
+                .assign("checkout_button", &Unit::new("x"))
+                .decided_by,
+            abkit::DecidedBy::Plugin(_)
+        ),
+        "{}",
+        plugin_sdk.status()
+    );
     g.bench_function("sdk_plugin_weighted_hash_3_variants", |b| {
         let mut i = 0usize;
         b.iter(|| {
@@ -69,7 +78,10 @@ fn bench_assign(c: &mut Criterion) {
         b.iter(|| Sdk::from_file(&deployment.config).unwrap())
     });
     load.finish();
-    println!("\nfirst verify + copy + dlopen + probe of the weighted-hash plugin: {:.1} ms", first_load.as_secs_f64() * 1e3);
+    println!(
+        "\nfirst verify + copy + dlopen + probe of the weighted-hash plugin: {:.1} ms",
+        first_load.as_secs_f64() * 1e3
+    );
 }
 
 fn bench_bulk(c: &mut Criterion) {
@@ -93,7 +105,9 @@ fn bench_bulk(c: &mut Criterion) {
 }
 
 fn main() {
-    let mut c = Criterion::default().output_directory(&report::output_dir()).configure_from_args();
+    let mut c = Criterion::default()
+        .output_directory(&report::output_dir())
+        .configure_from_args();
     bench_assign(&mut c);
     bench_bulk(&mut c);
     c.final_summary();
@@ -102,14 +116,24 @@ fn main() {
         &[
             ("assign/floor_sha256", "assign/floor_sha256"),
             ("assign/sdk_builtin_3_variants", "assign/floor_sha256"),
-            ("assign/sdk_plugin_weighted_hash_3_variants", "assign/floor_sha256"),
-            ("assign/sdk_plugin_weighted_hash_3_variants", "assign/sdk_builtin_same_process"),
+            (
+                "assign/sdk_plugin_weighted_hash_3_variants",
+                "assign/floor_sha256",
+            ),
+            (
+                "assign/sdk_plugin_weighted_hash_3_variants",
+                "assign/sdk_builtin_same_process",
+            ),
         ],
     );
     if let Some(ns) = report::mean_ns("load/verify_load_probe_weighted_hash_cached_library") {
         println!("\nverify + probe of a plugin whose library is already mapped (a reload of unchanged bytes): {:.2} ms", ns / 1e6);
     }
     if let Some(ns) = report::mean_ns("bulk/assign_csv/1000000") {
-        println!("\nbulk assign_csv: 1,000,000 ids in {:.1} ms = {:.2} M ids/s", ns / 1e6, 1e3 / ns * 1e6);
+        println!(
+            "\nbulk assign_csv: 1,000,000 ids in {:.1} ms = {:.2} M ids/s",
+            ns / 1e6,
+            1e3 / ns * 1e6
+        );
     }
 }

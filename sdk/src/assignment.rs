@@ -16,7 +16,11 @@ pub struct Assignment {
 
 impl Assignment {
     pub(crate) const fn not_enrolled(reason: Reason) -> Self {
-        Assignment { variant: None, reason, decided_by: DecidedBy::Nobody }
+        Assignment {
+            variant: None,
+            reason,
+            decided_by: DecidedBy::Nobody,
+        }
     }
 
     /// Whether the unit is in a variant.
@@ -136,8 +140,20 @@ impl fmt::Display for DecidedBy {
         match self {
             DecidedBy::Nobody => f.write_str("-"),
             DecidedBy::Builtin => f.write_str(crate::config::STRATEGY_BUILTIN),
-            DecidedBy::Plugin(p) => write!(f, "plugin:{} v{} ({}, key {})", p.name, p.version, p.sha256_prefix(), p.key_id),
-            DecidedBy::Fallback(r) => write!(f, "{} (fallback: {})", crate::config::STRATEGY_BUILTIN, r.as_str()),
+            DecidedBy::Plugin(p) => write!(
+                f,
+                "plugin:{} v{} ({}, key {})",
+                p.name,
+                p.version,
+                p.sha256_prefix(),
+                p.key_id
+            ),
+            DecidedBy::Fallback(r) => write!(
+                f,
+                "{} (fallback: {})",
+                crate::config::STRATEGY_BUILTIN,
+                r.as_str()
+            ),
         }
     }
 }

@@ -12,13 +12,18 @@ pub(crate) struct Bucketer {
 impl Bucketer {
     /// Precomputes the ranges for `weights` at `coverage_bp`.
     pub(crate) fn new(salt: &str, weights: &[u32], coverage_bp: u32) -> Result<Self, RangesError> {
-        Ok(Bucketer { salt: salt.as_bytes().into(), ranges: VariantRanges::new(weights, coverage_bp)? })
+        Ok(Bucketer {
+            salt: salt.as_bytes().into(),
+            ranges: VariantRanges::new(weights, coverage_bp)?,
+        })
     }
 
     /// The variant of `unit_id`, or `None` when its bucket is outside coverage.
     #[inline]
     pub(crate) fn decide(&self, unit_id: &str) -> Option<u32> {
-        self.ranges.variant_of(bucket(&self.salt, unit_id.as_bytes())).map(|i| i as u32)
+        self.ranges
+            .variant_of(bucket(&self.salt, unit_id.as_bytes()))
+            .map(|i| i as u32)
     }
 }
 
@@ -32,7 +37,11 @@ pub(crate) struct LayerGate {
 
 impl LayerGate {
     pub(crate) fn new(salt: &str, start: u32, end: u32) -> Self {
-        LayerGate { salt: salt.as_bytes().into(), start, end }
+        LayerGate {
+            salt: salt.as_bytes().into(),
+            start,
+            end,
+        }
     }
 
     /// Whether the unit's layer bucket lies in this experiment's slice.

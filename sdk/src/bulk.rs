@@ -60,7 +60,9 @@ pub fn assign_csv(
         if end > 0 && line[end - 1] == b'\r' {
             end -= 1;
         }
-        let id = std::str::from_utf8(&line[..end]).map_err(|_| BulkError::NotUtf8 { line: stats.units + 1 })?;
+        let id = std::str::from_utf8(&line[..end]).map_err(|_| BulkError::NotUtf8 {
+            line: stats.units + 1,
+        })?;
         let a = snapshot.assign(experiment, &Unit::new(id));
         write_csv_field(&mut out, id)?;
         out.write_all(b",")?;
@@ -77,7 +79,10 @@ pub fn assign_csv(
 
 /// Writes one CSV field, quoted (RFC 4180) only when it holds `,`, `"`, CR or LF.
 pub fn write_csv_field(out: &mut impl Write, field: &str) -> std::io::Result<()> {
-    if field.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
+    if field
+        .bytes()
+        .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+    {
         out.write_all(b"\"")?;
         out.write_all(field.replace('"', "\"\"").as_bytes())?;
         out.write_all(b"\"")
@@ -94,16 +99,30 @@ mod tests {
 
     #[test]
     fn writes_one_row_per_line_in_order_and_quotes_when_needed() {
-        let sdk = Sdk::from_toml_str("[[experiments]]\nkey=\"e\"\ncoverage=0.0\nvariants=[{name=\"a\",weight=1}]\n").unwrap();
+        let sdk = Sdk::from_toml_str(
+            "[[experiments]]\nkey=\"e\"\ncoverage=0.0\nvariants=[{name=\"a\",weight=1}]\n",
+        )
+        .unwrap();
         let mut out = Vec::new();
         let stats = assign_csv(&sdk.snapshot(), "e", &b"u1\r\nu,2\nlast"[..], &mut out).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "unit_id,variant\nu1,\n\"u,2\",\nlast,\n");
-        assert_eq!(stats, BulkStats { units: 3, enrolled: 0 });
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "unit_id,variant\nu1,\n\"u,2\",\nlast,\n"
+        );
+        assert_eq!(
+            stats,
+            BulkStats {
+                units: 3,
+                enrolled: 0
+            }
+        );
     }
 
     #[test]
     fn non_utf8_line_is_reported_with_its_number() {
-        let sdk = Sdk::from_toml_str("[[experiments]]\nkey=\"e\"\nvariants=[{name=\"a\",weight=1}]\n").unwrap();
+        let sdk =
+            Sdk::from_toml_str("[[experiments]]\nkey=\"e\"\nvariants=[{name=\"a\",weight=1}]\n")
+                .unwrap();
         let err = assign_csv(&sdk.snapshot(), "e", &b"ok\n\xff\xfe\n"[..], Vec::new()).unwrap_err();
         assert!(matches!(err, BulkError::NotUtf8 { line: 2 }));
     }

@@ -53,7 +53,10 @@ pub struct SdkBuilder {
 
 impl std::fmt::Debug for SdkBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SdkBuilder").field("options", &self.options).field("guards", &self.guards).finish_non_exhaustive()
+        f.debug_struct("SdkBuilder")
+            .field("options", &self.options)
+            .field("guards", &self.guards)
+            .finish_non_exhaustive()
     }
 }
 
@@ -102,7 +105,11 @@ impl SdkBuilder {
         Ok(Sdk {
             registry: Registry::new(snapshot),
             exposure: self.exposure,
-            control: Mutex::new(Control { plugins, source: self.source, guards: self.guards }),
+            control: Mutex::new(Control {
+                plugins,
+                source: self.source,
+                guards: self.guards,
+            }),
             last_report: ArcSwapOption::empty(),
         })
     }
@@ -143,7 +150,12 @@ impl Sdk {
         let assignment = self.registry.load().assign(experiment, unit);
         if let Some(hook) = &self.exposure {
             let timestamp_ms = crate::reload::now_ms();
-            hook(&Exposure { experiment, unit, assignment: &assignment, timestamp_ms });
+            hook(&Exposure {
+                experiment,
+                unit,
+                assignment: &assignment,
+                timestamp_ms,
+            });
         }
         assignment
     }
@@ -168,7 +180,11 @@ impl Sdk {
 
     /// The configuration file this client was built from, if any.
     pub fn config_path(&self) -> Option<PathBuf> {
-        self.control.lock().unwrap_or_else(|p| p.into_inner()).source.clone()
+        self.control
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .source
+            .clone()
     }
 
     /// Re-reads the configuration file the client was built from and reloads it.
@@ -179,15 +195,29 @@ impl Sdk {
     /// [`Sdk::reload`] with the trigger named in the report (`file`, `sighup` ...).
     pub fn reload_from_source(&self, trigger: &str) -> ReloadReport {
         let Some(path) = self.config_path() else {
-            let refusal = Refusal::new("config", "no_config_file", "this client was not built from a file; use reload_with".into());
-            return self.finish(ReloadReport::refused_early(trigger, self.registry.load().generation(), refusal), Instant::now());
+            let refusal = Refusal::new(
+                "config",
+                "no_config_file",
+                "this client was not built from a file; use reload_with".into(),
+            );
+            return self.finish(
+                ReloadReport::refused_early(trigger, self.registry.load().generation(), refusal),
+                Instant::now(),
+            );
         };
         match Config::from_file(&path) {
             Ok(config) => self.reload_with(config, trigger),
             Err(e) => {
                 let started = Instant::now();
                 let refusal = Refusal::new("config", "invalid_config", e.to_string());
-                self.finish(ReloadReport::refused_early(trigger, self.registry.load().generation(), refusal), started)
+                self.finish(
+                    ReloadReport::refused_early(
+                        trigger,
+                        self.registry.load().generation(),
+                        refusal,
+                    ),
+                    started,
+                )
             }
         }
     }
@@ -205,24 +235,50 @@ impl Sdk {
         let current = self.registry.snapshot();
         let now = SystemTime::now();
         let (resolution, pending) = control.plugins.resolve(&config, now);
-        let candidate = match Snapshot::build_resolved(config, current.generation() + 1, resolution) {
+        let candidate = match Snapshot::build_resolved(config, current.generation() + 1, resolution)
+        {
             Ok(s) => s,
             Err(e) => {
                 let refusal = Refusal::new("config", "invalid_config", e.to_string());
-                return self.finish(ReloadReport::refused_early(trigger, current.generation(), refusal), started);
+                return self.finish(
+                    ReloadReport::refused_early(trigger, current.generation(), refusal),
+                    started,
+                );
             }
         };
         let (old_status, new_status) = (current.status(), candidate.status());
-        let mut report = ReloadReport::compare(trigger, &current, &old_status, &candidate, &new_status);
-        if let Some(p) = new_status.plugins.iter().find(|p| p.state == PluginState::LastGood) {
-            let r = p.refusal.clone().unwrap_or_else(|| Refusal::new("plugin", "refused", String::new()));
-            report.refusal = Some(Refusal::new(r.step, r.reason, format!("plugin \"{}\": {}", p.name, r.message)));
+        let mut report =
+            ReloadReport::compare(trigger, &current, &old_status, &candidate, &new_status);
+        if let Some(p) = new_status
+            .plugins
+            .iter()
+            .find(|p| p.state == PluginState::LastGood)
+        {
+            let r = p
+                .refusal
+                .clone()
+                .unwrap_or_else(|| Refusal::new("plugin", "refused", String::new()));
+            report.refusal = Some(Refusal::new(
+                r.step,
+                r.reason,
+                format!("plugin \"{}\": {}", p.name, r.message),
+            ));
         } else {
-            let now_ms = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            let now_ms = now
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
             report.guards = guard::check(&current, &candidate, &control.guards, now_ms);
             if let Some(g) = report.guards.iter().find(|g| !g.passed) {
-                let reason = if g.guard == "sample_ratio" { "guard_sample_ratio" } else { "guard_reassignment" };
-                report.refusal = Some(Refusal::new("guard", reason, format!("experiment \"{}\": {}", g.experiment, g.detail)));
+                let reason = if g.guard == "sample_ratio" {
+                    "guard_sample_ratio"
+                } else {
+                    "guard_reassignment"
+                };
+                report.refusal = Some(Refusal::new(
+                    "guard",
+                    reason,
+                    format!("experiment \"{}\": {}", g.experiment, g.detail),
+                ));
             }
         }
         if report.refusal.is_none() {
@@ -238,8 +294,12 @@ impl Sdk {
     fn finish(&self, mut report: ReloadReport, started: Instant) -> ReloadReport {
         report.duration_us = started.elapsed().as_micros() as u64;
         match &report.refusal {
-            None => tracing::info!(trigger = %report.trigger, generation = report.generation, duration_us = report.duration_us, "reload accepted"),
-            Some(r) => tracing::warn!(trigger = %report.trigger, step = r.step, reason = r.reason, "reload refused: {}", r.message),
+            None => {
+                tracing::info!(trigger = %report.trigger, generation = report.generation, duration_us = report.duration_us, "reload accepted")
+            }
+            Some(r) => {
+                tracing::warn!(trigger = %report.trigger, step = r.step, reason = r.reason, "reload refused: {}", r.message)
+            }
         }
         crate::metrics::reload(&report);
         self.last_report.store(Some(Arc::new(report.clone())));

@@ -4,8 +4,8 @@
 use crate::assignment::{Assignment, DecidedBy, FallbackReason, Reason, Variant};
 use crate::bucketer::{Bucketer, LayerGate};
 use crate::config::{Config, ExperimentConfig};
-use crate::strategy::{PluginStrategy, StrategyCounters};
 use crate::intern::intern;
+use crate::strategy::{PluginStrategy, StrategyCounters};
 use crate::unit::Unit;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
@@ -53,9 +53,7 @@ struct Counters {
 impl Counters {
     fn register(e: &ExperimentConfig) -> Self {
         let key = e.key.clone();
-        let fallback = |reason: FallbackReason| {
-            metrics::counter!("abkit_fallbacks_total", "experiment" => key.clone(), "reason" => reason.as_str())
-        };
+        let fallback = |reason: FallbackReason| metrics::counter!("abkit_fallbacks_total", "experiment" => key.clone(), "reason" => reason.as_str());
         Counters {
             variants: e
                 .variants
@@ -96,6 +94,9 @@ impl std::fmt::Debug for Counters {
     }
 }
 
+/// One targeting condition: an attribute and the values it may take.
+type Targeting = (Box<str>, Box<[Box<str>]>);
+
 /// One experiment, compiled for evaluation: every lookup table precomputed.
 #[derive(Debug)]
 pub(crate) struct CompiledExperiment {
@@ -103,7 +104,7 @@ pub(crate) struct CompiledExperiment {
     pub(crate) config: ExperimentConfig,
     variant_names: Box<[&'static str]>,
     overrides: FxHashMap<Box<str>, u32>,
-    targeting: Box<[(Box<str>, Box<[Box<str>]>)]>,
+    targeting: Box<[Targeting]>,
     layer: Option<LayerGate>,
     bucketer: Bucketer,
     decider: Decider,
@@ -112,21 +113,36 @@ pub(crate) struct CompiledExperiment {
 impl CompiledExperiment {
     /// Compiles a validated experiment. Validation guarantees the ranges exist; the error arm is
     /// kept for a `Config` built by hand.
-    pub(crate) fn compile(e: &ExperimentConfig, config: &Config, decider: Decider) -> Result<Self, abkit_bucketing::RangesError> {
+    pub(crate) fn compile(
+        e: &ExperimentConfig,
+        config: &Config,
+        decider: Decider,
+    ) -> Result<Self, abkit_bucketing::RangesError> {
         let bucketer = Bucketer::new(&e.salt, &e.weights(), e.coverage_bp)?;
         let layer = e.layer.as_ref().map(|s| {
-            let salt = config.layer(&s.layer).map_or(s.layer.as_str(), |l| l.salt.as_str());
+            let salt = config
+                .layer(&s.layer)
+                .map_or(s.layer.as_str(), |l| l.salt.as_str());
             LayerGate::new(salt, s.start, s.end)
         });
         Ok(CompiledExperiment {
             counters: Counters::register(e),
             config: e.clone(),
             variant_names: e.variants.iter().map(|v| intern(&v.name)).collect(),
-            overrides: e.overrides.iter().map(|(u, i)| (u.as_str().into(), *i)).collect(),
+            overrides: e
+                .overrides
+                .iter()
+                .map(|(u, i)| (u.as_str().into(), *i))
+                .collect(),
             targeting: e
                 .targeting
                 .iter()
-                .map(|(k, vs)| (k.as_str().into(), vs.iter().map(|v| v.as_str().into()).collect()))
+                .map(|(k, vs)| {
+                    (
+                        k.as_str().into(),
+                        vs.iter().map(|v| v.as_str().into()).collect(),
+                    )
+                })
                 .collect(),
             layer,
             bucketer,
@@ -138,15 +154,24 @@ impl CompiledExperiment {
     pub(crate) fn serving(&self) -> (String, Option<StrategyCounters>) {
         match &self.decider {
             Decider::Builtin => (DecidedBy::Builtin.to_string(), None),
-            Decider::Plugin(s) if s.is_demoted() => (DecidedBy::Fallback(FallbackReason::Demoted).to_string(), Some(s.counters())),
-            Decider::Plugin(s) => (DecidedBy::Plugin(s.identity).to_string(), Some(s.counters())),
+            Decider::Plugin(s) if s.is_demoted() => (
+                DecidedBy::Fallback(FallbackReason::Demoted).to_string(),
+                Some(s.counters()),
+            ),
+            Decider::Plugin(s) => (
+                DecidedBy::Plugin(s.identity).to_string(),
+                Some(s.counters()),
+            ),
             Decider::Fallback(why) => (DecidedBy::Fallback(*why).to_string(), None),
         }
     }
 
     /// The variant name at `index` (valid indices come from validation or a checked answer).
     pub(crate) fn variant(&self, index: u32) -> Variant {
-        Variant { index, name: self.variant_names[index as usize] }
+        Variant {
+            index,
+            name: self.variant_names[index as usize],
+        }
     }
 
     /// Evaluates one unit and counts the answer. Allocation-free.
@@ -164,7 +189,11 @@ impl CompiledExperiment {
         }
         if !self.overrides.is_empty() {
             if let Some(&index) = self.overrides.get(unit.id()) {
-                return Assignment { variant: Some(self.variant(index)), reason: Reason::Override, decided_by: DecidedBy::Nobody };
+                return Assignment {
+                    variant: Some(self.variant(index)),
+                    reason: Reason::Override,
+                    decided_by: DecidedBy::Nobody,
+                };
             }
         }
         for (key, allowed) in self.targeting.iter() {
@@ -186,7 +215,11 @@ impl CompiledExperiment {
                     reason: Reason::Assigned,
                     decided_by: DecidedBy::Plugin(s.identity),
                 },
-                Ok(None) => Assignment { variant: None, reason: Reason::OutsideCoverage, decided_by: DecidedBy::Plugin(s.identity) },
+                Ok(None) => Assignment {
+                    variant: None,
+                    reason: Reason::OutsideCoverage,
+                    decided_by: DecidedBy::Plugin(s.identity),
+                },
                 Err(why) => self.builtin(unit, DecidedBy::Fallback(why)),
             },
             Decider::Plugin(_) => self.builtin(unit, DecidedBy::Fallback(FallbackReason::Demoted)),
@@ -197,8 +230,16 @@ impl CompiledExperiment {
     #[inline]
     fn builtin(&self, unit: &Unit<'_>, decided_by: DecidedBy) -> Assignment {
         match self.bucketer.decide(unit.id()) {
-            Some(index) => Assignment { variant: Some(self.variant(index)), reason: Reason::Assigned, decided_by },
-            None => Assignment { variant: None, reason: Reason::OutsideCoverage, decided_by },
+            Some(index) => Assignment {
+                variant: Some(self.variant(index)),
+                reason: Reason::Assigned,
+                decided_by,
+            },
+            None => Assignment {
+                variant: None,
+                reason: Reason::OutsideCoverage,
+                decided_by,
+            },
         }
     }
 }

@@ -57,7 +57,13 @@ impl ExposureChannel {
     /// A channel holding at most `capacity` undelivered events, and its receiving end.
     pub fn bounded(capacity: usize) -> (ExposureChannel, Receiver<ExposureEvent>) {
         let (sender, receiver) = std::sync::mpsc::sync_channel(capacity);
-        (ExposureChannel { sender, dropped: Arc::new(AtomicU64::new(0)) }, receiver)
+        (
+            ExposureChannel {
+                sender,
+                dropped: Arc::new(AtomicU64::new(0)),
+            },
+            receiver,
+        )
     }
 
     /// Events dropped so far because the queue was full (or the receiver gone).
@@ -80,7 +86,9 @@ impl ExposureChannel {
             decided_by: e.assignment.decided_by,
             timestamp_ms: e.timestamp_ms,
         };
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.sender.try_send(event) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.sender.try_send(event)
+        {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("abkit_exposures_dropped_total").increment(1);
         }

@@ -31,7 +31,11 @@ pub struct GuardConfig {
 impl Default for GuardConfig {
     /// 20,000 units, refuse at p < 0.001, at least 1,000 enrolled.
     fn default() -> Self {
-        GuardConfig { population: 20_000, srm_min_p_value: 0.001, srm_min_enrolled: 1_000 }
+        GuardConfig {
+            population: 20_000,
+            srm_min_p_value: 0.001,
+            srm_min_enrolled: 1_000,
+        }
     }
 }
 
@@ -56,12 +60,19 @@ fn unit_id(buf: &mut String, i: usize) -> &str {
 }
 
 /// Runs both guards for every experiment of `candidate`.
-pub fn check(current: &Snapshot, candidate: &Snapshot, cfg: &GuardConfig, now_ms: u64) -> Vec<GuardResult> {
+pub fn check(
+    current: &Snapshot,
+    candidate: &Snapshot,
+    cfg: &GuardConfig,
+    now_ms: u64,
+) -> Vec<GuardResult> {
     let mut out = Vec::new();
     let mut buf = String::new();
     for e in &candidate.config().experiments {
         let plugin_decides = matches!(
-            candidate.assign_at(&e.key, &Unit::new("abkit-guard-probe"), now_ms).decided_by,
+            candidate
+                .assign_at(&e.key, &Unit::new("abkit-guard-probe"), now_ms)
+                .decided_by,
             DecidedBy::Plugin(_)
         );
         if plugin_decides {
@@ -86,7 +97,11 @@ pub fn check(current: &Snapshot, candidate: &Snapshot, cfg: &GuardConfig, now_ms
                     }
                 }
             }
-            let share = if enrolled == 0 { 0.0 } else { moved as f64 / enrolled as f64 };
+            let share = if enrolled == 0 {
+                0.0
+            } else {
+                moved as f64 / enrolled as f64
+            };
             let passed = share <= limit || e.intended_change;
             out.push(GuardResult {
                 guard: "reassignment",
@@ -108,7 +123,12 @@ pub fn check(current: &Snapshot, candidate: &Snapshot, cfg: &GuardConfig, now_ms
 fn sample_ratio(key: &str, counts: &[u64], weights: &[u32], cfg: &GuardConfig) -> GuardResult {
     let n: u64 = counts.iter().sum();
     let w: u64 = weights.iter().map(|&x| u64::from(x)).sum();
-    let result = |passed, detail| GuardResult { guard: "sample_ratio", experiment: key.to_string(), passed, detail };
+    let result = |passed, detail| GuardResult {
+        guard: "sample_ratio",
+        experiment: key.to_string(),
+        passed,
+        detail,
+    };
     if n < cfg.srm_min_enrolled || w == 0 {
         return result(true, format!("skipped: {n} probe units enrolled by unit id (needs {}); the strategy randomises by something else", cfg.srm_min_enrolled));
     }
@@ -143,7 +163,13 @@ mod tests {
         let cfg = GuardConfig::default();
         assert!(sample_ratio("e", &[5020, 4980], &[1, 1], &cfg).passed);
         assert!(!sample_ratio("e", &[5500, 4500], &[1, 1], &cfg).passed);
-        assert!(sample_ratio("e", &[10, 5], &[1, 1], &cfg).passed, "too few units: skipped");
-        assert!(!sample_ratio("e", &[3000, 7, 3000], &[1, 0, 1], &cfg).passed, "weight-0 variant chosen");
+        assert!(
+            sample_ratio("e", &[10, 5], &[1, 1], &cfg).passed,
+            "too few units: skipped"
+        );
+        assert!(
+            !sample_ratio("e", &[3000, 7, 3000], &[1, 0, 1], &cfg).passed,
+            "weight-0 variant chosen"
+        );
     }
 }

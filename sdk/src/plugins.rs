@@ -43,7 +43,11 @@ pub(crate) struct PluginOptions {
 
 impl Default for PluginOptions {
     fn default() -> Self {
-        PluginOptions { probe: ProbeConfig::default(), demotion: DemotionPolicy::default(), max_libraries: 256 }
+        PluginOptions {
+            probe: ProbeConfig::default(),
+            demotion: DemotionPolicy::default(),
+            max_libraries: 256,
+        }
     }
 }
 
@@ -58,7 +62,10 @@ pub(crate) struct PluginManager {
 
 impl PluginManager {
     pub(crate) fn new(options: PluginOptions) -> Self {
-        PluginManager { options, ..Default::default() }
+        PluginManager {
+            options,
+            ..Default::default()
+        }
     }
 
     /// Remembers the versions and libraries of a candidate that went live.
@@ -77,11 +84,19 @@ impl PluginManager {
 
     /// Resolves every experiment's strategy for `config`; nothing is remembered until
     /// [`PluginManager::commit`] is called with the returned pending commit.
-    pub(crate) fn resolve(&mut self, config: &Config, now: SystemTime) -> (Resolution, PendingCommit) {
+    pub(crate) fn resolve(
+        &mut self,
+        config: &Config,
+        now: SystemTime,
+    ) -> (Resolution, PendingCommit) {
         let mut res = Resolution::default();
         let mut pending = PendingCommit::default();
         let users = |name: &str| -> Vec<&ExperimentConfig> {
-            config.experiments.iter().filter(|e| e.strategy == StrategyRef::Plugin(name.to_string())).collect()
+            config
+                .experiments
+                .iter()
+                .filter(|e| e.strategy == StrategyRef::Plugin(name.to_string()))
+                .collect()
         };
         for e in &config.experiments {
             if e.strategy == StrategyRef::Builtin {
@@ -100,25 +115,47 @@ impl PluginManager {
             };
             match outcome {
                 Ok((loaded, meta, strategies, refused_exps)) => {
-                    pending.accepted.push((loaded, meta, config.trust.danger_allow_unsigned));
-                    res.plugins.push(PluginStatus::new(p, PluginState::Active, Some(ServingPlugin::from(loaded.identity)), None));
+                    pending
+                        .accepted
+                        .push((loaded, meta, config.trust.danger_allow_unsigned));
+                    res.plugins.push(PluginStatus::new(
+                        p,
+                        PluginState::Active,
+                        Some(ServingPlugin::from(loaded.identity)),
+                        None,
+                    ));
                     install(&mut res, strategies, refused_exps);
                 }
                 Err(refusal) => {
                     tracing::warn!(plugin = %p.name, step = refusal.step, reason = refusal.reason, "plugin refused: {}", refusal.message);
                     let fallback = self.last_good.get(&p.name).copied().and_then(|lg| {
-                        self.instantiate_all(lg, &exps, now).ok().map(|(s, r)| (lg, s, r))
+                        self.instantiate_all(lg, &exps, now)
+                            .ok()
+                            .map(|(s, r)| (lg, s, r))
                     });
                     match fallback {
                         Some((lg, strategies, refused_exps)) => {
-                            res.plugins.push(PluginStatus::new(p, PluginState::LastGood, Some(ServingPlugin::from(lg.identity)), Some(refusal)));
+                            res.plugins.push(PluginStatus::new(
+                                p,
+                                PluginState::LastGood,
+                                Some(ServingPlugin::from(lg.identity)),
+                                Some(refusal),
+                            ));
                             install(&mut res, strategies, refused_exps);
                         }
                         None => {
                             for e in &exps {
-                                res.deciders.insert(e.key.clone(), Decider::Fallback(FallbackReason::PluginRefused));
+                                res.deciders.insert(
+                                    e.key.clone(),
+                                    Decider::Fallback(FallbackReason::PluginRefused),
+                                );
                             }
-                            res.plugins.push(PluginStatus::new(p, PluginState::Fallback, None, Some(refusal)));
+                            res.plugins.push(PluginStatus::new(
+                                p,
+                                PluginState::Fallback,
+                                None,
+                                Some(refusal),
+                            ));
                         }
                     }
                 }
@@ -130,17 +167,20 @@ impl PluginManager {
     /// Trust store, ledger and cache for this config; a failure refuses every plugin of it.
     fn prepare(&mut self, config: &Config) -> Result<(TrustStore, PluginCache), Refusal> {
         let t = &config.trust;
-        let trust = TrustStore::from_config(t).map_err(|e| Refusal::new("trust", e.reason(), e.to_string()))?;
+        let trust = TrustStore::from_config(t)
+            .map_err(|e| Refusal::new("trust", e.reason(), e.to_string()))?;
         if trust.is_empty() && !t.danger_allow_unsigned {
             return Err(Refusal::new(
                 "trust",
                 "no_trusted_keys",
-                "no trusted public key is configured; add [trust] public_keys or public_key_files".into(),
+                "no trusted public key is configured; add [trust] public_keys or public_key_files"
+                    .into(),
             ));
         }
         if self.ledger.is_none() || self.ledger_dir != t.state_dir {
             self.ledger = Some(match &t.state_dir {
-                Some(dir) => VersionLedger::open(dir).map_err(|e| Refusal::new("trust", e.reason(), e.to_string()))?,
+                Some(dir) => VersionLedger::open(dir)
+                    .map_err(|e| Refusal::new("trust", e.reason(), e.to_string()))?,
                 None => VersionLedger::in_memory(),
             });
             self.ledger_dir = t.state_dir.clone();
@@ -162,7 +202,15 @@ impl PluginManager {
         cache: &PluginCache,
         config: &Config,
         now: SystemTime,
-    ) -> Result<(LoadedPlugin, SignedMetadata, Vec<(String, Arc<PluginStrategy>)>, Vec<(String, Refusal)>), Refusal> {
+    ) -> Result<
+        (
+            LoadedPlugin,
+            SignedMetadata,
+            Vec<(String, Arc<PluginStrategy>)>,
+            Vec<(String, Refusal)>,
+        ),
+        Refusal,
+    > {
         let ledger = self.ledger.get_or_insert_with(VersionLedger::in_memory);
         let cx = LoadContext {
             trust,
@@ -172,7 +220,8 @@ impl PluginManager {
             now,
             max_libraries: self.options.max_libraries,
         };
-        let (loaded, meta) = loader::load(p, &cx).map_err(|e| Refusal::new(e.step(), e.reason(), e.to_string()))?;
+        let (loaded, meta) =
+            loader::load(p, &cx).map_err(|e| Refusal::new(e.step(), e.reason(), e.to_string()))?;
         let (strategies, refused) = self.instantiate_all(loaded, exps, now)?;
         tracing::info!(plugin = %p.name, version = meta.version, experiments = strategies.len(), "plugin candidate passed load and probe");
         Ok((loaded, meta, strategies, refused))
@@ -188,21 +237,27 @@ impl PluginManager {
         exps: &[&ExperimentConfig],
         now: SystemTime,
     ) -> Result<(Vec<(String, Arc<PluginStrategy>)>, Vec<(String, Refusal)>), Refusal> {
-        let now_ms = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let now_ms = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let mut ok = Vec::new();
         let mut refused = Vec::new();
         for e in exps {
-            let instance = match loaded.module.new_strategy()(RStr::from_str(&e.strategy_config_json)) {
-                RResult::ROk(s) => s,
-                RResult::RErr(msg) => {
-                    let message = format!(
+            let instance =
+                match loaded.module.new_strategy()(RStr::from_str(&e.strategy_config_json)) {
+                    RResult::ROk(s) => s,
+                    RResult::RErr(msg) => {
+                        let message = format!(
                         "plugin \"{}\" rejected the strategy_config of experiment \"{}\": {msg}",
                         loaded.identity.name, e.key
                     );
-                    refused.push((e.key.clone(), Refusal::new("instantiate", "strategy_config_rejected", message)));
-                    continue;
-                }
-            };
+                        refused.push((
+                            e.key.clone(),
+                            Refusal::new("instantiate", "strategy_config_rejected", message),
+                        ));
+                        continue;
+                    }
+                };
             let strategy = PluginStrategy::new(
                 loaded.identity,
                 instance,
@@ -213,7 +268,11 @@ impl PluginManager {
                 self.options.demotion,
             );
             probe::probe(&strategy, e, &self.options.probe, now_ms).map_err(|err| {
-                Refusal::new("probe", err.reason(), format!("experiment \"{}\": {err}", e.key))
+                Refusal::new(
+                    "probe",
+                    err.reason(),
+                    format!("experiment \"{}\": {err}", e.key),
+                )
             })?;
             ok.push((e.key.clone(), Arc::new(strategy)));
         }
@@ -221,12 +280,20 @@ impl PluginManager {
     }
 }
 
-fn install(res: &mut Resolution, strategies: Vec<(String, Arc<PluginStrategy>)>, refused: Vec<(String, Refusal)>) {
+fn install(
+    res: &mut Resolution,
+    strategies: Vec<(String, Arc<PluginStrategy>)>,
+    refused: Vec<(String, Refusal)>,
+) {
     for (key, s) in strategies {
         res.deciders.insert(key, Decider::Plugin(s));
     }
     for (key, refusal) in refused {
-        res.deciders.insert(key.clone(), Decider::Fallback(FallbackReason::PluginRefused));
-        res.experiments.push(ExperimentStatus::refused(key, refusal));
+        res.deciders.insert(
+            key.clone(),
+            Decider::Fallback(FallbackReason::PluginRefused),
+        );
+        res.experiments
+            .push(ExperimentStatus::refused(key, refusal));
     }
 }

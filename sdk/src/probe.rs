@@ -22,7 +22,11 @@ impl Default for ProbeConfig {
     /// 512 units, p99 under 1 ms (generous: debug builds and a loaded machine stay well under
     /// it, a sleeping or looping plugin does not), 3 s deadline.
     fn default() -> Self {
-        ProbeConfig { units: 512, p99_budget: Duration::from_millis(1), deadline: Duration::from_secs(3) }
+        ProbeConfig {
+            units: 512,
+            p99_budget: Duration::from_millis(1),
+            deadline: Duration::from_secs(3),
+        }
     }
 }
 
@@ -31,7 +35,9 @@ impl Default for ProbeConfig {
 #[non_exhaustive]
 pub enum ProbeError {
     /// An answer indexed a variant that does not exist.
-    #[error("probe unit {unit}: answered variant {index}, but the experiment has {variants} variants")]
+    #[error(
+        "probe unit {unit}: answered variant {index}, but the experiment has {variants} variants"
+    )]
     InvalidAnswer {
         /// The unit id.
         unit: String,
@@ -85,7 +91,9 @@ impl ProbeError {
 /// attribute they randomise by, e.g. `region_attribute = "city"`), so those paths are exercised.
 fn probe_attribute_keys(e: &ExperimentConfig) -> Vec<String> {
     let mut keys: Vec<String> = e.targeting.iter().map(|(k, _)| k.clone()).collect();
-    if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(&e.strategy_config_json) {
+    if let Ok(serde_json::Value::Object(map)) =
+        serde_json::from_str::<serde_json::Value>(&e.strategy_config_json)
+    {
         for (k, v) in map {
             if let (true, Some(s)) = (k.ends_with("attribute"), v.as_str()) {
                 keys.push(s.to_string());
@@ -106,7 +114,12 @@ fn show(d: &Decision) -> String {
 }
 
 /// Probes `strategy` as configured for `experiment` at the fixed time `now_ms`.
-pub(crate) fn probe(strategy: &PluginStrategy, experiment: &ExperimentConfig, cfg: &ProbeConfig, now_ms: u64) -> Result<(), ProbeError> {
+pub(crate) fn probe(
+    strategy: &PluginStrategy,
+    experiment: &ExperimentConfig,
+    cfg: &ProbeConfig,
+    now_ms: u64,
+) -> Result<(), ProbeError> {
     let keys = probe_attribute_keys(experiment);
     let variants = experiment.variants.len();
     let mut latencies = Vec::with_capacity(cfg.units);
@@ -118,7 +131,10 @@ pub(crate) fn probe(strategy: &PluginStrategy, experiment: &ExperimentConfig, cf
         let attrs: Vec<Attribute<'_>> = if i % 4 == 3 {
             Vec::new()
         } else {
-            keys.iter().zip(&values).map(|(k, v)| Attribute::new(k, v)).collect()
+            keys.iter()
+                .zip(&values)
+                .map(|(k, v)| Attribute::new(k, v))
+                .collect()
         };
         let unit = Unit::new(&id).with_attributes(&attrs);
         let mut answers = [Decision::NotEnrolled, Decision::NotEnrolled];
@@ -138,21 +154,39 @@ pub(crate) fn probe(strategy: &PluginStrategy, experiment: &ExperimentConfig, cf
         latencies.push(fastest);
         match &answers[0] {
             Decision::Variant(index) if *index as usize >= variants => {
-                return Err(ProbeError::InvalidAnswer { unit: id, index: *index, variants });
+                return Err(ProbeError::InvalidAnswer {
+                    unit: id,
+                    index: *index,
+                    variants,
+                });
             }
-            Decision::Error(m) => return Err(ProbeError::StrategyError { unit: id, message: m.to_string() }),
+            Decision::Error(m) => {
+                return Err(ProbeError::StrategyError {
+                    unit: id,
+                    message: m.to_string(),
+                })
+            }
             _ => {}
         }
         if answers[0] != answers[1] {
-            return Err(ProbeError::Nondeterministic { unit: id, first: show(&answers[0]), second: show(&answers[1]) });
+            return Err(ProbeError::Nondeterministic {
+                unit: id,
+                first: show(&answers[0]),
+                second: show(&answers[1]),
+            });
         }
     }
     latencies.sort_unstable();
-    let Some(&p99) = latencies.get((latencies.len() * 99 / 100).min(latencies.len().saturating_sub(1))) else {
+    let Some(&p99) =
+        latencies.get((latencies.len() * 99 / 100).min(latencies.len().saturating_sub(1)))
+    else {
         return Ok(()); // zero probe units configured
     };
     if p99 > cfg.p99_budget {
-        return Err(ProbeError::TooSlow { p99_us: p99.as_micros() as u64, budget_us: cfg.p99_budget.as_micros() as u64 });
+        return Err(ProbeError::TooSlow {
+            p99_us: p99.as_micros() as u64,
+            budget_us: cfg.p99_budget.as_micros() as u64,
+        });
     }
     Ok(())
 }

@@ -3,11 +3,11 @@
 //! A reload builds a complete new [`Snapshot`] off the hot path and swaps it in with
 //! `arc-swap`; readers never block and never see a half-applied change.
 
+use crate::assignment::FallbackReason;
 use crate::assignment::{Assignment, Reason};
+use crate::config::StrategyRef;
 use crate::config::{Config, ExperimentConfig};
 use crate::error::Error;
-use crate::assignment::FallbackReason;
-use crate::config::StrategyRef;
 use crate::evaluation::{Clock, CompiledExperiment, Decider};
 use crate::plugins::Resolution;
 use crate::status::{ExperimentStatus, PluginStatus, Status};
@@ -43,19 +43,35 @@ impl Snapshot {
     }
 
     /// Compiles a validated configuration with its resolved strategies.
-    pub(crate) fn build_resolved(config: Config, generation: u64, mut res: Resolution) -> Result<Snapshot, Error> {
+    pub(crate) fn build_resolved(
+        config: Config,
+        generation: u64,
+        mut res: Resolution,
+    ) -> Result<Snapshot, Error> {
         let mut experiments = Vec::with_capacity(config.experiments.len());
         let mut by_key = FxHashMap::default();
         for (i, e) in config.experiments.iter().enumerate() {
-            let decider = res.deciders.remove(&e.key).unwrap_or(Decider::Fallback(FallbackReason::PluginRefused));
-            let compiled = CompiledExperiment::compile(e, &config, decider).map_err(|err| Error::Experiment {
-                experiment: e.key.clone(),
-                message: err.to_string(),
+            let decider = res
+                .deciders
+                .remove(&e.key)
+                .unwrap_or(Decider::Fallback(FallbackReason::PluginRefused));
+            let compiled = CompiledExperiment::compile(e, &config, decider).map_err(|err| {
+                Error::Experiment {
+                    experiment: e.key.clone(),
+                    message: err.to_string(),
+                }
             })?;
             by_key.insert(e.key.as_str().into(), i);
             experiments.push(compiled);
         }
-        Ok(Snapshot { generation, experiments, by_key, config, plugins: res.plugins, refusals: res.experiments })
+        Ok(Snapshot {
+            generation,
+            experiments,
+            by_key,
+            config,
+            plugins: res.plugins,
+            refusals: res.experiments,
+        })
     }
 
     /// The status of this snapshot: plugins, and which strategy decides each experiment.
@@ -65,7 +81,11 @@ impl Snapshot {
             .iter()
             .map(|c| {
                 let (serving, counters) = c.serving();
-                let refusal = self.refusals.iter().find(|r| r.key == c.config.key).and_then(|r| r.refusal.clone());
+                let refusal = self
+                    .refusals
+                    .iter()
+                    .find(|r| r.key == c.config.key)
+                    .and_then(|r| r.refusal.clone());
                 ExperimentStatus {
                     key: c.config.key.clone(),
                     configured: ExperimentStatus::configured_as(&c.config.strategy),
@@ -132,7 +152,9 @@ pub struct Registry {
 impl Registry {
     /// A registry serving `snapshot`.
     pub fn new(snapshot: Snapshot) -> Registry {
-        Registry { current: ArcSwap::from_pointee(snapshot) }
+        Registry {
+            current: ArcSwap::from_pointee(snapshot),
+        }
     }
 
     /// A cheap, lock-free read guard on the serving snapshot (for one or a few calls).

@@ -20,7 +20,11 @@ pub struct Refusal {
 
 impl Refusal {
     pub(crate) fn new(step: &'static str, reason: &'static str, message: String) -> Self {
-        Refusal { step, reason, message }
+        Refusal {
+            step,
+            reason,
+            message,
+        }
     }
 }
 
@@ -51,7 +55,12 @@ pub struct ServingPlugin {
 
 impl From<&PluginIdentity> for ServingPlugin {
     fn from(i: &PluginIdentity) -> Self {
-        ServingPlugin { name: i.name.clone(), version: i.version, sha256: i.sha256.clone(), key_id: i.key_id.clone() }
+        ServingPlugin {
+            name: i.name.clone(),
+            version: i.version,
+            sha256: i.sha256.clone(),
+            key_id: i.key_id.clone(),
+        }
     }
 }
 
@@ -71,8 +80,19 @@ pub struct PluginStatus {
 }
 
 impl PluginStatus {
-    pub(crate) fn new(p: &PluginConfig, state: PluginState, serving: Option<ServingPlugin>, refusal: Option<Refusal>) -> Self {
-        PluginStatus { name: p.name.clone(), path: p.path.display().to_string(), state, serving, refusal }
+    pub(crate) fn new(
+        p: &PluginConfig,
+        state: PluginState,
+        serving: Option<ServingPlugin>,
+        refusal: Option<Refusal>,
+    ) -> Self {
+        PluginStatus {
+            name: p.name.clone(),
+            path: p.path.display().to_string(),
+            state,
+            serving,
+            refusal,
+        }
     }
 }
 
@@ -94,7 +114,13 @@ pub struct ExperimentStatus {
 
 impl ExperimentStatus {
     pub(crate) fn refused(key: String, refusal: Refusal) -> Self {
-        ExperimentStatus { key, configured: String::new(), serving: String::new(), counters: None, refusal: Some(refusal) }
+        ExperimentStatus {
+            key,
+            configured: String::new(),
+            serving: String::new(),
+            counters: None,
+            refusal: Some(refusal),
+        }
     }
 
     pub(crate) fn configured_as(strategy: &StrategyRef) -> String {
@@ -121,13 +147,25 @@ pub struct Status {
 
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "generation {} | {} plugin libraries mapped", self.generation, self.loaded_libraries)?;
+        writeln!(
+            f,
+            "generation {} | {} plugin libraries mapped",
+            self.generation, self.loaded_libraries
+        )?;
         if self.danger_unsigned_plugins {
-            writeln!(f, "!! DANGER: unsigned plugins allowed (trust.danger_allow_unsigned) !!")?;
+            writeln!(
+                f,
+                "!! DANGER: unsigned plugins allowed (trust.danger_allow_unsigned) !!"
+            )?;
         }
         for p in &self.plugins {
             let serving = p.serving.as_ref().map_or("-".to_string(), |s| {
-                format!("v{} sha256 {} key {}", s.version, &s.sha256[..s.sha256.len().min(12)], s.key_id)
+                format!(
+                    "v{} sha256 {} key {}",
+                    s.version,
+                    &s.sha256[..s.sha256.len().min(12)],
+                    s.key_id
+                )
             });
             let state = match p.state {
                 PluginState::Active => "active",
@@ -140,9 +178,20 @@ impl std::fmt::Display for Status {
             }
         }
         for e in &self.experiments {
-            write!(f, "experiment {:<18} configured {:<22} serving {}", e.key, e.configured, e.serving)?;
+            write!(
+                f,
+                "experiment {:<18} configured {:<22} serving {}",
+                e.key, e.configured, e.serving
+            )?;
             if let Some(c) = &e.counters {
-                write!(f, " [calls {} errors {} invalid {}{}]", c.calls, c.errors, c.invalid_answers, if c.demoted { " DEMOTED" } else { "" })?;
+                write!(
+                    f,
+                    " [calls {} errors {} invalid {}{}]",
+                    c.calls,
+                    c.errors,
+                    c.invalid_answers,
+                    if c.demoted { " DEMOTED" } else { "" }
+                )?;
             }
             writeln!(f)?;
             if let Some(r) = &e.refusal {

@@ -21,7 +21,10 @@ pub struct DemotionPolicy {
 impl Default for DemotionPolicy {
     /// 1% of the last 10,000 calls.
     fn default() -> Self {
-        DemotionPolicy { window: 10_000, max_error_rate: 0.01 }
+        DemotionPolicy {
+            window: 10_000,
+            max_error_rate: 0.01,
+        }
     }
 }
 
@@ -82,7 +85,9 @@ impl Health {
             calls: ShardedCounter::default(),
             errors: AtomicU64::new(0),
             invalid: AtomicU64::new(0),
-            ring: (0..policy.failures_to_demote()).map(|_| AtomicU64::new(0)).collect(),
+            ring: (0..policy.failures_to_demote())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             ring_pos: AtomicU64::new(0),
             demoted: AtomicBool::new(false),
             policy,
@@ -98,7 +103,9 @@ impl Health {
         self.ring[(pos % k) as usize].store(now, Ordering::Relaxed);
         if pos + 1 >= k {
             let oldest = self.ring[((pos + 1) % k) as usize].load(Ordering::Relaxed);
-            if now.saturating_sub(oldest) < self.policy.window && !self.demoted.swap(true, Ordering::Relaxed) {
+            if now.saturating_sub(oldest) < self.policy.window
+                && !self.demoted.swap(true, Ordering::Relaxed)
+            {
                 return true;
             }
         }
@@ -186,7 +193,11 @@ impl PluginStrategy {
     /// Decides one unit: `Ok(Some(variant))`, `Ok(None)` (not enrolled), or the reason the
     /// builtin must answer this call instead.
     #[inline]
-    pub(crate) fn decide(&self, unit: &Unit<'_>, fixed_now_ms: Option<u64>) -> Result<Option<u32>, FallbackReason> {
+    pub(crate) fn decide(
+        &self,
+        unit: &Unit<'_>,
+        fixed_now_ms: Option<u64>,
+    ) -> Result<Option<u32>, FallbackReason> {
         self.health.calls.incr();
         match self.call(unit, fixed_now_ms) {
             Decision::Variant(i) if (i as usize) < self.weights.len() => Ok(Some(i)),
@@ -236,7 +247,10 @@ mod tests {
 
     #[test]
     fn one_failure_per_hundred_calls_is_tolerated_but_a_burst_demotes() {
-        let h = Health::new(DemotionPolicy { window: 1000, max_error_rate: 0.01 }); // 10 failures
+        let h = Health::new(DemotionPolicy {
+            window: 1000,
+            max_error_rate: 0.01,
+        }); // 10 failures
         for i in 0..10_000u64 {
             h.calls.incr();
             if i % 500 == 0 {
@@ -253,7 +267,11 @@ mod tests {
         }
         // Sparse failures every 500 calls: the one at call 9501 plus 9 of the burst are the first
         // 10 failures within 1000 calls.
-        assert_eq!(demoted_at, Some(8), "the 10th failure within the window demotes");
+        assert_eq!(
+            demoted_at,
+            Some(8),
+            "the 10th failure within the window demotes"
+        );
         assert!(h.demoted.load(Ordering::Relaxed));
     }
 }

@@ -21,12 +21,18 @@ pub struct Unit<'a> {
 impl<'a> Unit<'a> {
     /// A unit with an id and no attributes.
     pub const fn new(id: &'a str) -> Self {
-        Unit { id, attributes: &[] }
+        Unit {
+            id,
+            attributes: &[],
+        }
     }
 
     /// The same unit with these attributes.
     pub const fn with_attributes(self, attributes: &'a [Attribute<'a>]) -> Self {
-        Unit { id: self.id, attributes }
+        Unit {
+            id: self.id,
+            attributes,
+        }
     }
 
     /// The unit id (hashed as raw UTF-8).

@@ -54,11 +54,42 @@ fn text(b: &[u8]) -> String {
 fn assign_one_unit_prints_the_variant_and_the_reason_on_stderr() {
     let dir = tempfile::tempdir().unwrap();
     let c = write_config(&dir, CONFIG);
-    let out = abkit(&["assign", "--config", &c, "--experiment", "checkout_button", "--unit", "qa-user-1"], None);
-    assert_eq!((out.status.code(), text(&out.stdout).as_str()), (Some(0), "treatment\n"));
-    assert!(text(&out.stderr).contains("override"), "{}", text(&out.stderr));
+    let out = abkit(
+        &[
+            "assign",
+            "--config",
+            &c,
+            "--experiment",
+            "checkout_button",
+            "--unit",
+            "qa-user-1",
+        ],
+        None,
+    );
+    assert_eq!(
+        (out.status.code(), text(&out.stdout).as_str()),
+        (Some(0), "treatment\n")
+    );
+    assert!(
+        text(&out.stderr).contains("override"),
+        "{}",
+        text(&out.stderr)
+    );
 
-    let out = abkit(&["assign", "--config", &c, "--experiment", "checkout_button", "--unit", "u", "--attr", "country=FR"], None);
+    let out = abkit(
+        &[
+            "assign",
+            "--config",
+            &c,
+            "--experiment",
+            "checkout_button",
+            "--unit",
+            "u",
+            "--attr",
+            "country=FR",
+        ],
+        None,
+    );
     assert_eq!(text(&out.stdout), "-\n");
     assert!(text(&out.stderr).contains("not_targeted"));
 }
@@ -71,17 +102,42 @@ fn assign_units_streams_csv_in_input_order_matching_the_library() {
     let ids: Vec<String> = (0..2000).map(|i| format!("user-{i}")).collect();
     let units = dir.path().join("units.txt");
     std::fs::write(&units, ids.join("\n") + "\n").unwrap();
-    let out = abkit(&["assign", "--config", plain.to_str().unwrap(), "--experiment", "e", "--units", units.to_str().unwrap()], None);
+    let out = abkit(
+        &[
+            "assign",
+            "--config",
+            plain.to_str().unwrap(),
+            "--experiment",
+            "e",
+            "--units",
+            units.to_str().unwrap(),
+        ],
+        None,
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let sdk = Sdk::from_file(&plain).unwrap();
     let mut expected = String::from("unit_id,variant\n");
     for id in &ids {
-        expected += &format!("{id},{}\n", sdk.assign("e", &Unit::new(id)).variant_name().unwrap_or(""));
+        expected += &format!(
+            "{id},{}\n",
+            sdk.assign("e", &Unit::new(id)).variant_name().unwrap_or("")
+        );
     }
     assert_eq!(text(&out.stdout), expected);
 
     // stdin works too
-    let out = abkit(&["assign", "--config", plain.to_str().unwrap(), "--experiment", "e", "--units", "-"], Some(b"user-0\nuser-1\n"));
+    let out = abkit(
+        &[
+            "assign",
+            "--config",
+            plain.to_str().unwrap(),
+            "--experiment",
+            "e",
+            "--units",
+            "-",
+        ],
+        Some(b"user-0\nuser-1\n"),
+    );
     assert_eq!(text(&out.stdout).lines().count(), 3);
 }
 
@@ -115,15 +171,48 @@ fn check_accepts_a_valid_config() {
 fn exit_codes_are_1_for_bad_input_and_2_for_usage() {
     let dir = tempfile::tempdir().unwrap();
     let c = write_config(&dir, CONFIG);
-    let unknown = abkit(&["assign", "--config", &c, "--experiment", "nope", "--unit", "u"], None);
+    let unknown = abkit(
+        &[
+            "assign",
+            "--config",
+            &c,
+            "--experiment",
+            "nope",
+            "--unit",
+            "u",
+        ],
+        None,
+    );
     assert_eq!(unknown.status.code(), Some(1));
     assert!(text(&unknown.stderr).contains("known experiments: checkout_button"));
-    let missing = abkit(&["assign", "--config", "/nonexistent/abkit.toml", "--experiment", "e", "--unit", "u"], None);
+    let missing = abkit(
+        &[
+            "assign",
+            "--config",
+            "/nonexistent/abkit.toml",
+            "--experiment",
+            "e",
+            "--unit",
+            "u",
+        ],
+        None,
+    );
     assert_eq!(missing.status.code(), Some(1));
     assert!(text(&missing.stderr).contains("/nonexistent/abkit.toml"));
     let usage = abkit(&["assign", "--config", &c], None);
     assert_eq!(usage.status.code(), Some(2));
-    let bad_utf8 = abkit(&["assign", "--config", &c, "--experiment", "checkout_button", "--units", "-"], Some(b"ok\n\xff\n"));
+    let bad_utf8 = abkit(
+        &[
+            "assign",
+            "--config",
+            &c,
+            "--experiment",
+            "checkout_button",
+            "--units",
+            "-",
+        ],
+        Some(b"ok\n\xff\n"),
+    );
     assert_eq!(bad_utf8.status.code(), Some(1));
     assert!(text(&bad_utf8.stderr).contains("line 2"));
 }

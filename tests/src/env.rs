@@ -18,8 +18,13 @@ impl TestEnv {
     /// A new directory with a fresh key pair named `test`.
     pub fn new() -> TestEnv {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (pubkey, seckey) = abkit_signing::keygen(&dir.path().join("keys"), "test", None).expect("keygen");
-        TestEnv { dir, pubkey, seckey }
+        let (pubkey, seckey) =
+            abkit_signing::keygen(&dir.path().join("keys"), "test", None).expect("keygen");
+        TestEnv {
+            dir,
+            pubkey,
+            seckey,
+        }
     }
 
     /// A path inside the directory.
@@ -55,9 +60,15 @@ impl TestEnv {
 
     /// A `[trust]` table trusting this env's key (and a state dir if `state` is set).
     pub fn trust_toml(&self, state: bool) -> String {
-        let mut t = format!("[trust]\npublic_key_files = [{}]\n", crate::toml_string(&self.pubkey.display().to_string()));
+        let mut t = format!(
+            "[trust]\npublic_key_files = [{}]\n",
+            crate::toml_string(&self.pubkey.display().to_string())
+        );
         if state {
-            t += &format!("state_dir = {}\n", crate::toml_string(&self.path("state").display().to_string()));
+            t += &format!(
+                "state_dir = {}\n",
+                crate::toml_string(&self.path("state").display().to_string())
+            );
         }
         t
     }
@@ -92,7 +103,10 @@ pub fn plugin_experiment_toml(name: &str, path: &Path, strategy_config: Option<&
 pub fn sha256_hex(file: &Path) -> String {
     use sha2::Digest;
     let bytes = std::fs::read(file).expect("read for sha256");
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl TestEnv {
@@ -101,14 +115,52 @@ impl TestEnv {
     /// `.ci/test` installs it.
     pub fn minisign(&self, file: &Path, trusted_comment: &str, legacy: bool) {
         let mut cmd = std::process::Command::new("minisign");
-        cmd.arg("-S").arg("-s").arg(&self.seckey).arg("-m").arg(file).arg("-t").arg(trusted_comment);
+        cmd.arg("-S")
+            .arg("-s")
+            .arg(&self.seckey)
+            .arg("-m")
+            .arg(file)
+            .arg("-t")
+            .arg(trusted_comment);
         if legacy {
             cmd.arg("-l");
         }
-        let out = cmd
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("the `minisign` tool is needed (apt-get install minisign; .ci/test installs it)");
-        assert!(out.status.success(), "minisign -S failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = cmd.stdin(std::process::Stdio::null()).output().expect(
+            "the `minisign` tool is needed (apt-get install minisign; .ci/test installs it)",
+        );
+        assert!(
+            out.status.success(),
+            "minisign -S failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl TestEnv {
+    /// A compact copy of a built library at `builds/NAME.so` (not signed), made with
+    /// `strip --strip-all`: the symbol table and debug info go; the dynamic symbols, the code and
+    /// the unwind tables stay, so it loads and behaves like the original. For tests that load
+    /// plugins many times: every load hashes the whole file twice (minisign prehash, SHA-256),
+    /// ~90 ms per MB in a debug build, and a debug plugin is ~14 MB (~1 MB stripped). Without a
+    /// `strip` tool the copy is unmodified (slower, same behaviour).
+    pub fn stripped(&self, library: &Path, name: &str) -> PathBuf {
+        let dest = self.path(&format!("builds/{name}.so"));
+        std::fs::create_dir_all(self.path("builds")).expect("mkdir builds");
+        let ok = std::process::Command::new("strip")
+            .arg("--strip-all")
+            .arg("-o")
+            .arg(&dest)
+            .arg(library)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!(
+                "`strip` is not available: using {} unstripped (slower)",
+                library.display()
+            );
+            std::fs::copy(library, &dest).expect("copy library");
+        }
+        dest
     }
 }

@@ -48,26 +48,43 @@ fn built() -> &'static Dirs {
     DIRS.get_or_init(|| {
         let reference = target_base().join("test-plugins");
         cargo_build(
-            &["-p", "abkit-strategy-weighted-hash", "-p", "abkit-strategy-switchback", "-p", "abkit-strategy-cluster"],
+            &[
+                "-p",
+                "abkit-strategy-weighted-hash",
+                "-p",
+                "abkit-strategy-switchback",
+                "-p",
+                "abkit-strategy-cluster",
+            ],
             &reference,
         );
         let fixtures = target_base().join("test-fixtures");
         let manifest = workspace_root().join("tests/fixtures/Cargo.toml");
-        cargo_build(&["--manifest-path", manifest.to_str().unwrap_or_default()], &fixtures);
-        Dirs { reference: reference.join("debug"), fixtures: fixtures.join("debug") }
+        cargo_build(
+            &["--manifest-path", manifest.to_str().unwrap_or_default()],
+            &fixtures,
+        );
+        Dirs {
+            reference: reference.join("debug"),
+            fixtures: fixtures.join("debug"),
+        }
     })
 }
 
 /// A reference strategy library, e.g. `reference("weighted-hash")`.
 pub fn reference(name: &str) -> PathBuf {
-    let p = built().reference.join(format!("libabkit_strategy_{}.so", name.replace('-', "_")));
+    let p = built()
+        .reference
+        .join(format!("libabkit_strategy_{}.so", name.replace('-', "_")));
     assert!(p.exists(), "reference plugin {} was not built", p.display());
     p
 }
 
 /// A fixture library of `tests/fixtures/`, e.g. `fixture("runtime-hostile")`.
 pub fn fixture(name: &str) -> PathBuf {
-    let p = built().fixtures.join(format!("libfixture_{}.so", name.replace('-', "_")));
+    let p = built()
+        .fixtures
+        .join(format!("libfixture_{}.so", name.replace('-', "_")));
     assert!(p.exists(), "fixture {} was not built", p.display());
     p
 }

@@ -23,24 +23,48 @@ fn sdk() -> Sdk {
 
 #[test]
 fn disabled_wins_over_override() {
-    assert_eq!(sdk().assign("off", &Unit::new("forced")).reason, Reason::Disabled);
+    assert_eq!(
+        sdk().assign("off", &Unit::new("forced")).reason,
+        Reason::Disabled
+    );
 }
 
 #[test]
 fn override_wins_over_targeting() {
     let a = sdk().assign("e", &Unit::new("forced"));
-    assert_eq!((a.variant_name(), a.reason, a.decided_by), (Some("treatment"), Reason::Override, DecidedBy::Nobody));
+    assert_eq!(
+        (a.variant_name(), a.reason, a.decided_by),
+        (Some("treatment"), Reason::Override, DecidedBy::Nobody)
+    );
 }
 
 #[test]
 fn every_targeting_key_must_match_one_listed_value() {
     let sdk = sdk();
-    let both = [Attribute::new("country", "CA"), Attribute::new("platform", "ios")];
+    let both = [
+        Attribute::new("country", "CA"),
+        Attribute::new("platform", "ios"),
+    ];
     let one = [Attribute::new("country", "CA")];
-    let wrong = [Attribute::new("country", "ca"), Attribute::new("platform", "ios")];
-    assert_eq!(sdk.assign("e", &Unit::new("u").with_attributes(&both)).reason, Reason::Assigned);
-    assert_eq!(sdk.assign("e", &Unit::new("u").with_attributes(&one)).reason, Reason::NotTargeted);
-    assert_eq!(sdk.assign("e", &Unit::new("u").with_attributes(&wrong)).reason, Reason::NotTargeted);
+    let wrong = [
+        Attribute::new("country", "ca"),
+        Attribute::new("platform", "ios"),
+    ];
+    assert_eq!(
+        sdk.assign("e", &Unit::new("u").with_attributes(&both))
+            .reason,
+        Reason::Assigned
+    );
+    assert_eq!(
+        sdk.assign("e", &Unit::new("u").with_attributes(&one))
+            .reason,
+        Reason::NotTargeted
+    );
+    assert_eq!(
+        sdk.assign("e", &Unit::new("u").with_attributes(&wrong))
+            .reason,
+        Reason::NotTargeted
+    );
 }
 
 #[test]
@@ -61,7 +85,9 @@ fn layer_bucket_uses_the_layer_salt_and_the_variant_the_experiment_salt() {
         let a = sdk.assign("e", &Unit::new(&id));
         let layer_bucket = abkit_bucketing::bucket(b"Lsalt", id.as_bytes());
         if layer_bucket < 5000 {
-            let expected = abkit_bucketing::assign("esalt", &id, &[1, 1], 1.0).unwrap().unwrap() as u32;
+            let expected = abkit_bucketing::assign("esalt", &id, &[1, 1], 1.0)
+                .unwrap()
+                .unwrap() as u32;
             assert_eq!(a.variant.map(|v| v.index), Some(expected));
         } else {
             assert_eq!(a.reason, Reason::OutsideLayer);

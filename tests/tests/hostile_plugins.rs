@@ -2,9 +2,9 @@
 //! with its named reason (or contained at run time), and assignment keeps working.
 #![allow(clippy::unwrap_used)]
 
+use abkit::guard::GuardConfig;
 use abkit::probe::ProbeConfig;
 use abkit::status::PluginState;
-use abkit::guard::GuardConfig;
 use abkit::{DecidedBy, FallbackReason, Reason, Sdk, Unit};
 use abkit_tests::env::{plugin_experiment_toml, sha256_hex, TestEnv};
 use abkit_tests::fixtures::{fixture, reference};
@@ -12,20 +12,32 @@ use std::path::Path;
 use std::time::Duration;
 
 fn probe() -> ProbeConfig {
-    ProbeConfig { units: 128, p99_budget: Duration::from_millis(1), deadline: Duration::from_secs(3) }
+    ProbeConfig {
+        units: 128,
+        p99_budget: Duration::from_millis(1),
+        deadline: Duration::from_secs(3),
+    }
 }
 
 fn build(config: &Path) -> Sdk {
-    Sdk::builder().probe(probe()).build_from_file(config).unwrap()
+    Sdk::builder()
+        .probe(probe())
+        .build_from_file(config)
+        .unwrap()
 }
 
 /// Deploys `plugin` as `name` for experiment `exp` and builds an SDK on it.
 fn sdk_for(env: &TestEnv, name: &str, plugin: &Path, strategy_config: Option<&str>) -> Sdk {
-    build(&env.write_config(&plugin_experiment_toml(name, plugin, strategy_config), false))
+    build(&env.write_config(
+        &plugin_experiment_toml(name, plugin, strategy_config),
+        false,
+    ))
 }
 
 fn builtin_variant(unit: &str) -> Option<u32> {
-    abkit_bucketing::assign("exp", unit, &[50, 50], 1.0).unwrap().map(|v| v as u32)
+    abkit_bucketing::assign("exp", unit, &[50, 50], 1.0)
+        .unwrap()
+        .map(|v| v as u32)
 }
 
 /// The plugin is refused with `reason`, nothing of it serves, and `exp` is answered by the
@@ -33,8 +45,15 @@ fn builtin_variant(unit: &str) -> Option<u32> {
 #[track_caller]
 fn assert_refused(sdk: &Sdk, name: &str, reason: &str) {
     let status = sdk.status();
-    let p = status.plugins.iter().find(|p| p.name == name).expect("plugin in status");
-    let refusal = p.refusal.as_ref().unwrap_or_else(|| panic!("{name} was not refused: {status}"));
+    let p = status
+        .plugins
+        .iter()
+        .find(|p| p.name == name)
+        .expect("plugin in status");
+    let refusal = p
+        .refusal
+        .as_ref()
+        .unwrap_or_else(|| panic!("{name} was not refused: {status}"));
     assert_eq!(refusal.reason, reason, "wrong reason; status:\n{status}");
     assert_eq!(p.state, PluginState::Fallback);
     assert!(!refusal.message.is_empty());
@@ -47,7 +66,10 @@ fn assert_serves_builtin_fallback(sdk: &Sdk) {
         let id = format!("user-{i}");
         let a = sdk.assign("exp", &Unit::new(&id));
         assert_eq!(a.variant.map(|v| v.index), builtin_variant(&id));
-        assert_eq!(a.decided_by, DecidedBy::Fallback(FallbackReason::PluginRefused));
+        assert_eq!(
+            a.decided_by,
+            DecidedBy::Fallback(FallbackReason::PluginRefused)
+        );
     }
 }
 
@@ -69,15 +91,26 @@ fn v1_comment(name: &str, version: u64, sha: &str, extra: &str) -> String {
 #[test]
 fn a_signed_reference_plugin_loads_and_serves_exactly_the_builtin_answers() {
     let env = TestEnv::new();
-    let lib = env.install(&reference("weighted-hash"), "plugins/wh.so", "weighted-hash", 1);
+    let lib = env.install(
+        &reference("weighted-hash"),
+        "plugins/wh.so",
+        "weighted-hash",
+        1,
+    );
     let sdk = sdk_for(&env, "weighted-hash", &lib, None);
     let status = sdk.status();
     assert_eq!(status.plugins[0].state, PluginState::Active, "{status}");
     for i in 0..100_000 {
         let id = format!("u{i}");
         let a = sdk.assign("exp", &Unit::new(&id));
-        assert!(matches!(a.decided_by, DecidedBy::Plugin(p) if p.name == "weighted-hash" && p.version == 1));
-        assert_eq!(a.variant.map(|v| v.index), builtin_variant(&id), "unit {id}");
+        assert!(
+            matches!(a.decided_by, DecidedBy::Plugin(p) if p.name == "weighted-hash" && p.version == 1)
+        );
+        assert_eq!(
+            a.variant.map(|v| v.index),
+            builtin_variant(&id),
+            "unit {id}"
+        );
     }
 }
 
@@ -86,9 +119,18 @@ fn a_signed_reference_plugin_loads_and_serves_exactly_the_builtin_answers() {
 #[test]
 fn row01_flipped_byte_is_refused_as_bad_signature() {
     let env = TestEnv::new();
-    let lib = env.install(&reference("weighted-hash"), "plugins/wh.so", "weighted-hash", 1);
+    let lib = env.install(
+        &reference("weighted-hash"),
+        "plugins/wh.so",
+        "weighted-hash",
+        1,
+    );
     flip_byte(&lib, 5000);
-    assert_refused(&sdk_for(&env, "weighted-hash", &lib, None), "weighted-hash", "bad_signature");
+    assert_refused(
+        &sdk_for(&env, "weighted-hash", &lib, None),
+        "weighted-hash",
+        "bad_signature",
+    );
 }
 
 #[test]
@@ -107,51 +149,105 @@ fn row02_signature_by_an_untrusted_key_is_refused() {
 fn row03_missing_signature_is_refused() {
     let env = TestEnv::new();
     let lib = env.copy(&reference("weighted-hash"), "plugins/wh.so");
-    assert_refused(&sdk_for(&env, "weighted-hash", &lib, None), "weighted-hash", "signature_missing");
+    assert_refused(
+        &sdk_for(&env, "weighted-hash", &lib, None),
+        "weighted-hash",
+        "signature_missing",
+    );
 }
 
 #[test]
 fn row04_valid_signature_of_another_file_is_refused() {
     let env = TestEnv::new();
     let lib = env.copy(&reference("weighted-hash"), "plugins/wh.so");
-    let other = env.install(&reference("cluster"), "plugins/other.so", "weighted-hash", 1);
-    std::fs::copy(other.with_extension("so.minisig"), lib.with_extension("so.minisig")).unwrap();
-    assert_refused(&sdk_for(&env, "weighted-hash", &lib, None), "weighted-hash", "bad_signature");
+    let other = env.install(
+        &reference("cluster"),
+        "plugins/other.so",
+        "weighted-hash",
+        1,
+    );
+    std::fs::copy(
+        other.with_extension("so.minisig"),
+        lib.with_extension("so.minisig"),
+    )
+    .unwrap();
+    assert_refused(
+        &sdk_for(&env, "weighted-hash", &lib, None),
+        "weighted-hash",
+        "bad_signature",
+    );
 }
 
 #[test]
 fn row05_legacy_non_prehashed_signature_is_refused() {
     let env = TestEnv::new();
     let lib = env.copy(&reference("weighted-hash"), "plugins/wh.so");
-    env.minisign(&lib, &v1_comment("weighted-hash", 1, &sha256_hex(&lib), ""), true);
-    assert_refused(&sdk_for(&env, "weighted-hash", &lib, None), "weighted-hash", "legacy_algorithm");
+    env.minisign(
+        &lib,
+        &v1_comment("weighted-hash", 1, &sha256_hex(&lib), ""),
+        true,
+    );
+    assert_refused(
+        &sdk_for(&env, "weighted-hash", &lib, None),
+        "weighted-hash",
+        "legacy_algorithm",
+    );
 }
 
 #[test]
 fn row06_trusted_comment_edited_after_signing_is_refused() {
     let env = TestEnv::new();
-    let lib = env.install(&reference("weighted-hash"), "plugins/wh.so", "weighted-hash", 1);
+    let lib = env.install(
+        &reference("weighted-hash"),
+        "plugins/wh.so",
+        "weighted-hash",
+        1,
+    );
     let sig = lib.with_extension("so.minisig");
-    let text = std::fs::read_to_string(&sig).unwrap().replace("version=1 ", "version=9 ");
+    let text = std::fs::read_to_string(&sig)
+        .unwrap()
+        .replace("version=1 ", "version=9 ");
     std::fs::write(&sig, text).unwrap();
-    assert_refused(&sdk_for(&env, "weighted-hash", &lib, None), "weighted-hash", "bad_signature");
+    assert_refused(
+        &sdk_for(&env, "weighted-hash", &lib, None),
+        "weighted-hash",
+        "bad_signature",
+    );
 }
 
 #[test]
 fn row07_malformed_signatures_are_refused_without_panic() {
     let env = TestEnv::new();
-    let lib = env.install(&reference("weighted-hash"), "plugins/wh.so", "weighted-hash", 1);
+    let lib = env.install(
+        &reference("weighted-hash"),
+        "plugins/wh.so",
+        "weighted-hash",
+        1,
+    );
     let sig = lib.with_extension("so.minisig");
     let good = std::fs::read_to_string(&sig).unwrap();
     let cases: Vec<(Vec<u8>, &str)> = vec![
-        (good.as_bytes()[..good.len() / 2].to_vec(), "malformed_signature"),
-        (good.replacen("RU", "R!", 1).into_bytes(), "malformed_signature"),
-        (b"untrusted comment: x\n!!!!not base64!!!!\ntrusted comment: y\nzzz\n".to_vec(), "malformed_signature"),
+        (
+            good.as_bytes()[..good.len() / 2].to_vec(),
+            "malformed_signature",
+        ),
+        (
+            good.replacen("RU", "R!", 1).into_bytes(),
+            "malformed_signature",
+        ),
+        (
+            b"untrusted comment: x\n!!!!not base64!!!!\ntrusted comment: y\nzzz\n".to_vec(),
+            "malformed_signature",
+        ),
         (vec![b'A'; 10 << 20], "too_large"),
     ];
     for (bytes, reason) in cases {
         std::fs::write(&sig, &bytes).unwrap();
-        assert_refused(&sdk_for(&env, "weighted-hash", &lib, None), "weighted-hash", reason);
+        assert_refused(
+            &sdk_for(&env, "weighted-hash", &lib, None),
+            "weighted-hash",
+            reason,
+        );
     }
 }
 
@@ -162,15 +258,24 @@ fn row08_trusted_comment_not_v1_or_with_bad_fields_is_refused_naming_the_field()
     let sha = sha256_hex(&lib);
     for (comment, field) in [
         (format!("some other comment sha256={sha}"), ""),
-        (format!("abkit-plugin v1 name=weighted-hash sha256={sha}"), "version"),
-        (format!("abkit-plugin v1 name=weighted-hash version=1 version=1 sha256={sha}"), "version"),
+        (
+            format!("abkit-plugin v1 name=weighted-hash sha256={sha}"),
+            "version",
+        ),
+        (
+            format!("abkit-plugin v1 name=weighted-hash version=1 version=1 sha256={sha}"),
+            "version",
+        ),
         (v1_comment("weighted-hash", 1, &sha, " color=red"), "color"),
     ] {
         env.minisign(&lib, &comment, false);
         let sdk = sdk_for(&env, "weighted-hash", &lib, None);
         assert_refused(&sdk, "weighted-hash", "bad_metadata");
         let msg = sdk.status().plugins[0].refusal.clone().unwrap().message;
-        assert!(msg.contains(field), "message `{msg}` does not name `{field}`");
+        assert!(
+            msg.contains(field),
+            "message `{msg}` does not name `{field}`"
+        );
     }
 }
 
@@ -178,21 +283,39 @@ fn row08_trusted_comment_not_v1_or_with_bad_fields_is_refused_naming_the_field()
 fn row09_signed_name_differing_from_config_is_refused() {
     let env = TestEnv::new();
     let lib = env.install(&reference("switchback"), "plugins/sb.so", "switchback", 1);
-    assert_refused(&sdk_for(&env, "cluster", &lib, None), "cluster", "name_mismatch");
+    assert_refused(
+        &sdk_for(&env, "cluster", &lib, None),
+        "cluster",
+        "name_mismatch",
+    );
 }
 
 #[test]
 fn row10_rollback_is_refused_in_process_and_after_a_restart() {
     let env = TestEnv::new();
-    let lib = env.install(&reference("weighted-hash"), "plugins/wh.so", "weighted-hash", 5);
+    let lib = env.install(
+        &reference("weighted-hash"),
+        "plugins/wh.so",
+        "weighted-hash",
+        5,
+    );
     let cfg = env.write_config(&plugin_experiment_toml("weighted-hash", &lib, None), true);
     let sdk = build(&cfg);
     assert_eq!(sdk.status().plugins[0].state, PluginState::Active);
     // v3 over the same path: the reload is refused, v5 keeps serving.
-    env.install(&reference("weighted-hash"), "plugins/wh.so", "weighted-hash", 3);
+    env.install(
+        &reference("weighted-hash"),
+        "plugins/wh.so",
+        "weighted-hash",
+        3,
+    );
     let report = sdk.reload();
     assert!(!report.accepted, "{report}");
-    assert_eq!(report.refusal.as_ref().unwrap().reason, "rollback", "{report}");
+    assert_eq!(
+        report.refusal.as_ref().unwrap().reason,
+        "rollback",
+        "{report}"
+    );
     assert_eq!(report.generation, 1);
     assert_eq!(sdk.status().plugins[0].serving.as_ref().unwrap().version, 5);
     let a = sdk.assign("exp", &Unit::new("u1"));
@@ -206,16 +329,37 @@ fn row10_rollback_is_refused_in_process_and_after_a_restart() {
 fn row11_expired_plugin_is_refused() {
     let env = TestEnv::new();
     let lib = env.copy(&reference("weighted-hash"), "plugins/wh.so");
-    env.minisign(&lib, &v1_comment("weighted-hash", 1, &sha256_hex(&lib), " expires=2020-01-01T00:00:00Z"), false);
-    assert_refused(&sdk_for(&env, "weighted-hash", &lib, None), "weighted-hash", "expired");
+    env.minisign(
+        &lib,
+        &v1_comment(
+            "weighted-hash",
+            1,
+            &sha256_hex(&lib),
+            " expires=2020-01-01T00:00:00Z",
+        ),
+        false,
+    );
+    assert_refused(
+        &sdk_for(&env, "weighted-hash", &lib, None),
+        "weighted-hash",
+        "expired",
+    );
 }
 
 #[test]
 fn row12_signed_digest_differing_from_the_file_is_refused() {
     let env = TestEnv::new();
     let lib = env.copy(&reference("weighted-hash"), "plugins/wh.so");
-    env.minisign(&lib, &v1_comment("weighted-hash", 1, &"ab".repeat(32), ""), false);
-    assert_refused(&sdk_for(&env, "weighted-hash", &lib, None), "weighted-hash", "digest_mismatch");
+    env.minisign(
+        &lib,
+        &v1_comment("weighted-hash", 1, &"ab".repeat(32), ""),
+        false,
+    );
+    assert_refused(
+        &sdk_for(&env, "weighted-hash", &lib, None),
+        "weighted-hash",
+        "digest_mismatch",
+    );
 }
 
 // ---- the library itself, validly signed (rows 13-19) ----
@@ -228,7 +372,11 @@ fn row13_truncated_elf_is_refused_before_dlopen() {
     std::fs::create_dir_all(lib.parent().unwrap()).unwrap();
     std::fs::write(&lib, &full[..full.len() / 2]).unwrap();
     env.sign(&lib, "weighted-hash", 1);
-    assert_refused(&sdk_for(&env, "weighted-hash", &lib, None), "weighted-hash", "malformed_library");
+    assert_refused(
+        &sdk_for(&env, "weighted-hash", &lib, None),
+        "weighted-hash",
+        "malformed_library",
+    );
 }
 
 #[test]
@@ -238,7 +386,11 @@ fn row14_a_text_file_is_refused_as_cannot_open() {
     std::fs::create_dir_all(lib.parent().unwrap()).unwrap();
     std::fs::write(&lib, "I am not a library\n").unwrap();
     env.sign(&lib, "weighted-hash", 1);
-    assert_refused(&sdk_for(&env, "weighted-hash", &lib, None), "weighted-hash", "cannot_open");
+    assert_refused(
+        &sdk_for(&env, "weighted-hash", &lib, None),
+        "weighted-hash",
+        "cannot_open",
+    );
 }
 
 #[test]
@@ -251,8 +403,17 @@ fn row15_library_without_root_module_is_refused() {
 #[test]
 fn row16_changed_abi_layout_is_refused() {
     let env = TestEnv::new();
-    let lib = env.install(&fixture("altered-layout"), "plugins/alt.so", "altered-layout", 1);
-    assert_refused(&sdk_for(&env, "altered-layout", &lib, None), "altered-layout", "abi_layout_mismatch");
+    let lib = env.install(
+        &fixture("altered-layout"),
+        "plugins/alt.so",
+        "altered-layout",
+        1,
+    );
+    assert_refused(
+        &sdk_for(&env, "altered-layout", &lib, None),
+        "altered-layout",
+        "abi_layout_mismatch",
+    );
 }
 
 #[test]
@@ -261,7 +422,12 @@ fn row17_other_major_api_version_is_refused() {
     let lib = env.install(&fixture("api-v9"), "plugins/v9.so", "api-v9", 1);
     let sdk = sdk_for(&env, "api-v9", &lib, None);
     assert_refused(&sdk, "api-v9", "incompatible_api_version");
-    assert!(sdk.status().plugins[0].refusal.clone().unwrap().message.contains("9.0.0"));
+    assert!(sdk.status().plugins[0]
+        .refusal
+        .clone()
+        .unwrap()
+        .message
+        .contains("9.0.0"));
 }
 
 #[test]
@@ -287,7 +453,11 @@ fn row19_strategy_rejecting_the_experiment_config_refuses_that_experiment_only()
     let exp = status.experiments.iter().find(|e| e.key == "exp").unwrap();
     let refusal = exp.refusal.as_ref().unwrap();
     assert_eq!(refusal.reason, "strategy_config_rejected");
-    assert!(refusal.message.contains("window_minutes"), "{}", refusal.message);
+    assert!(
+        refusal.message.contains("window_minutes"),
+        "{}",
+        refusal.message
+    );
     assert_serves_builtin_fallback(&sdk);
     let good = sdk.assign("good", &Unit::new("u1"));
     assert!(matches!(good.decided_by, DecidedBy::Plugin(p) if p.name == "switchback"));
@@ -296,9 +466,18 @@ fn row19_strategy_rejecting_the_experiment_config_refuses_that_experiment_only()
 // ---- at run time (rows 20-22) ----
 
 fn runtime_hostile_sdk(env: &TestEnv) -> Sdk {
-    let lib = env.install(&fixture("runtime-hostile"), "plugins/rh.so", "runtime-hostile", 1);
+    let lib = env.install(
+        &fixture("runtime-hostile"),
+        "plugins/rh.so",
+        "runtime-hostile",
+        1,
+    );
     let sdk = sdk_for(env, "runtime-hostile", &lib, None);
-    assert_eq!(sdk.status().plugins[0].state, PluginState::Active, "the probe cannot see run-time hostility");
+    assert_eq!(
+        sdk.status().plugins[0].state,
+        PluginState::Active,
+        "the probe cannot see run-time hostility"
+    );
     sdk
 }
 
@@ -309,7 +488,10 @@ fn row20_panicking_assign_gets_the_builtin_answer_and_the_host_lives() {
     for i in 0..10 {
         let id = format!("panic-{i}");
         let a = sdk.assign("exp", &Unit::new(&id));
-        assert_eq!(a.decided_by, DecidedBy::Fallback(FallbackReason::StrategyError));
+        assert_eq!(
+            a.decided_by,
+            DecidedBy::Fallback(FallbackReason::StrategyError)
+        );
         assert_eq!(a.variant.map(|v| v.index), builtin_variant(&id));
         assert_eq!(a.reason, Reason::Assigned);
     }
@@ -322,25 +504,38 @@ fn row21_out_of_range_answers_and_errors_fall_back_and_demote_past_the_threshold
     let env = TestEnv::new();
     let sdk = runtime_hostile_sdk(&env);
     let a = sdk.assign("exp", &Unit::new("oob-1"));
-    assert_eq!(a.decided_by, DecidedBy::Fallback(FallbackReason::InvalidAnswer));
+    assert_eq!(
+        a.decided_by,
+        DecidedBy::Fallback(FallbackReason::InvalidAnswer)
+    );
     assert_eq!(a.variant.map(|v| v.index), builtin_variant("oob-1"));
     // 1% of the last 10,000 calls: 100 errors among 1,000 calls demote the plugin.
     for i in 0..1000 {
-        let id = if i % 10 == 0 { format!("err-{i}") } else { format!("user-{i}") };
+        let id = if i % 10 == 0 {
+            format!("err-{i}")
+        } else {
+            format!("user-{i}")
+        };
         sdk.assign("exp", &Unit::new(&id));
     }
     let status = sdk.status();
     let c = status.experiments[0].counters.unwrap();
     assert!(c.demoted, "{status}");
     assert_eq!(c.invalid_answers, 1);
-    assert!(status.experiments[0].serving.contains("fallback: demoted"), "{status}");
+    assert!(
+        status.experiments[0].serving.contains("fallback: demoted"),
+        "{status}"
+    );
     let a = sdk.assign("exp", &Unit::new("user-1"));
     assert_eq!(a.decided_by, DecidedBy::Fallback(FallbackReason::Demoted));
 }
 
 #[test]
 fn row22_nondeterministic_or_slow_strategies_are_refused_by_the_probe() {
-    for (fx, reason) in [("nondeterministic", "probe_nondeterministic"), ("slow", "probe_too_slow")] {
+    for (fx, reason) in [
+        ("nondeterministic", "probe_nondeterministic"),
+        ("slow", "probe_too_slow"),
+    ] {
         let env = TestEnv::new();
         let lib = env.install(&fixture(fx), "plugins/p.so", fx, 1);
         assert_refused(&sdk_for(&env, fx, &lib, None), fx, reason);
@@ -360,15 +555,25 @@ fn row24_the_loaded_code_is_the_verified_private_copy_not_the_configured_path() 
     let sha = sha256_hex(&lib);
     let sdk = sdk_for(&env, "marker", &lib, None);
     let maps = mapped_files();
-    assert!(maps.contains(&format!("{sha}.so")), "the content-addressed copy is mapped");
-    assert!(!maps.contains(lib.to_str().unwrap()), "the configured path is never mapped");
+    assert!(
+        maps.contains(&format!("{sha}.so")),
+        "the content-addressed copy is mapped"
+    );
+    assert!(
+        !maps.contains(lib.to_str().unwrap()),
+        "the configured path is never mapped"
+    );
     // Swapping the configured file after verification changes nothing that serves …
     env.copy(&fixture("marker-b"), "plugins/marker.so");
     assert_eq!(sdk.assign("exp", &Unit::new("u")).variant.unwrap().index, 0);
     // … and a reload sees bytes that no longer match their signature: refused whole.
     let report = sdk.reload();
     assert!(!report.accepted);
-    assert_eq!(report.refusal.as_ref().unwrap().reason, "bad_signature", "{report}");
+    assert_eq!(
+        report.refusal.as_ref().unwrap().reason,
+        "bad_signature",
+        "{report}"
+    );
     assert_eq!(report.plugins[0].change, "refused");
     assert_eq!(sdk.assign("exp", &Unit::new("u")).variant.unwrap().index, 0);
 }
@@ -378,9 +583,16 @@ fn row25_a_new_version_over_the_same_path_really_runs() {
     let env = TestEnv::new();
     let lib = env.install(&fixture("marker-a"), "plugins/marker.so", "marker", 1);
     // The marker builds answer one variant for everybody: no sample-ratio guard for this row.
-    let no_srm = GuardConfig { srm_min_p_value: 0.0, ..GuardConfig::default() };
+    let no_srm = GuardConfig {
+        srm_min_p_value: 0.0,
+        ..GuardConfig::default()
+    };
     let cfg = env.write_config(&plugin_experiment_toml("marker", &lib, None), false);
-    let sdk = Sdk::builder().probe(probe()).guards(no_srm).build_from_file(cfg).unwrap();
+    let sdk = Sdk::builder()
+        .probe(probe())
+        .guards(no_srm)
+        .build_from_file(cfg)
+        .unwrap();
     assert_eq!(sdk.assign("exp", &Unit::new("u")).variant.unwrap().index, 0);
     env.install(&fixture("marker-b"), "plugins/marker.so", "marker", 2);
     let report = sdk.reload();
@@ -396,22 +608,48 @@ fn row25_a_new_version_over_the_same_path_really_runs() {
 fn row26_unsafe_paths_are_refused_with_the_path() {
     use std::os::unix::fs::PermissionsExt;
     let env = TestEnv::new();
-    let lib = env.install(&reference("weighted-hash"), "plugins/wh.so", "weighted-hash", 1);
+    let lib = env.install(
+        &reference("weighted-hash"),
+        "plugins/wh.so",
+        "weighted-hash",
+        1,
+    );
     // `..` in the path
     let dotted = env.path("plugins/../plugins/wh.so");
-    assert_refused(&sdk_for(&env, "weighted-hash", &dotted, None), "weighted-hash", "unsafe_path");
+    assert_refused(
+        &sdk_for(&env, "weighted-hash", &dotted, None),
+        "weighted-hash",
+        "unsafe_path",
+    );
     // a symlink
     let link = env.path("plugins/link.so");
     std::os::unix::fs::symlink(&lib, &link).unwrap();
-    std::fs::copy(lib.with_extension("so.minisig"), env.path("plugins/link.so.minisig")).unwrap();
-    assert_refused(&sdk_for(&env, "weighted-hash", &link, None), "weighted-hash", "unsafe_path");
+    std::fs::copy(
+        lib.with_extension("so.minisig"),
+        env.path("plugins/link.so.minisig"),
+    )
+    .unwrap();
+    assert_refused(
+        &sdk_for(&env, "weighted-hash", &link, None),
+        "weighted-hash",
+        "unsafe_path",
+    );
     // a world-writable file
     std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o666)).unwrap();
     let sdk = sdk_for(&env, "weighted-hash", &lib, None);
     assert_refused(&sdk, "weighted-hash", "unsafe_path");
-    assert!(sdk.status().plugins[0].refusal.clone().unwrap().message.contains("wh.so"));
+    assert!(sdk.status().plugins[0]
+        .refusal
+        .clone()
+        .unwrap()
+        .message
+        .contains("wh.so"));
     // a group-writable directory
     std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::set_permissions(env.path("plugins"), std::fs::Permissions::from_mode(0o775)).unwrap();
-    assert_refused(&sdk_for(&env, "weighted-hash", &lib, None), "weighted-hash", "unsafe_path");
+    assert_refused(
+        &sdk_for(&env, "weighted-hash", &lib, None),
+        "weighted-hash",
+        "unsafe_path",
+    );
 }

@@ -26,7 +26,10 @@ fn the_exposure_hook_sees_every_assignment_with_its_provenance() {
             assert_eq!(e.experiment, "e");
             assert!(e.timestamp_ms > 1_700_000_000_000);
             if e.unit.id() == "vip" {
-                assert_eq!((e.assignment.reason, e.assignment.decided_by), (Reason::Override, DecidedBy::Nobody));
+                assert_eq!(
+                    (e.assignment.reason, e.assignment.decided_by),
+                    (Reason::Override, DecidedBy::Nobody)
+                );
             } else {
                 assert_eq!(e.assignment.decided_by, DecidedBy::Builtin);
             }
@@ -55,22 +58,37 @@ fn a_full_exposure_channel_drops_and_counts_instead_of_blocking() {
     let events: Vec<_> = receiver.try_iter().collect();
     assert_eq!(events.len(), 10);
     assert_eq!(events[0].unit, "u0");
-    assert_eq!(events[0].variant, sdk.assign("e", &Unit::new("u0")).variant_name());
+    assert_eq!(
+        events[0].variant,
+        sdk.assign("e", &Unit::new("u0")).variant_name()
+    );
 }
 
 #[test]
 fn exposures_carry_the_plugin_provenance() {
     let env = TestEnv::new();
-    let lib = env.install(&reference("weighted-hash"), "plugins/wh.so", "weighted-hash", 7);
+    let lib = env.install(
+        &reference("weighted-hash"),
+        "plugins/wh.so",
+        "weighted-hash",
+        7,
+    );
     let (channel, receiver) = ExposureChannel::bounded(100);
     let sdk = Sdk::builder()
-        .probe(ProbeConfig { units: 64, ..Default::default() })
+        .probe(ProbeConfig {
+            units: 64,
+            ..Default::default()
+        })
         .on_exposure(channel.hook())
-        .build_from_file(env.write_config(&plugin_experiment_toml("weighted-hash", &lib, None), false))
+        .build_from_file(
+            env.write_config(&plugin_experiment_toml("weighted-hash", &lib, None), false),
+        )
         .unwrap();
     sdk.assign("exp", &Unit::new("u1"));
     let event = receiver.try_recv().unwrap();
-    let DecidedBy::Plugin(p) = event.decided_by else { panic!("not decided by the plugin: {event:?}") };
+    let DecidedBy::Plugin(p) = event.decided_by else {
+        panic!("not decided by the plugin: {event:?}")
+    };
     assert_eq!((p.name.as_str(), p.version), ("weighted-hash", 7));
     assert_eq!(p.sha256, abkit_tests::env::sha256_hex(&lib));
     assert_eq!(p.key_id.len(), 16);
@@ -92,7 +110,11 @@ fn assignment_counters_count_every_answer_by_experiment_and_variant() {
         if key.name() != "abkit_assignments_total" {
             continue;
         }
-        let variant = key.labels().find(|l| l.key() == "variant").map(|l| l.value().to_string()).unwrap_or_default();
+        let variant = key
+            .labels()
+            .find(|l| l.key() == "variant")
+            .map(|l| l.value().to_string())
+            .unwrap_or_default();
         if let DebugValue::Counter(n) = value {
             match variant.as_str() {
                 "a" => got[0] = n,

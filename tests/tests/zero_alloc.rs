@@ -45,30 +45,61 @@ fn assign_allocates_nothing_on_any_path() {
     let region = Region::new(GLOBAL);
     let mut enrolled = 0u64;
     for id in &ids {
-        for (exp, attrs) in [("full", &us[..]), ("full", &fr[..]), ("layered", &[][..]), ("off", &[][..]), ("missing", &[][..])] {
-            enrolled += u64::from(sdk.assign(exp, &Unit::new(id).with_attributes(attrs)).is_enrolled());
+        for (exp, attrs) in [
+            ("full", &us[..]),
+            ("full", &fr[..]),
+            ("layered", &[][..]),
+            ("off", &[][..]),
+            ("missing", &[][..]),
+        ] {
+            enrolled += u64::from(
+                sdk.assign(exp, &Unit::new(id).with_attributes(attrs))
+                    .is_enrolled(),
+            );
         }
     }
     enrolled += u64::from(sdk.assign("full", &Unit::new("forced")).is_enrolled());
-    enrolled += u64::from(sdk.assign("full", &Unit::new(&long_id).with_attributes(&us)).is_enrolled());
+    enrolled += u64::from(
+        sdk.assign("full", &Unit::new(&long_id).with_attributes(&us))
+            .is_enrolled(),
+    );
     let change = region.change();
 
-    assert!(enrolled > 10_000, "sanity: some units enrolled ({enrolled})");
-    assert_eq!((change.allocations, change.reallocations), (0, 0), "assign allocated: {change:?}");
+    assert!(
+        enrolled > 10_000,
+        "sanity: some units enrolled ({enrolled})"
+    );
+    assert_eq!(
+        (change.allocations, change.reallocations),
+        (0, 0),
+        "assign allocated: {change:?}"
+    );
 }
 
 fn assign_through_a_loaded_plugin_allocates_nothing() {
     use abkit_tests::env::{plugin_experiment_toml, TestEnv};
     let env = TestEnv::new();
-    let lib = env.install(&abkit_tests::fixtures::reference("weighted-hash"), "plugins/wh.so", "weighted-hash", 1);
+    let lib = env.install(
+        &abkit_tests::fixtures::reference("weighted-hash"),
+        "plugins/wh.so",
+        "weighted-hash",
+        1,
+    );
     let config = env.write_config(&plugin_experiment_toml("weighted-hash", &lib, None), false);
     let sdk = Sdk::builder()
-        .probe(abkit::probe::ProbeConfig { units: 64, ..Default::default() })
+        .probe(abkit::probe::ProbeConfig {
+            units: 64,
+            ..Default::default()
+        })
         .build_from_file(config)
         .unwrap();
     let ids: Vec<String> = (0..10_000).map(|i| format!("user-{i}")).collect();
     let warm = sdk.assign("exp", &Unit::new("warm")); // first call fills the plugin's ranges cache
-    assert!(matches!(warm.decided_by, abkit::DecidedBy::Plugin(_)), "{}", sdk.status());
+    assert!(
+        matches!(warm.decided_by, abkit::DecidedBy::Plugin(_)),
+        "{}",
+        sdk.status()
+    );
 
     let region = Region::new(GLOBAL);
     let mut enrolled = 0u64;
@@ -77,5 +108,9 @@ fn assign_through_a_loaded_plugin_allocates_nothing() {
     }
     let change = region.change();
     assert_eq!(enrolled, 10_000);
-    assert_eq!((change.allocations, change.reallocations), (0, 0), "assign through the plugin allocated: {change:?}");
+    assert_eq!(
+        (change.allocations, change.reallocations),
+        (0, 0),
+        "assign through the plugin allocated: {change:?}"
+    );
 }

@@ -118,8 +118,9 @@ impl VariantRanges {
         if total == 0 {
             return Err(RangesError::ZeroTotalWeight);
         }
-        let boundary =
-            |cum: u64| -> u32 { ((u128::from(cum) * u128::from(BUCKETS)) / u128::from(total)) as u32 };
+        let boundary = |cum: u64| -> u32 {
+            ((u128::from(cum) * u128::from(BUCKETS)) / u128::from(total)) as u32
+        };
         let mut ranges = Vec::with_capacity(weights.len());
         let mut cum = 0u64;
         for &w in weights {
@@ -149,12 +150,18 @@ impl VariantRanges {
 /// One-shot helper: the variant of `unit` for `weights` and `coverage` (a fraction), or `None`.
 ///
 /// Recomputes the ranges on every call; hot paths build a [`VariantRanges`] once.
-pub fn assign(salt: &str, unit: &str, weights: &[u32], coverage: f64) -> Result<Option<usize>, RangesError> {
+pub fn assign(
+    salt: &str,
+    unit: &str,
+    weights: &[u32],
+    coverage: f64,
+) -> Result<Option<usize>, RangesError> {
     let ranges = VariantRanges::new(weights, coverage_bp(coverage))?;
     Ok(ranges.variant_of(bucket(salt.as_bytes(), unit.as_bytes())))
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -178,7 +185,10 @@ mod tests {
 
     #[test]
     fn zero_total_weight_is_refused() {
-        assert_eq!(VariantRanges::new(&[0, 0], 10), Err(RangesError::ZeroTotalWeight));
+        assert_eq!(
+            VariantRanges::new(&[0, 0], 10),
+            Err(RangesError::ZeroTotalWeight)
+        );
         assert_eq!(VariantRanges::new(&[], 10), Err(RangesError::NoVariants));
     }
 

@@ -38,12 +38,21 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
     let sdk = Sdk::from_file(&args.config)?;
     let snapshot = sdk.snapshot();
     if snapshot.experiment(&args.experiment).is_none() {
-        let known: Vec<&str> = snapshot.config().experiments.iter().map(|e| e.key.as_str()).collect();
+        let known: Vec<&str> = snapshot
+            .config()
+            .experiments
+            .iter()
+            .map(|e| e.key.as_str())
+            .collect();
         return Err(CliError::Invalid(format!(
             "experiment \"{}\" is not in {}; known experiments: {}",
             args.experiment,
             args.config.display(),
-            if known.is_empty() { "(none)".to_string() } else { known.join(", ") }
+            if known.is_empty() {
+                "(none)".to_string()
+            } else {
+                known.join(", ")
+            }
         )));
     }
     if let Some(path) = &args.units {
@@ -51,16 +60,30 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
         let result = if path.as_os_str() == "-" {
             crate::bulk::assign_csv(&snapshot, &args.experiment, std::io::stdin().lock(), stdout)
         } else {
-            let file = std::fs::File::open(path)
-                .map_err(|e| CliError::Invalid(format!("cannot open units file {}: {e}", path.display())))?;
-            crate::bulk::assign_csv(&snapshot, &args.experiment, BufReader::with_capacity(1 << 16, file), stdout)
+            let file = std::fs::File::open(path).map_err(|e| {
+                CliError::Invalid(format!("cannot open units file {}: {e}", path.display()))
+            })?;
+            crate::bulk::assign_csv(
+                &snapshot,
+                &args.experiment,
+                BufReader::with_capacity(1 << 16, file),
+                stdout,
+            )
         };
         let stats = result.map_err(|e| CliError::Invalid(format!("{}: {e}", path.display())))?;
-        tracing::info!(units = stats.units, enrolled = stats.enrolled, "bulk assignment done");
+        tracing::info!(
+            units = stats.units,
+            enrolled = stats.enrolled,
+            "bulk assignment done"
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let id = args.unit.unwrap_or_default();
-    let attrs: Vec<Attribute<'_>> = args.attrs.iter().map(|(k, v)| Attribute::new(k, v)).collect();
+    let attrs: Vec<Attribute<'_>> = args
+        .attrs
+        .iter()
+        .map(|(k, v)| Attribute::new(k, v))
+        .collect();
     let a = snapshot.assign(&args.experiment, &Unit::new(&id).with_attributes(&attrs));
     println!("{}", a.variant_name().unwrap_or("-"));
     eprintln!("reason: {} (decided by {})", a.reason, a.decided_by);

@@ -22,11 +22,15 @@ pub struct Args {
 }
 
 pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
-    let config = Config::from_toml_str(DEMO_CONFIG, "demo.toml (embedded)", Path::new(".")).map_err(crate::Error::from)?;
+    let config = Config::from_toml_str(DEMO_CONFIG, "demo.toml (embedded)", Path::new("."))
+        .map_err(crate::Error::from)?;
     let sdk = Sdk::from_config(config)?;
     let snap = sdk.snapshot();
     println!("== part 1: the built-in bucketer ==");
-    println!("== abkit demo: {} experiments from the embedded demo.toml ==\n", snap.config().experiments.len());
+    println!(
+        "== abkit demo: {} experiments from the embedded demo.toml ==\n",
+        snap.config().experiments.len()
+    );
 
     println!("-- single assignments (variant, reason, strategy) --");
     let us: &[Attribute<'_>] = &[Attribute::new("country", "US")];
@@ -43,7 +47,11 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
     ];
     for (exp, unit) in &cases {
         let a = sdk.assign(exp, unit);
-        let attrs: Vec<String> = unit.attributes().iter().map(|a| format!("{}={}", a.key, a.value)).collect();
+        let attrs: Vec<String> = unit
+            .attributes()
+            .iter()
+            .map(|a| format!("{}={}", a.key, a.value))
+            .collect();
         println!(
             "  {exp:<16} {:<10} {:<11} -> {:<9} ({}, {})",
             unit.id(),
@@ -54,7 +62,10 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
         );
     }
 
-    println!("\n-- split over {} synthetic units per experiment (observed vs expected share) --", args.units);
+    println!(
+        "\n-- split over {} synthetic units per experiment (observed vs expected share) --",
+        args.units
+    );
     let attrs: &[Attribute<'_>] = &[Attribute::new("country", "CA")];
     let mut id = String::new();
     for e in &snap.config().experiments {
@@ -78,14 +89,25 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
             }
         }
         let total_w: u64 = e.variants.iter().map(|v| u64::from(v.weight)).sum();
-        let slice = e.layer.as_ref().map_or(1.0, |s| f64::from(s.end - s.start) / 10_000.0);
+        let slice = e
+            .layer
+            .as_ref()
+            .map_or(1.0, |s| f64::from(s.end - s.start) / 10_000.0);
         let on = if e.enabled { 1.0 } else { 0.0 };
         print!("  {:<16}", e.key);
         for (v, c) in e.variants.iter().zip(&counts) {
             let expected = on * slice * e.coverage * v.weight as f64 / total_w as f64;
-            print!(" {}={:.2}% (exp {:.2}%)", v.name, 100.0 * *c as f64 / f64::from(args.units), 100.0 * expected);
+            print!(
+                " {}={:.2}% (exp {:.2}%)",
+                v.name,
+                100.0 * *c as f64 / f64::from(args.units),
+                100.0 * expected
+            );
         }
-        println!(" not-enrolled={:.2}%", 100.0 * not_enrolled as f64 / f64::from(args.units));
+        println!(
+            " not-enrolled={:.2}%",
+            100.0 * not_enrolled as f64 / f64::from(args.units)
+        );
         if e.key == "price_banner" {
             println!("  {:<16} units in both price_banner and free_shipping (same layer): {in_both_layer_experiments}", "");
         }

@@ -31,11 +31,19 @@ fn cargo_build(args: &[&str], target_dir: &Path) -> Result<(), CliError> {
         .current_dir(workspace_root())
         .env_remove("CARGO_TARGET_DIR")
         .status()
-        .map_err(|e| CliError::Invalid(format!("cannot run cargo ({}) to build the plugins: {e}; run the demo with `cargo demo`", cargo.to_string_lossy())))?;
+        .map_err(|e| {
+            CliError::Invalid(format!(
+                "cannot run cargo ({}) to build the plugins: {e}; run the demo with `cargo demo`",
+                cargo.to_string_lossy()
+            ))
+        })?;
     if status.success() {
         Ok(())
     } else {
-        Err(CliError::Invalid(format!("building the plugins failed (cargo build {})", args.join(" "))))
+        Err(CliError::Invalid(format!(
+            "building the plugins failed (cargo build {})",
+            args.join(" ")
+        )))
     }
 }
 
@@ -47,7 +55,10 @@ fn build_plugins(prebuilt: Option<&Path>) -> Result<(PathBuf, PathBuf), CliError
     let target = workspace_root().join("target");
     eprintln!("[demo] building the three strategy plugins (release; the first run compiles for a few minutes) ...");
     let mut args = vec!["--release", "--quiet"];
-    let packages: Vec<String> = STRATEGIES.iter().map(|s| format!("abkit-strategy-{s}")).collect();
+    let packages: Vec<String> = STRATEGIES
+        .iter()
+        .map(|s| format!("abkit-strategy-{s}"))
+        .collect();
     for p in &packages {
         args.extend(["-p", p.as_str()]);
     }
@@ -55,8 +66,20 @@ fn build_plugins(prebuilt: Option<&Path>) -> Result<(PathBuf, PathBuf), CliError
     eprintln!("[demo] building the deliberately biased test strategy (tests/fixtures/biased) ...");
     let manifest = workspace_root().join("tests/fixtures/Cargo.toml");
     let manifest = manifest.to_string_lossy().into_owned();
-    cargo_build(&["--quiet", "--manifest-path", &manifest, "-p", "fixture-biased"], &target.join("demo-fixtures"))?;
-    Ok((target.join("demo-plugins/release"), target.join("demo-fixtures/debug")))
+    cargo_build(
+        &[
+            "--quiet",
+            "--manifest-path",
+            &manifest,
+            "-p",
+            "fixture-biased",
+        ],
+        &target.join("demo-fixtures"),
+    )?;
+    Ok((
+        target.join("demo-plugins/release"),
+        target.join("demo-fixtures/debug"),
+    ))
 }
 
 struct Deploy {
@@ -67,14 +90,23 @@ struct Deploy {
 
 impl Deploy {
     /// Copies `lib` to `plugins/<file>` (rename into place) and signs it.
-    fn install(&self, lib: &Path, file: &str, name: &str, version: u64) -> Result<PathBuf, CliError> {
+    fn install(
+        &self,
+        lib: &Path,
+        file: &str,
+        name: &str,
+        version: u64,
+    ) -> Result<PathBuf, CliError> {
         let dest = self.dir.join("plugins").join(file);
         let tmp = dest.with_extension("tmp");
-        let io = |e: std::io::Error| CliError::Invalid(format!("demo deploy of {}: {e}", dest.display()));
+        let io = |e: std::io::Error| {
+            CliError::Invalid(format!("demo deploy of {}: {e}", dest.display()))
+        };
         std::fs::copy(lib, &tmp).map_err(io)?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).map_err(io)?;
         std::fs::rename(&tmp, &dest).map_err(io)?;
-        abkit_signing::sign(&self.key, None, &dest, name, version, None).map_err(|e| CliError::Invalid(e.to_string()))?;
+        abkit_signing::sign(&self.key, None, &dest, name, version, None)
+            .map_err(|e| CliError::Invalid(e.to_string()))?;
         Ok(dest)
     }
 }
@@ -136,15 +168,35 @@ fn show_assignments(sdk: &Sdk) {
     let units: [(&str, &str, &[Attribute<'static>]); 6] = [
         ("ranking", "user-1", &[]),
         ("ranking", "user-2", &[]),
-        ("delivery_fee", "order-17", &[Attribute::new("city", "lisbon")]),
-        ("delivery_fee", "order-18", &[Attribute::new("city", "lisbon")]),
-        ("team_pricing", "alice", &[Attribute::new("team_id", "t-42")]),
+        (
+            "delivery_fee",
+            "order-17",
+            &[Attribute::new("city", "lisbon")],
+        ),
+        (
+            "delivery_fee",
+            "order-18",
+            &[Attribute::new("city", "lisbon")],
+        ),
+        (
+            "team_pricing",
+            "alice",
+            &[Attribute::new("team_id", "t-42")],
+        ),
         ("team_pricing", "bob", &[Attribute::new("team_id", "t-42")]),
     ];
     for (exp, id, attrs) in units {
         let a = sdk.assign(exp, &Unit::new(id).with_attributes(attrs));
-        let shown: Vec<String> = attrs.iter().map(|a| format!("{}={}", a.key, a.value)).collect();
-        println!("  {exp:<13} {id:<9} {:<12} -> {:<10} by {}", shown.join(","), a.variant_name().unwrap_or("-"), a.decided_by);
+        let shown: Vec<String> = attrs
+            .iter()
+            .map(|a| format!("{}={}", a.key, a.value))
+            .collect();
+        println!(
+            "  {exp:<13} {id:<9} {:<12} -> {:<10} by {}",
+            shown.join(","),
+            a.variant_name().unwrap_or("-"),
+            a.decided_by
+        );
     }
 }
 
@@ -157,24 +209,48 @@ fn step(title: &str, report: &ReloadReport) {
 pub(super) fn run(prebuilt: Option<&Path>) -> Result<(), CliError> {
     println!("\n== part 2: signed strategy plugins and live hot-swap ==");
     let (plugins, fixtures) = build_plugins(prebuilt)?;
-    let tmp = tempfile::Builder::new().prefix("abkit-demo-").tempdir().map_err(|e| CliError::Invalid(format!("temp dir: {e}")))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("abkit-demo-")
+        .tempdir()
+        .map_err(|e| CliError::Invalid(format!("temp dir: {e}")))?;
     let dir = tmp.path().to_path_buf();
-    std::fs::create_dir_all(dir.join("plugins")).map_err(|e| CliError::Invalid(format!("{}: {e}", dir.display())))?;
-    let (pubkey, key) = abkit_signing::keygen(&dir.join("keys"), "demo", None).map_err(|e| CliError::Invalid(e.to_string()))?;
-    let d = Deploy { dir: dir.clone(), key, pubkey };
-    println!("throwaway key pair in {} (unencrypted: demo only)", dir.join("keys").display());
+    std::fs::create_dir_all(dir.join("plugins"))
+        .map_err(|e| CliError::Invalid(format!("{}: {e}", dir.display())))?;
+    let (pubkey, key) = abkit_signing::keygen(&dir.join("keys"), "demo", None)
+        .map_err(|e| CliError::Invalid(e.to_string()))?;
+    let d = Deploy {
+        dir: dir.clone(),
+        key,
+        pubkey,
+    };
+    println!(
+        "throwaway key pair in {} (unencrypted: demo only)",
+        dir.join("keys").display()
+    );
     let lib = |s: &str| plugins.join(format!("libabkit_strategy_{}.so", s.replace('-', "_")));
     for s in STRATEGIES {
         let file = format!("libabkit_strategy_{}.so", s.replace('-', "_"));
         d.install(&lib(s), &file, s, 1)?;
         println!("signed {s} v1");
     }
-    d.install(&fixtures.join("libfixture_biased.so"), "libfixture_biased.so", "biased", 1)?;
+    d.install(
+        &fixtures.join("libfixture_biased.so"),
+        "libfixture_biased.so",
+        "biased",
+        1,
+    )?;
     let config = write_config(&d, "plugin:weighted-hash")?;
 
     let t = Instant::now();
-    let sdk = Arc::new(Sdk::builder().guards(GuardConfig::default()).build_from_file(&config)?);
-    println!("\nloaded, verified and probed in {:.1} ms:\n", t.elapsed().as_secs_f64() * 1e3);
+    let sdk = Arc::new(
+        Sdk::builder()
+            .guards(GuardConfig::default())
+            .build_from_file(&config)?,
+    );
+    println!(
+        "\nloaded, verified and probed in {:.1} ms:\n",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     print!("{}", sdk.status());
     println!("\n-- assignments through each plugin --");
     show_assignments(&sdk);
@@ -185,7 +261,8 @@ pub(super) fn run(prebuilt: Option<&Path>) -> Result<(), CliError> {
     let by_v2 = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..2)
         .map(|w| {
-            let (sdk, stop, served, by_v2) = (sdk.clone(), stop.clone(), served.clone(), by_v2.clone());
+            let (sdk, stop, served, by_v2) =
+                (sdk.clone(), stop.clone(), served.clone(), by_v2.clone());
             std::thread::spawn(move || {
                 let mut id = String::new();
                 let mut i = 0u64;
@@ -204,15 +281,39 @@ pub(super) fn run(prebuilt: Option<&Path>) -> Result<(), CliError> {
         .collect();
     println!("\n2 threads now assign `ranking` continuously while ops change things:");
 
-    d.install(&lib("weighted-hash"), "libabkit_strategy_weighted_hash.so", "weighted-hash", 2)?;
-    step("1. ops deploy weighted-hash v2 (signed) over the same path", &sdk.reload_from_source("demo"));
+    d.install(
+        &lib("weighted-hash"),
+        "libabkit_strategy_weighted_hash.so",
+        "weighted-hash",
+        2,
+    )?;
+    step(
+        "1. ops deploy weighted-hash v2 (signed) over the same path",
+        &sdk.reload_from_source("demo"),
+    );
 
-    d.install(&lib("weighted-hash"), "libabkit_strategy_weighted_hash.so", "weighted-hash", 1)?;
-    step("2. someone re-deploys the older v1 (rollback attempt)", &sdk.reload_from_source("demo"));
+    d.install(
+        &lib("weighted-hash"),
+        "libabkit_strategy_weighted_hash.so",
+        "weighted-hash",
+        1,
+    )?;
+    step(
+        "2. someone re-deploys the older v1 (rollback attempt)",
+        &sdk.reload_from_source("demo"),
+    );
 
-    d.install(&lib("weighted-hash"), "libabkit_strategy_weighted_hash.so", "weighted-hash", 2)?;
+    d.install(
+        &lib("weighted-hash"),
+        "libabkit_strategy_weighted_hash.so",
+        "weighted-hash",
+        2,
+    )?;
     write_config(&d, "plugin:biased")?;
-    step("3. ranking switched to the `biased` strategy (valid, signed, but skewed)", &sdk.reload_from_source("demo"));
+    step(
+        "3. ranking switched to the `biased` strategy (valid, signed, but skewed)",
+        &sdk.reload_from_source("demo"),
+    );
     write_config(&d, "plugin:weighted-hash")?;
 
     let sb = d.dir.join("plugins/libabkit_strategy_switchback.so");
@@ -220,7 +321,10 @@ pub(super) fn run(prebuilt: Option<&Path>) -> Result<(), CliError> {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     std::fs::write(&sb, bytes).map_err(|e| CliError::Invalid(e.to_string()))?;
-    step("4. one byte of the switchback plugin flipped on disk", &sdk.reload_from_source("demo"));
+    step(
+        "4. one byte of the switchback plugin flipped on disk",
+        &sdk.reload_from_source("demo"),
+    );
 
     stop.store(true, Ordering::Relaxed);
     for w in workers {

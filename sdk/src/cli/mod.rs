@@ -19,7 +19,11 @@ use std::process::ExitCode;
 
 /// Command-line arguments of `abkit`.
 #[derive(Debug, Parser)]
-#[command(name = "abkit", version, about = "Assign units to A/B-experiment variants; manage signed strategy plugins.")]
+#[command(
+    name = "abkit",
+    version,
+    about = "Assign units to A/B-experiment variants; manage signed strategy plugins."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -25,12 +25,20 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
     let sdk = Sdk::from_file(&args.config)?;
     let status = sdk.status();
     if args.json {
-        let text = serde_json::to_string_pretty(&status).map_err(|e| CliError::Invalid(format!("cannot encode status: {e}")))?;
+        let text = serde_json::to_string_pretty(&status)
+            .map_err(|e| CliError::Invalid(format!("cannot encode status: {e}")))?;
         println!("{text}");
     } else {
         print!("{status}");
     }
-    let refused = status.plugins.iter().any(|p| p.state != PluginState::Active)
+    let refused = status
+        .plugins
+        .iter()
+        .any(|p| p.state != PluginState::Active)
         || status.experiments.iter().any(|e| e.refusal.is_some());
-    Ok(if args.strict && refused { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if args.strict && refused {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

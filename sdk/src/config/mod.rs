@@ -173,7 +173,13 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.issues.len();
-        write!(f, "{} has {} problem{}:", self.source_name, n, if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "{} has {} problem{}:",
+            self.source_name,
+            n,
+            if n == 1 { "" } else { "s" }
+        )?;
         for issue in &self.issues {
             write!(f, "\n  - {issue}")?;
         }
@@ -183,7 +189,11 @@ impl fmt::Display for ConfigError {
 
 impl Config {
     /// Parses and validates TOML text; `base_dir` resolves relative paths.
-    pub fn from_toml_str(text: &str, source_name: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+    pub fn from_toml_str(
+        text: &str,
+        source_name: &str,
+        base_dir: &Path,
+    ) -> Result<Config, ConfigError> {
         validate::parse_and_validate(text, source_name, base_dir)
     }
 
@@ -192,12 +202,18 @@ impl Config {
         let source_name = path.display().to_string();
         let fail = |message: String| ConfigError {
             source_name: source_name.clone(),
-            issues: vec![ConfigIssue { path: "(file)".into(), message }],
+            issues: vec![ConfigIssue {
+                path: "(file)".into(),
+                message,
+            }],
         };
         let meta = std::fs::metadata(path)
             .map_err(|e| fail(format!("cannot read the config file: {e}; check the path")))?;
         if meta.len() > 16 << 20 {
-            return Err(fail(format!("the file is {} bytes; the limit is 16 MiB", meta.len())));
+            return Err(fail(format!(
+                "the file is {} bytes; the limit is 16 MiB",
+                meta.len()
+            )));
         }
         let text = std::fs::read_to_string(path)
             .map_err(|e| fail(format!("cannot read the config file as UTF-8 text: {e}")))?;

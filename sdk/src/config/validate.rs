@@ -20,11 +20,18 @@ struct Issues(Vec<ConfigIssue>);
 
 impl Issues {
     fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ConfigIssue { path: path.into(), message: message.into() });
+        self.0.push(ConfigIssue {
+            path: path.into(),
+            message: message.into(),
+        });
     }
 }
 
-pub(super) fn parse_and_validate(text: &str, source_name: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+pub(super) fn parse_and_validate(
+    text: &str,
+    source_name: &str,
+    base_dir: &Path,
+) -> Result<Config, ConfigError> {
     let mut issues = Issues::default();
     let mut unknown = Vec::new();
     let de = toml::Deserializer::new(text);
@@ -36,17 +43,26 @@ pub(super) fn parse_and_validate(text: &str, source_name: &str, base_dir: &Path)
                 .map(|s| line_col(text, s.start))
                 .unwrap_or_else(|| "(syntax)".to_string());
             issues.add(at, e.message().trim().to_string());
-            return Err(ConfigError { source_name: source_name.to_string(), issues: issues.0 });
+            return Err(ConfigError {
+                source_name: source_name.to_string(),
+                issues: issues.0,
+            });
         }
     };
     for path in unknown {
-        issues.add(path, "unknown field; remove it or check its spelling (see the README's config reference)");
+        issues.add(
+            path,
+            "unknown field; remove it or check its spelling (see the README's config reference)",
+        );
     }
     let config = validate(raw, base_dir, &mut issues);
     if issues.0.is_empty() {
         Ok(config)
     } else {
-        Err(ConfigError { source_name: source_name.to_string(), issues: issues.0 })
+        Err(ConfigError {
+            source_name: source_name.to_string(),
+            issues: issues.0,
+        })
     }
 }
 
@@ -64,9 +80,15 @@ fn path_string(path: &serde_ignored::Path<'_>) -> String {
         P::Seq { parent, index } => format!("{}[{index}]", path_string(parent)),
         P::Map { parent, key } => {
             let p = path_string(parent);
-            if p.is_empty() { key.clone() } else { format!("{p}.{key}") }
+            if p.is_empty() {
+                key.clone()
+            } else {
+                format!("{p}.{key}")
+            }
         }
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => path_string(parent),
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            path_string(parent)
+        }
     }
 }
 
@@ -96,14 +118,22 @@ fn validate(raw: RawConfig, base_dir: &Path, issues: &mut Issues) -> Config {
     for (_, e) in &experiments {
         if let Some(slice) = &e.layer {
             if !layers.iter().any(|l| l.name == slice.layer) {
-                layers.push(LayerConfig { name: slice.layer.clone(), salt: slice.layer.clone() });
+                layers.push(LayerConfig {
+                    name: slice.layer.clone(),
+                    salt: slice.layer.clone(),
+                });
             }
         }
     }
     for layer in &layers {
         let mut slices: Vec<(&str, &LayerSlice)> = experiments
             .iter()
-            .filter_map(|(at, e)| e.layer.as_ref().filter(|s| s.layer == layer.name).map(|s| (at.as_str(), s)))
+            .filter_map(|(at, e)| {
+                e.layer
+                    .as_ref()
+                    .filter(|s| s.layer == layer.name)
+                    .map(|s| (at.as_str(), s))
+            })
             .collect();
         slices.sort_by_key(|(_, s)| s.start);
         for pair in slices.windows(2) {
@@ -143,44 +173,61 @@ fn validate_experiment(
             String::new()
         }
         None => {
-            issues.add(format!("{at}.key"), "missing; every experiment needs a unique key");
+            issues.add(
+                format!("{at}.key"),
+                "missing; every experiment needs a unique key",
+            );
             String::new()
         }
     };
     let salt = e.salt.unwrap_or_else(|| key.clone());
     if salt.is_empty() && !key.is_empty() {
-        issues.add(format!("{at}.salt"), "must not be empty; omit it to use the key");
+        issues.add(
+            format!("{at}.salt"),
+            "must not be empty; omit it to use the key",
+        );
     }
     let coverage = e.coverage.unwrap_or(1.0);
     if !(0.0..=1.0).contains(&coverage) {
-        issues.add(format!("{at}.coverage"), format!("{coverage} is outside 0..=1 (a fraction: 0.25 means 25%)"));
+        issues.add(
+            format!("{at}.coverage"),
+            format!("{coverage} is outside 0..=1 (a fraction: 0.25 means 25%)"),
+        );
     }
     let strategy = match e.strategy.as_deref() {
         None | Some(STRATEGY_BUILTIN) => StrategyRef::Builtin,
-        Some(s) => match s.strip_prefix("plugin:") {
-            Some(name) if plugin_names.contains(name) => StrategyRef::Plugin(name.to_string()),
-            Some(name) => {
-                issues.add(format!("{at}.strategy"), format!("plugin \"{name}\" is not declared; add a [[plugins]] entry with name = \"{name}\""));
-                StrategyRef::Builtin
+        Some(s) => {
+            match s.strip_prefix("plugin:") {
+                Some(name) if plugin_names.contains(name) => StrategyRef::Plugin(name.to_string()),
+                Some(name) => {
+                    issues.add(format!("{at}.strategy"), format!("plugin \"{name}\" is not declared; add a [[plugins]] entry with name = \"{name}\""));
+                    StrategyRef::Builtin
+                }
+                None => {
+                    issues.add(format!("{at}.strategy"), format!("unknown strategy \"{s}\"; use \"{STRATEGY_BUILTIN}\" or \"plugin:<name>\""));
+                    StrategyRef::Builtin
+                }
             }
-            None => {
-                issues.add(format!("{at}.strategy"), format!("unknown strategy \"{s}\"; use \"{STRATEGY_BUILTIN}\" or \"plugin:<name>\""));
-                StrategyRef::Builtin
-            }
-        },
+        }
     };
     let strategy_config_json = match &e.strategy_config {
         None => "{}".to_string(),
         Some(v) => match serde_json::to_string(v) {
             Ok(s) => s,
             Err(err) => {
-                issues.add(format!("{at}.strategy_config"), format!("cannot be expressed as JSON: {err}"));
+                issues.add(
+                    format!("{at}.strategy_config"),
+                    format!("cannot be expressed as JSON: {err}"),
+                );
                 String::new()
             }
         },
     };
     if e.strategy_config.is_some() && strategy == StrategyRef::Builtin && e.strategy.is_some() {
-        issues.add(format!("{at}.strategy_config"), format!("{STRATEGY_BUILTIN} takes no strategy_config; remove it"));
+        issues.add(
+            format!("{at}.strategy_config"),
+            format!("{STRATEGY_BUILTIN} takes no strategy_config; remove it"),
+        );
     }
 
     let variants = validate_variants(e.variants, at, issues);
@@ -197,14 +244,20 @@ fn validate_experiment(
     let mut targeting = Vec::new();
     for (attr, values) in e.targeting.unwrap_or_default() {
         if values.is_empty() {
-            issues.add(format!("{at}.targeting.{attr}"), "lists no value, so nobody could match; list at least one or remove the key");
+            issues.add(
+                format!("{at}.targeting.{attr}"),
+                "lists no value, so nobody could match; list at least one or remove the key",
+            );
         }
         targeting.push((attr, values));
     }
     let layer = e.layer.and_then(|l| validate_slice(l, at, issues));
     if let Some(m) = e.max_reassignment {
         if !(0.0..=1.0).contains(&m) {
-            issues.add(format!("{at}.max_reassignment"), format!("{m} is outside 0..=1 (a fraction of enrolled units)"));
+            issues.add(
+                format!("{at}.max_reassignment"),
+                format!("{m} is outside 0..=1 (a fraction of enrolled units)"),
+            );
         }
     }
 
@@ -226,16 +279,30 @@ fn validate_experiment(
 }
 
 fn names(variants: &[VariantConfig]) -> String {
-    variants.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ")
+    variants
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-fn validate_variants(raw: Option<Vec<super::raw::RawVariant>>, at: &str, issues: &mut Issues) -> Vec<VariantConfig> {
+fn validate_variants(
+    raw: Option<Vec<super::raw::RawVariant>>,
+    at: &str,
+    issues: &mut Issues,
+) -> Vec<VariantConfig> {
     let Some(raw) = raw.filter(|v| !v.is_empty()) else {
-        issues.add(format!("{at}.variants"), "missing or empty; list at least one { name, weight }");
+        issues.add(
+            format!("{at}.variants"),
+            "missing or empty; list at least one { name, weight }",
+        );
         return Vec::new();
     };
     if raw.len() > MAX_VARIANTS {
-        issues.add(format!("{at}.variants"), format!("{} variants; at most {MAX_VARIANTS} are allowed", raw.len()));
+        issues.add(
+            format!("{at}.variants"),
+            format!("{} variants; at most {MAX_VARIANTS} are allowed", raw.len()),
+        );
     }
     let mut out = Vec::with_capacity(raw.len());
     let mut seen = HashSet::new();
@@ -250,16 +317,25 @@ fn validate_variants(raw: Option<Vec<super::raw::RawVariant>>, at: &str, issues:
             }
         };
         if !name.is_empty() && !seen.insert(name.clone()) {
-            issues.add(format!("{vat}.name"), format!("duplicate variant name \"{name}\""));
+            issues.add(
+                format!("{vat}.name"),
+                format!("duplicate variant name \"{name}\""),
+            );
         }
         let weight = match v.weight {
             Some(w) if (0..=i64::from(u32::MAX)).contains(&w) => w as u32,
             Some(w) => {
-                issues.add(format!("{vat}.weight"), format!("{w} is not a weight; use an integer in 0..={}", u32::MAX));
+                issues.add(
+                    format!("{vat}.weight"),
+                    format!("{w} is not a weight; use an integer in 0..={}", u32::MAX),
+                );
                 0
             }
             None => {
-                issues.add(format!("{vat}.weight"), "missing; give a non-negative integer");
+                issues.add(
+                    format!("{vat}.weight"),
+                    "missing; give a non-negative integer",
+                );
                 0
             }
         };
@@ -267,7 +343,10 @@ fn validate_variants(raw: Option<Vec<super::raw::RawVariant>>, at: &str, issues:
         out.push(VariantConfig { name, weight });
     }
     if total == 0 && out.iter().all(|v| !v.name.is_empty()) {
-        issues.add(format!("{at}.variants"), "the weights sum to 0; at least one weight must be positive");
+        issues.add(
+            format!("{at}.variants"),
+            "the weights sum to 0; at least one weight must be positive",
+        );
     }
     out
 }
@@ -276,20 +355,30 @@ fn validate_slice(l: RawLayerSlice, at: &str, issues: &mut Issues) -> Option<Lay
     let name = match l.name {
         Some(n) if !n.is_empty() => n,
         _ => {
-            issues.add(format!("{at}.layer.name"), "missing or empty; name the layer this experiment belongs to");
+            issues.add(
+                format!("{at}.layer.name"),
+                "missing or empty; name the layer this experiment belongs to",
+            );
             return None;
         }
     };
     match l.range.as_deref() {
         Some(&[start, end]) if 0 <= start && start < end && end <= i64::from(BUCKETS) => {
-            Some(LayerSlice { layer: name, start: start as u32, end: end as u32 })
+            Some(LayerSlice {
+                layer: name,
+                start: start as u32,
+                end: end as u32,
+            })
         }
         Some(r) => {
             issues.add(format!("{at}.layer.range"), format!("{r:?} is not a slice; use [start, end] with 0 <= start < end <= {BUCKETS} (basis points)"));
             None
         }
         None => {
-            issues.add(format!("{at}.layer.range"), "missing; give [start, end] in basis points");
+            issues.add(
+                format!("{at}.layer.range"),
+                "missing; give [start, end] in basis points",
+            );
             None
         }
     }
@@ -303,12 +392,18 @@ fn validate_layers(raw: &RawConfig, issues: &mut Issues) -> Vec<LayerConfig> {
             continue;
         };
         if out.iter().any(|o| o.name == name) {
-            issues.add(format!("layers[{i}].name"), format!("duplicate layer \"{name}\""));
+            issues.add(
+                format!("layers[{i}].name"),
+                format!("duplicate layer \"{name}\""),
+            );
             continue;
         }
         let salt = l.salt.clone().unwrap_or_else(|| name.clone());
         if salt.is_empty() {
-            issues.add(format!("layers[{i}].salt"), "must not be empty; omit it to use the name");
+            issues.add(
+                format!("layers[{i}].salt"),
+                "must not be empty; omit it to use the name",
+            );
         }
         out.push(LayerConfig { name, salt });
     }
@@ -321,12 +416,18 @@ fn validate_plugins(raw: &RawConfig, base_dir: &Path, issues: &mut Issues) -> Ve
         let at = format!("plugins[{i}]");
         let name = p.name.clone().unwrap_or_default();
         if !is_valid_plugin_name(&name) {
-            issues.add(format!("{at}.name"), format!("\"{name}\" is not a plugin name; use [a-z0-9][a-z0-9_-]{{0,63}}"));
+            issues.add(
+                format!("{at}.name"),
+                format!("\"{name}\" is not a plugin name; use [a-z0-9][a-z0-9_-]{{0,63}}"),
+            );
         } else if out.iter().any(|o| o.name == name) {
             issues.add(format!("{at}.name"), format!("duplicate plugin \"{name}\""));
         }
         let Some(path) = p.path.clone().filter(|s| !s.is_empty()) else {
-            issues.add(format!("{at}.path"), "missing; give the plugin library file");
+            issues.add(
+                format!("{at}.path"),
+                "missing; give the plugin library file",
+            );
             continue;
         };
         let path = resolve(base_dir, &path);
@@ -338,21 +439,34 @@ fn validate_plugins(raw: &RawConfig, base_dir: &Path, issues: &mut Issues) -> Ve
                 PathBuf::from(s)
             }
         };
-        out.push(PluginConfig { name, path, signature });
+        out.push(PluginConfig {
+            name,
+            path,
+            signature,
+        });
     }
     out
 }
 
 fn validate_trust(raw: &RawConfig, base_dir: &Path, issues: &mut Issues) -> TrustConfig {
-    let Some(t) = &raw.trust else { return TrustConfig::default() };
+    let Some(t) = &raw.trust else {
+        return TrustConfig::default();
+    };
     for (i, k) in t.public_keys.iter().enumerate() {
         if k.trim().is_empty() {
-            issues.add(format!("trust.public_keys[{i}]"), "empty key; paste the base64 line of a minisign public key");
+            issues.add(
+                format!("trust.public_keys[{i}]"),
+                "empty key; paste the base64 line of a minisign public key",
+            );
         }
     }
     TrustConfig {
         public_keys: t.public_keys.iter().map(|k| k.trim().to_string()).collect(),
-        public_key_files: t.public_key_files.iter().map(|f| resolve(base_dir, f)).collect(),
+        public_key_files: t
+            .public_key_files
+            .iter()
+            .map(|f| resolve(base_dir, f))
+            .collect(),
         state_dir: t.state_dir.as_deref().map(|d| resolve(base_dir, d)),
         danger_allow_unsigned: t.danger_allow_unsigned.unwrap_or(false),
     }
@@ -360,7 +474,11 @@ fn validate_trust(raw: &RawConfig, base_dir: &Path, issues: &mut Issues) -> Trus
 
 fn resolve(base: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
-    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
 }
 
 #[cfg(test)]
@@ -374,9 +492,13 @@ mod tests {
 
     #[test]
     fn minimal_experiment_gets_defaults() {
-        let c = parse("[[experiments]]\nkey = \"a\"\nvariants = [{ name = \"c\", weight = 1 }]\n").unwrap();
+        let c = parse("[[experiments]]\nkey = \"a\"\nvariants = [{ name = \"c\", weight = 1 }]\n")
+            .unwrap();
         let e = &c.experiments[0];
-        assert_eq!((e.salt.as_str(), e.enabled, e.coverage_bp), ("a", true, 10000));
+        assert_eq!(
+            (e.salt.as_str(), e.enabled, e.coverage_bp),
+            ("a", true, 10000)
+        );
         assert_eq!(e.strategy, StrategyRef::Builtin);
     }
 
@@ -423,13 +545,22 @@ layer = { name = "L", range = [5000, 10000] }
 
     #[test]
     fn undeclared_plugin_is_refused() {
-        let err = parse("[[experiments]]\nkey=\"a\"\nstrategy=\"plugin:x\"\nvariants=[{name=\"c\",weight=1}]\n").unwrap_err();
+        let err = parse(
+            "[[experiments]]\nkey=\"a\"\nstrategy=\"plugin:x\"\nvariants=[{name=\"c\",weight=1}]\n",
+        )
+        .unwrap_err();
         assert_eq!(err.issues[0].path, "experiments[0].strategy");
     }
 
     #[test]
     fn implied_layer_uses_its_name_as_salt() {
         let c = parse("[[experiments]]\nkey=\"a\"\nvariants=[{name=\"c\",weight=1}]\nlayer={name=\"L\",range=[0,10]}\n").unwrap();
-        assert_eq!(c.layers, vec![LayerConfig { name: "L".into(), salt: "L".into() }]);
+        assert_eq!(
+            c.layers,
+            vec![LayerConfig {
+                name: "L".into(),
+                salt: "L".into()
+            }]
+        );
     }
 }

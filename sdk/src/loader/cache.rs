@@ -22,7 +22,10 @@ pub(crate) struct PluginCache {
 impl PluginCache {
     /// Uses (creating it 0700 if needed) `dir`; refuses a directory others can write or enter.
     pub(crate) fn open(dir: &Path) -> Result<PluginCache, LoadError> {
-        let fail = |what: String| LoadError::Cache { path: dir.to_path_buf(), detail: what };
+        let fail = |what: String| LoadError::Cache {
+            path: dir.to_path_buf(),
+            detail: what,
+        };
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -30,7 +33,9 @@ impl PluginCache {
             .map_err(|e| fail(format!("cannot create: {e}")))?;
         let meta = fs::symlink_metadata(dir).map_err(|e| fail(format!("cannot stat: {e}")))?;
         if !meta.is_dir() {
-            return Err(fail("is not a directory (a symlink is not allowed here)".into()));
+            return Err(fail(
+                "is not a directory (a symlink is not allowed here)".into(),
+            ));
         }
         if meta.mode() & 0o077 != 0 {
             return Err(fail(format!(
@@ -38,7 +43,9 @@ impl PluginCache {
                 meta.mode() & 0o777
             )));
         }
-        Ok(PluginCache { dir: dir.to_path_buf() })
+        Ok(PluginCache {
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// The process-wide default cache: a fresh private temporary directory, kept for the
@@ -50,12 +57,17 @@ impl PluginCache {
                 .prefix("abkit-plugins-")
                 .tempdir()
                 .map(tempfile::TempDir::keep)
-                .and_then(|d| fs::set_permissions(&d, fs::Permissions::from_mode(0o700)).map(|()| d))
+                .and_then(|d| {
+                    fs::set_permissions(&d, fs::Permissions::from_mode(0o700)).map(|()| d)
+                })
                 .map_err(|e| e.to_string())
         });
         match dir {
             Ok(d) => PluginCache::open(d),
-            Err(e) => Err(LoadError::Cache { path: std::env::temp_dir(), detail: format!("cannot create a private cache directory: {e}") }),
+            Err(e) => Err(LoadError::Cache {
+                path: std::env::temp_dir(),
+                detail: format!("cannot create a private cache directory: {e}"),
+            }),
         }
     }
 
@@ -63,14 +75,19 @@ impl PluginCache {
     /// returns the path to open.
     pub(crate) fn store(&self, sha256_hex: &str, bytes: &[u8]) -> Result<PathBuf, LoadError> {
         let path = self.dir.join(format!("{sha256_hex}.so"));
-        let fail = |what: String| LoadError::Cache { path: path.clone(), detail: what };
+        let fail = |what: String| LoadError::Cache {
+            path: path.clone(),
+            detail: what,
+        };
         if let Ok(existing) = fs::read(&path) {
             if existing == bytes {
                 return Ok(path);
             }
             // A damaged copy: replace it through a rename below (never in place).
         }
-        let tmp = self.dir.join(format!(".{sha256_hex}.{}.tmp", std::process::id()));
+        let tmp = self
+            .dir
+            .join(format!(".{sha256_hex}.{}.tmp", std::process::id()));
         let _ = fs::remove_file(&tmp);
         let mut f = fs::OpenOptions::new()
             .write(true)
@@ -78,9 +95,12 @@ impl PluginCache {
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| fail(format!("cannot create a temporary file: {e}")))?;
-        f.write_all(bytes).and_then(|()| f.sync_all()).map_err(|e| fail(format!("cannot write: {e}")))?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| fail(format!("cannot write: {e}")))?;
         drop(f);
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o500)).map_err(|e| fail(format!("cannot chmod: {e}")))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o500))
+            .map_err(|e| fail(format!("cannot chmod: {e}")))?;
         fs::rename(&tmp, &path).map_err(|e| fail(format!("cannot move into place: {e}")))?;
         Ok(path)
     }

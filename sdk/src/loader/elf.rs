@@ -38,13 +38,20 @@ fn host_machine() -> Option<u16> {
 /// section headers, loadable segments and sections all lie inside `data`.
 pub fn validate(data: &[u8]) -> Result<(), ElfError> {
     if data.len() < 4 || &data[..4] != b"\x7fELF" {
-        return Err(ElfError::NotElf("no ELF magic at the start of the file".into()));
+        return Err(ElfError::NotElf(
+            "no ELF magic at the start of the file".into(),
+        ));
     }
     let header = FileHeader64::<Endianness>::parse(data)
         .map_err(|e| ElfError::Malformed(format!("file header: {e}")))?;
-    let endian = header.endian().map_err(|e| ElfError::Malformed(format!("endianness: {e}")))?;
+    let endian = header
+        .endian()
+        .map_err(|e| ElfError::Malformed(format!("endianness: {e}")))?;
     if header.e_type(endian) != ET_DYN {
-        return Err(ElfError::WrongKind(format!("ELF type {} is not ET_DYN", header.e_type(endian))));
+        return Err(ElfError::WrongKind(format!(
+            "ELF type {} is not ET_DYN",
+            header.e_type(endian)
+        )));
     }
     if let Some(machine) = host_machine() {
         if header.e_machine(endian) != machine {
@@ -64,7 +71,9 @@ pub fn validate(data: &[u8]) -> Result<(), ElfError> {
     let mut loads = 0;
     for (i, ph) in phdrs.iter().enumerate() {
         let (off, size) = (ph.p_offset(endian), ph.p_filesz(endian));
-        let end = off.checked_add(size).ok_or_else(|| ElfError::Malformed(format!("segment {i}: offset overflow")))?;
+        let end = off
+            .checked_add(size)
+            .ok_or_else(|| ElfError::Malformed(format!("segment {i}: offset overflow")))?;
         if ph.p_type(endian) == PT_LOAD {
             loads += 1;
             if end > len {
@@ -86,7 +95,9 @@ pub fn validate(data: &[u8]) -> Result<(), ElfError> {
         }
         let end = sh.sh_offset(endian).checked_add(sh.sh_size(endian));
         if end.is_none_or(|e| e > len) {
-            return Err(ElfError::Malformed(format!("section {i} lies past the end of the file (truncated?)")));
+            return Err(ElfError::Malformed(format!(
+                "section {i} lies past the end of the file (truncated?)"
+            )));
         }
     }
     Ok(())
@@ -99,9 +110,13 @@ mod tests {
 
     fn own_library() -> Option<Vec<u8>> {
         // Any shared library of this machine will do: the C library is always there.
-        ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6"]
-            .iter()
-            .find_map(|p| std::fs::read(p).ok())
+        [
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+            "/lib64/libc.so.6",
+        ]
+        .iter()
+        .find_map(|p| std::fs::read(p).ok())
     }
 
     #[test]
@@ -121,6 +136,9 @@ mod tests {
 
     #[test]
     fn text_is_not_elf() {
-        assert!(matches!(validate(b"hello, I am not a library\n"), Err(ElfError::NotElf(_))));
+        assert!(matches!(
+            validate(b"hello, I am not a library\n"),
+            Err(ElfError::NotElf(_))
+        ));
     }
 }

@@ -59,7 +59,9 @@ pub(crate) struct LoadedPlugin {
 
 impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedPlugin").field("identity", self.identity).finish_non_exhaustive()
+        f.debug_struct("LoadedPlugin")
+            .field("identity", self.identity)
+            .finish_non_exhaustive()
     }
 }
 
@@ -168,7 +170,10 @@ impl LoadError {
             LoadError::Missing { .. } => "plugin_missing",
             LoadError::Trust(t) => t.reason(),
             LoadError::Cache { .. } => "cache_error",
-            LoadError::Elf { source: elf::ElfError::NotElf(_), .. } => "cannot_open",
+            LoadError::Elf {
+                source: elf::ElfError::NotElf(_),
+                ..
+            } => "cannot_open",
             LoadError::Elf { .. } => "malformed_library",
             LoadError::Open { .. } => "cannot_open",
             LoadError::SymbolMissing { .. } => "symbol_missing",
@@ -188,7 +193,9 @@ impl LoadError {
             LoadError::Trust(_) => "signature",
             LoadError::Cache { .. } => "cache",
             LoadError::Elf { .. } => "elf",
-            LoadError::Open { .. } | LoadError::SymbolMissing { .. } | LoadError::LibraryCap { .. } => "open",
+            LoadError::Open { .. }
+            | LoadError::SymbolMissing { .. }
+            | LoadError::LibraryCap { .. } => "open",
             LoadError::IncompatibleVersion { .. } | LoadError::AbiMismatch { .. } => "abi",
             LoadError::InitFailed { .. } | LoadError::ModuleNameMismatch { .. } => "init",
         }
@@ -206,8 +213,16 @@ fn libraries() -> &'static Mutex<FxHashMap<[u8; 32], PluginModRef>> {
 fn identity_for(meta: &SignedMetadata, module: PluginModRef) -> &'static PluginIdentity {
     type Key = ([u8; 32], String, u64, String);
     static IDS: OnceLock<Mutex<FxHashMap<Key, &'static PluginIdentity>>> = OnceLock::new();
-    let key = (meta.sha256, meta.name.clone(), meta.version, meta.key_id.clone());
-    let mut ids = IDS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    let key = (
+        meta.sha256,
+        meta.name.clone(),
+        meta.version,
+        meta.key_id.clone(),
+    );
+    let mut ids = IDS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     ids.entry(key).or_insert_with(|| {
         Box::leak(Box::new(PluginIdentity {
             name: meta.name.clone(),
@@ -236,7 +251,10 @@ pub(crate) struct LoadContext<'a> {
 
 /// Runs the whole pipeline for one plugin. On success the caller records the version in the
 /// ledger once the plugin is accepted (after probing).
-pub(crate) fn load(cfg: &PluginConfig, cx: &LoadContext<'_>) -> Result<(LoadedPlugin, SignedMetadata), LoadError> {
+pub(crate) fn load(
+    cfg: &PluginConfig,
+    cx: &LoadContext<'_>,
+) -> Result<(LoadedPlugin, SignedMetadata), LoadError> {
     paths::check(&cfg.path)?;
     let bytes = trust::read_capped(&cfg.path, trust::PLUGIN_MAX_BYTES, trust::FileKind::Plugin)?;
     let meta = if cx.allow_unsigned {
@@ -253,7 +271,11 @@ pub(crate) fn load(cfg: &PluginConfig, cx: &LoadContext<'_>) -> Result<(LoadedPl
             LoadError::Missing { path } => LoadError::Trust(TrustError::SignatureMissing { path }),
             other => other,
         })?;
-        let sig = trust::read_capped(&cfg.signature, trust::SIGNATURE_MAX_BYTES, trust::FileKind::Signature)?;
+        let sig = trust::read_capped(
+            &cfg.signature,
+            trust::SIGNATURE_MAX_BYTES,
+            trust::FileKind::Signature,
+        )?;
         let sig = String::from_utf8(sig).map_err(|_| TrustError::MalformedSignature {
             detail: format!("{} is not UTF-8 text", cfg.signature.display()),
         })?;
@@ -262,17 +284,27 @@ pub(crate) fn load(cfg: &PluginConfig, cx: &LoadContext<'_>) -> Result<(LoadedPl
         meta
     };
 
-    let cached = libraries().lock().ok().and_then(|m| m.get(&meta.sha256).copied());
+    let cached = libraries()
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&meta.sha256).copied());
     let module = match cached {
         // Same bytes as a library already open in this process: reuse it (a free reload).
         Some(module) => module,
         None => {
             let mapped = loaded_libraries();
             if mapped >= cx.max_libraries {
-                return Err(LoadError::LibraryCap { path: cfg.path.clone(), mapped, cap: cx.max_libraries });
+                return Err(LoadError::LibraryCap {
+                    path: cfg.path.clone(),
+                    mapped,
+                    cap: cx.max_libraries,
+                });
             }
             let private = cx.cache.store(&meta.sha256_hex(), &bytes)?;
-            elf::validate(&bytes).map_err(|source| LoadError::Elf { path: cfg.path.clone(), source })?;
+            elf::validate(&bytes).map_err(|source| LoadError::Elf {
+                path: cfg.path.clone(),
+                source,
+            })?;
             let module = open_root_module(&private, &cfg.path)?;
             if let Ok(mut m) = libraries().lock() {
                 m.insert(meta.sha256, module);
@@ -283,7 +315,11 @@ pub(crate) fn load(cfg: &PluginConfig, cx: &LoadContext<'_>) -> Result<(LoadedPl
     };
     let module_name = module.name()().to_string();
     if module_name != meta.name {
-        return Err(LoadError::ModuleNameMismatch { path: cfg.path.clone(), module_name, signed: meta.name });
+        return Err(LoadError::ModuleNameMismatch {
+            path: cfg.path.clone(),
+            module_name,
+            signed: meta.name,
+        });
     }
     let identity = identity_for(&meta, module);
     tracing::info!(plugin = %meta.name, version = meta.version, sha256 = %identity.sha256_prefix(), key_id = %meta.key_id, "plugin loaded");
@@ -295,27 +331,57 @@ pub(crate) fn load(cfg: &PluginConfig, cx: &LoadContext<'_>) -> Result<(LoadedPl
 /// one library per root-module type and would hand back the first plugin for every later one.
 fn open_root_module(private: &Path, configured: &Path) -> Result<PluginModRef, LoadError> {
     let header = lib_header_from_path(private).map_err(|e| map_library_error(e, configured))?;
-    header.init_root_module::<PluginModRef>().map_err(|e| map_library_error(e, configured))
+    header
+        .init_root_module::<PluginModRef>()
+        .map_err(|e| map_library_error(e, configured))
 }
 
 fn map_library_error(e: LibraryError, path: &Path) -> LoadError {
     let path = path.to_path_buf();
     match e {
-        LibraryError::OpenError { err, .. } => LoadError::Open { path, detail: err.to_string() },
-        LibraryError::GetSymbolError { .. } => LoadError::SymbolMissing { path },
-        LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => LoadError::IncompatibleVersion {
+        LibraryError::OpenError { err, .. } => LoadError::Open {
             path,
-            detail: format!("this SDK speaks {expected_version}, the plugin was built with {actual_version}"),
+            detail: err.to_string(),
         },
-        LibraryError::ParseVersionError(v) => LoadError::IncompatibleVersion { path, detail: v.to_string() },
-        LibraryError::InvalidAbiHeader(h) => LoadError::IncompatibleVersion { path, detail: format!("abi_stable header {h:?}") },
+        LibraryError::GetSymbolError { .. } => LoadError::SymbolMissing { path },
+        LibraryError::IncompatibleVersionNumber {
+            expected_version,
+            actual_version,
+            ..
+        } => LoadError::IncompatibleVersion {
+            path,
+            detail: format!(
+                "this SDK speaks {expected_version}, the plugin was built with {actual_version}"
+            ),
+        },
+        LibraryError::ParseVersionError(v) => LoadError::IncompatibleVersion {
+            path,
+            detail: v.to_string(),
+        },
+        LibraryError::InvalidAbiHeader(h) => LoadError::IncompatibleVersion {
+            path,
+            detail: format!("abi_stable header {h:?}"),
+        },
         LibraryError::AbiInstability(diff) => {
             let full = diff.to_string();
             tracing::error!(plugin = %path.display(), layout_diff = %full, "plugin ABI layout mismatch");
-            let summary = full.lines().find(|l| !l.trim().is_empty()).unwrap_or("layout differs").trim();
-            LoadError::AbiMismatch { path, summary: summary.chars().take(160).collect() }
+            let summary = full
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("layout differs")
+                .trim();
+            LoadError::AbiMismatch {
+                path,
+                summary: summary.chars().take(160).collect(),
+            }
         }
-        LibraryError::RootModule { err, .. } => LoadError::InitFailed { path, detail: err.to_string() },
-        other => LoadError::Open { path, detail: other.to_string() },
+        LibraryError::RootModule { err, .. } => LoadError::InitFailed {
+            path,
+            detail: err.to_string(),
+        },
+        other => LoadError::Open {
+            path,
+            detail: other.to_string(),
+        },
     }
 }

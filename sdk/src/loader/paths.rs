@@ -7,19 +7,28 @@ use std::path::{Component, Path};
 
 /// Checks a configured plugin or signature path before anything is read from it.
 pub(crate) fn check(path: &Path) -> Result<(), LoadError> {
-    let refuse = |detail: String| LoadError::UnsafePath { path: path.to_path_buf(), detail };
+    let refuse = |detail: String| LoadError::UnsafePath {
+        path: path.to_path_buf(),
+        detail,
+    };
     if path.components().any(|c| c == Component::ParentDir) {
-        return Err(refuse("contains `..`; give a path without parent-directory steps".into()));
+        return Err(refuse(
+            "contains `..`; give a path without parent-directory steps".into(),
+        ));
     }
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(LoadError::Missing { path: path.to_path_buf() });
+            return Err(LoadError::Missing {
+                path: path.to_path_buf(),
+            });
         }
         Err(e) => return Err(refuse(format!("cannot stat: {e}"))),
     };
     if meta.file_type().is_symlink() {
-        return Err(refuse("is a symlink; point the config at the file itself".into()));
+        return Err(refuse(
+            "is a symlink; point the config at the file itself".into(),
+        ));
     }
     if !meta.is_file() {
         return Err(refuse("is not a regular file".into()));
@@ -31,7 +40,8 @@ pub(crate) fn check(path: &Path) -> Result<(), LoadError> {
         )));
     }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        let pm = fs::metadata(parent).map_err(|e| refuse(format!("cannot stat its directory: {e}")))?;
+        let pm =
+            fs::metadata(parent).map_err(|e| refuse(format!("cannot stat its directory: {e}")))?;
         // A sticky directory (like /tmp) keeps others from replacing our files.
         if pm.mode() & 0o022 != 0 && pm.mode() & 0o1000 == 0 {
             return Err(refuse(format!(
@@ -57,12 +67,18 @@ mod tests {
         fs::write(&f, b"x").unwrap();
         fs::set_permissions(&f, fs::Permissions::from_mode(0o644)).unwrap();
         check(&f).unwrap();
-        assert!(matches!(check(&tmp.path().join("a/../lib.so")), Err(LoadError::UnsafePath { .. })));
+        assert!(matches!(
+            check(&tmp.path().join("a/../lib.so")),
+            Err(LoadError::UnsafePath { .. })
+        ));
         let link = tmp.path().join("link.so");
         std::os::unix::fs::symlink(&f, &link).unwrap();
         assert!(matches!(check(&link), Err(LoadError::UnsafePath { .. })));
         fs::set_permissions(&f, fs::Permissions::from_mode(0o666)).unwrap();
         assert!(matches!(check(&f), Err(LoadError::UnsafePath { .. })));
-        assert!(matches!(check(&tmp.path().join("none.so")), Err(LoadError::Missing { .. })));
+        assert!(matches!(
+            check(&tmp.path().join("none.so")),
+            Err(LoadError::Missing { .. })
+        ));
     }
 }

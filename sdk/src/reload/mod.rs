@@ -13,7 +13,7 @@ mod signal;
 #[cfg(feature = "watch")]
 mod watch;
 
-pub use report::{ExperimentChange, PluginChange, ReloadReport};
 pub(crate) use report::now_ms;
+pub use report::{ExperimentChange, PluginChange, ReloadReport};
 #[cfg(feature = "watch")]
 pub use watch::{watch, WatchError, WatchHandle, WatchOptions};

@@ -57,35 +57,73 @@ pub struct ExperimentChange {
 
 impl ReloadReport {
     /// A report of a candidate compared with what serves.
-    pub(crate) fn compare(trigger: &str, old: &Snapshot, old_status: &Status, new: &Snapshot, new_status: &Status) -> ReloadReport {
+    pub(crate) fn compare(
+        trigger: &str,
+        old: &Snapshot,
+        old_status: &Status,
+        new: &Snapshot,
+        new_status: &Status,
+    ) -> ReloadReport {
         let mut plugins = Vec::new();
         for p in &new_status.plugins {
-            let before = old_status.plugins.iter().find(|o| o.name == p.name).and_then(|o| o.serving.clone());
+            let before = old_status
+                .plugins
+                .iter()
+                .find(|o| o.name == p.name)
+                .and_then(|o| o.serving.clone());
             let change = match (&p.refusal, p.state, &before, &p.serving) {
                 (Some(_), _, _, _) => "refused",
                 (None, PluginState::Active, None, _) => "added",
                 (None, _, Some(b), Some(a)) if b == a => "unchanged",
                 _ => "updated",
             };
-            plugins.push(PluginChange { name: p.name.clone(), change, from: before, to: p.serving.clone(), refusal: p.refusal.clone() });
+            plugins.push(PluginChange {
+                name: p.name.clone(),
+                change,
+                from: before,
+                to: p.serving.clone(),
+                refusal: p.refusal.clone(),
+            });
         }
         for o in &old_status.plugins {
             if !new_status.plugins.iter().any(|p| p.name == o.name) {
-                plugins.push(PluginChange { name: o.name.clone(), change: "removed", from: o.serving.clone(), to: None, refusal: None });
+                plugins.push(PluginChange {
+                    name: o.name.clone(),
+                    change: "removed",
+                    from: o.serving.clone(),
+                    to: None,
+                    refusal: None,
+                });
             }
         }
         let mut experiments = Vec::new();
         for e in &new_status.experiments {
             let change = match (old.experiment(&e.key), new.experiment(&e.key)) {
                 (None, _) => "added",
-                (Some(a), Some(b)) if a == b && old_status.experiments.iter().any(|o| o.key == e.key && o.serving == e.serving) => "unchanged",
+                (Some(a), Some(b))
+                    if a == b
+                        && old_status
+                            .experiments
+                            .iter()
+                            .any(|o| o.key == e.key && o.serving == e.serving) =>
+                {
+                    "unchanged"
+                }
                 _ => "changed",
             };
-            experiments.push(ExperimentChange { key: e.key.clone(), change, serving: e.serving.clone() });
+            experiments.push(ExperimentChange {
+                key: e.key.clone(),
+                change,
+                serving: e.serving.clone(),
+            });
         }
         for o in &old_status.experiments {
             if new.experiment(&o.key).is_none() {
-                experiments.push(ExperimentChange { key: o.key.clone(), change: "removed", serving: o.serving.clone() });
+                experiments.push(ExperimentChange {
+                    key: o.key.clone(),
+                    change: "removed",
+                    serving: o.serving.clone(),
+                });
             }
         }
         ReloadReport {
@@ -126,22 +164,45 @@ pub(crate) fn now_ms() -> u64 {
 impl fmt::Display for ReloadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let verdict = if self.accepted { "ACCEPTED" } else { "REFUSED" };
-        writeln!(f, "reload ({}) {verdict}: serving generation {} [{} µs]", self.trigger, self.generation, self.duration_us)?;
+        writeln!(
+            f,
+            "reload ({}) {verdict}: serving generation {} [{} µs]",
+            self.trigger, self.generation, self.duration_us
+        )?;
         if let Some(r) = &self.refusal {
             writeln!(f, "  refused at {} ({}): {}", r.step, r.reason, r.message)?;
         }
         for p in &self.plugins {
-            let v = |s: &Option<ServingPlugin>| s.as_ref().map_or("-".to_string(), |s| format!("v{} {}", s.version, &s.sha256[..s.sha256.len().min(12)]));
-            writeln!(f, "  plugin {:<16} {:<9} {} -> {}", p.name, p.change, v(&p.from), v(&p.to))?;
+            let v = |s: &Option<ServingPlugin>| {
+                s.as_ref().map_or("-".to_string(), |s| {
+                    format!("v{} {}", s.version, &s.sha256[..s.sha256.len().min(12)])
+                })
+            };
+            writeln!(
+                f,
+                "  plugin {:<16} {:<9} {} -> {}",
+                p.name,
+                p.change,
+                v(&p.from),
+                v(&p.to)
+            )?;
             if let Some(r) = &p.refusal {
                 writeln!(f, "    refused at {} ({}): {}", r.step, r.reason, r.message)?;
             }
         }
         for e in self.experiments.iter().filter(|e| e.change != "unchanged") {
-            writeln!(f, "  experiment {:<18} {:<9} serving {}", e.key, e.change, e.serving)?;
+            writeln!(
+                f,
+                "  experiment {:<18} {:<9} serving {}",
+                e.key, e.change, e.serving
+            )?;
         }
         for g in self.guards.iter().filter(|g| !g.passed) {
-            writeln!(f, "  guard {} on {} FAILED: {}", g.guard, g.experiment, g.detail)?;
+            writeln!(
+                f,
+                "  guard {} on {} FAILED: {}",
+                g.guard, g.experiment, g.detail
+            )?;
         }
         Ok(())
     }

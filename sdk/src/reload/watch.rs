@@ -1,40 +1,10 @@
 //! Reload triggers for ops (feature `watch`): a file watcher and SIGHUP, on one tokio task.
 //!
-//! ```no_run
-//! use abkit::reload::{watch, WatchOptions};
-//! use abkit::Sdk;
-//! use std::sync::Arc;
+//! The main call is [`watch`]`(Arc::clone(&sdk), WatchOptions::default())`: it starts a tokio
+//! task that reloads `sdk` when its files change or on SIGHUP, and returns a [`WatchHandle`]
+//! whose [`subscribe`](WatchHandle::subscribe) delivers every [`ReloadReport`].
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let sdk = Arc::new(Sdk::from_file("/etc/abkit/abkit.toml")?);
-//! let watcher = watch(Arc::clone(&sdk), WatchOptions::default())?;
-//! let mut reports = watcher.subscribe();
-//! while let Ok(report) = reports.recv().await {
-//!     print!("{report}"); // accepted or refused, and why
-//! }
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! [`watch`] watches the configuration file the [`Sdk`] was built from and every plugin file
-//! and signature file that configuration names. It watches their parent **directories**
-//! (non-recursively) and filters events by file name, so both deploy styles trigger: an
-//! atomic rename over the old file (write a temporary file, `rename` it into place) and an
-//! in-place edit. Events are debounced (250 ms by default): a burst of them gives one reload,
-//! run when the files have been quiet for the debounce time, and at the latest ten debounce
-//! times after the burst began.
-//!
-//! A reload calls [`Sdk::reload_from_source`] with trigger `file` (or `sighup` for a SIGHUP,
-//! unix only) on tokio's blocking pool — verification, `dlopen` and the probe are blocking
-//! work — one reload at a time. Each [`ReloadReport`] is sent on a broadcast channel
-//! ([`WatchHandle::subscribe`]); a slow subscriber misses reports (it sees
-//! `RecvError::Lagged`) but never holds the watcher up. After every reload the watched set is
-//! recomputed from the configuration file as it is now; while that file is invalid the
-//! previous set stays watched.
-//!
-//! Not covered: a watched directory that is deleted and re-created (its watch is lost until
-//! a later reload re-adds it), and symlink swaps of a directory *above* a watched file
-//! (e.g. Kubernetes ConfigMap volumes): send SIGHUP after such deploys.
+//! [`watch`] documents what is watched and when a reload runs.
 
 use super::signal::Hangup;
 use super::ReloadReport;
@@ -158,13 +128,54 @@ impl WatchHandle {
     }
 }
 
-/// Starts watching: see the [module documentation](self). Must be called inside a tokio
-/// runtime with time and I/O enabled (`enable_all`); the watch is in place when this returns.
+/// Starts watching the configuration file the [`Sdk`] was built from and every plugin file
+/// and signature file that configuration names. It watches their parent **directories**
+/// (non-recursively) and filters events by file name, so both deploy styles trigger: an
+/// atomic rename over the old file (write a temporary file, `rename` it into place) and an
+/// in-place edit. Events are debounced (250 ms by default): a burst of them gives one reload,
+/// run when the files have been quiet for the debounce time, and at the latest ten debounce
+/// times after the burst began.
+///
+/// A reload calls [`Sdk::reload_from_source`] with trigger `file` (or `sighup` for a SIGHUP,
+/// unix only) on tokio's blocking pool — verification, `dlopen` and the probe are blocking
+/// work — one reload at a time. Each [`ReloadReport`] is sent on a broadcast channel
+/// ([`WatchHandle::subscribe`]); a slow subscriber misses reports (it sees
+/// `RecvError::Lagged`) but never holds the watcher up. After every reload the watched set is
+/// recomputed from the configuration file as it is now; while that file is invalid the
+/// previous set stays watched.
+///
+/// Not covered: a watched directory that is deleted and re-created (its watch is lost until
+/// a later reload re-adds it), and symlink swaps of a directory *above* a watched file
+/// (e.g. Kubernetes ConfigMap volumes): send SIGHUP after such deploys.
+///
+/// Must be called inside a tokio runtime; the watch (and the SIGHUP handler) is in place when
+/// this returns.
+///
+/// # Panics
+/// When SIGHUP is on and the runtime has I/O disabled. The runtime also needs timers: build it
+/// with `enable_all` (`#[tokio::main]` does).
 ///
 /// # Errors
 /// No runtime, a client not built from a file, or the configuration file's directory (or
 /// SIGHUP) cannot be watched. A plugin directory that cannot be watched is logged and retried
 /// after each reload.
+///
+/// # Example
+/// ```no_run
+/// use abkit::reload::{watch, WatchOptions};
+/// use abkit::Sdk;
+/// use std::sync::Arc;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let sdk = Arc::new(Sdk::from_file("/etc/abkit/abkit.toml")?);
+/// let watcher = watch(Arc::clone(&sdk), WatchOptions::default())?;
+/// let mut reports = watcher.subscribe();
+/// while let Ok(report) = reports.recv().await {
+///     print!("{report}"); // accepted or refused, and why
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub fn watch(sdk: Arc<Sdk>, options: WatchOptions) -> Result<WatchHandle, WatchError> {
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| WatchError::NoRuntime)?;
     let _entered = runtime.enter();

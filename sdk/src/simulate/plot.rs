@@ -1,5 +1,6 @@
 //! `write_svg`: one bar chart panel per experiment, observed vs expected share per variant
-//! (plotters, SVG backend only; text is left to the SVG viewer's sans-serif font).
+//! (plotters, SVG backend only; text is left to the SVG viewer's sans-serif font). The x axis
+//! has three segments per variant: observed, expected, a gap.
 
 use super::error::SimulateError;
 use super::report::SimulationReport;
@@ -47,7 +48,8 @@ pub fn write_svg(report: &SimulationReport, path: &Path) -> Result<(), SimulateE
             .iter()
             .map(|v| v.observed_share.max(v.expected_share))
             .fold(0.0f64, f64::max);
-        let y_max = if top > 0.0 { top * 1.25 } else { 0.01 };
+        // headroom above the bars for the value labels and the legend
+        let y_max = if top > 0.0 { top * 1.45 } else { 0.01 };
         let caption = format!(
             "{}  (SRM {}, p = {:.4})",
             e.key,
@@ -59,20 +61,28 @@ pub fn write_svg(report: &SimulationReport, path: &Path) -> Result<(), SimulateE
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(60)
-            .build_cartesian_2d((0..2 * nv).into_segmented(), 0.0..y_max)
+            .build_cartesian_2d((0..(3 * nv).max(2) - 2).into_segmented(), 0.0..y_max)
             .map_err(|e| fail(e.to_string()))?;
         let names: Vec<String> = e.variants.iter().map(|v| v.name.clone()).collect();
         let x_label = |x: &SegmentValue<usize>| match x {
-            SegmentValue::CenterOf(k) if k % 2 == 0 => {
-                names.get(k / 2).cloned().unwrap_or_default()
+            SegmentValue::CenterOf(k) if k % 3 == 0 => {
+                names.get(k / 3).cloned().unwrap_or_default()
             }
             _ => String::new(),
         };
-        let y_label = |y: &f64| format!("{:.0}%", y * 100.0);
+        let decimals = if y_max >= 0.05 {
+            0
+        } else if y_max >= 0.005 {
+            1
+        } else {
+            2
+        };
+        let y_label = |y: &f64| format!("{:.*}%", decimals, y * 100.0);
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_labels(2 * nv)
+            .light_line_style(WHITE)
+            .x_labels(3 * nv)
             .x_label_formatter(&x_label)
             .y_label_formatter(&y_label)
             .y_desc("share of eligible units")
@@ -85,7 +95,7 @@ pub fn write_svg(report: &SimulationReport, path: &Path) -> Result<(), SimulateE
                 } else {
                     v.expected_share
                 };
-                let k = 2 * i + offset;
+                let k = 3 * i + offset;
                 Rectangle::new(
                     [
                         (SegmentValue::Exact(k), 0.0),
@@ -109,7 +119,7 @@ pub fn write_svg(report: &SimulationReport, path: &Path) -> Result<(), SimulateE
                 };
                 Text::new(
                     format!("{:.2}%", share * 100.0),
-                    (SegmentValue::CenterOf(2 * i + offset), share),
+                    (SegmentValue::CenterOf(3 * i + offset), share),
                     TextStyle::from(("sans-serif", 11)).pos(Pos::new(HPos::Center, VPos::Bottom)),
                 )
             });

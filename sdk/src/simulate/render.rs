@@ -157,7 +157,11 @@ impl SimulationReport {
                     thousands(v.count),
                     thousands(v.assigned),
                     thousands(v.overridden),
-                    pct(v.observed_share),
+                    if e.eligible == 0 {
+                        "-".to_string()
+                    } else {
+                        pct(v.observed_share)
+                    },
                     pct(v.expected_share),
                 ]);
             }

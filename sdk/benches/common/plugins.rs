@@ -8,10 +8,20 @@ use std::process::Command;
 /// Builds `abkit-strategy-<name>` in release; returns the library path.
 pub fn build_release(name: &str) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target")).join("bench-plugins");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("bench-plugins");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let ok = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "-p", &format!("abkit-strategy-{name}"), "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            &format!("abkit-strategy-{name}"),
+            "--target-dir",
+        ])
         .arg(&target)
         .current_dir(&root)
         .env_remove("CARGO_TARGET_DIR")
@@ -19,7 +29,9 @@ pub fn build_release(name: &str) -> PathBuf {
         .map(|s| s.success())
         .unwrap_or(false);
     assert!(ok, "building the {name} plugin for the benchmark failed");
-    target.join("release").join(format!("libabkit_strategy_{}.so", name.replace('-', "_")))
+    target
+        .join("release")
+        .join(format!("libabkit_strategy_{}.so", name.replace('-', "_")))
 }
 
 /// A deployment directory with a key pair, a signed copy of `lib` and a config using it for a
