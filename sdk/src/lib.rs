@@ -63,3 +63,8 @@ pub use registry::Snapshot;
 pub use status::Status;
 pub use trust::{SignedMetadata, TrustError, TrustStore, VersionLedger};
 pub use unit::{Attribute, Unit};
+
+/// The README's Rust snippets run as doctests, so the quick start stays true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
