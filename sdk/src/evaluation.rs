@@ -174,11 +174,14 @@ impl CompiledExperiment {
         }
     }
 
-    /// Evaluates one unit and counts the answer. Allocation-free.
+    /// Evaluates one unit; live answers (the system clock) are counted in the metrics,
+    /// answers at a fixed time (simulations, probes, guards) are not. Allocation-free.
     #[inline]
     pub(crate) fn evaluate(&self, unit: &Unit<'_>, clock: Clock) -> Assignment {
         let a = self.decide(unit, clock);
-        self.counters.count(&a);
+        if let Clock::System = clock {
+            self.counters.count(&a);
+        }
         a
     }
 

@@ -113,7 +113,8 @@ impl Snapshot {
     }
 
     /// Like [`Snapshot::assign`], with the clock fixed at `now_ms` (ms since the Unix epoch) for
-    /// time-based strategies: simulations and tests get reproducible answers.
+    /// time-based strategies: simulations and tests get reproducible answers. These answers
+    /// are not counted in the `abkit_assignments_total` / `abkit_fallbacks_total` metrics.
     #[inline]
     pub fn assign_at(&self, key: &str, unit: &Unit<'_>, now_ms: u64) -> Assignment {
         self.assign_with(key, unit, Clock::Fixed(now_ms))
