@@ -12,8 +12,9 @@
 //!   above the limit the swap is refused unless the experiment sets `intended_change = true`.
 
 use crate::assignment::DecidedBy;
+use crate::config::ExperimentConfig;
 use crate::registry::Snapshot;
-use crate::unit::Unit;
+use crate::unit::{Attribute, Unit};
 use serde::Serialize;
 use statrs::distribution::{ChiSquared, ContinuousCDF};
 
@@ -52,11 +53,31 @@ pub struct GuardResult {
     pub detail: String,
 }
 
-fn unit_id(buf: &mut String, i: usize) -> &str {
-    use std::fmt::Write;
-    buf.clear();
-    let _ = write!(buf, "abkit-guard-{i}");
-    buf
+/// The attributes of guard unit `i`: every targeting key gets one of its allowed values (so
+/// targeted experiments are assessed), and with `strategy_keys` the attributes a strategy
+/// randomises by get one of 64 values (so attribute-based strategies are assessed too).
+fn attributes(e: &ExperimentConfig, strategy_keys: &[String], i: usize) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = e
+        .targeting
+        .iter()
+        .filter_map(|(k, values)| {
+            values
+                .get(i % values.len().max(1))
+                .map(|v| (k.clone(), v.clone()))
+        })
+        .collect();
+    for k in strategy_keys {
+        if !out.iter().any(|(have, _)| have == k) {
+            out.push((k.clone(), format!("{k}-{}", i % 64)));
+        }
+    }
+    out
+}
+
+fn with_unit<R>(i: usize, attrs: &[(String, String)], f: impl FnOnce(&Unit<'_>) -> R) -> R {
+    let id = format!("abkit-guard-{i}");
+    let attrs: Vec<Attribute<'_>> = attrs.iter().map(|(k, v)| Attribute::new(k, v)).collect();
+    f(&Unit::new(&id).with_attributes(&attrs))
 }
 
 /// Runs both guards for every experiment of `candidate`.
@@ -67,8 +88,11 @@ pub fn check(
     now_ms: u64,
 ) -> Vec<GuardResult> {
     let mut out = Vec::new();
-    let mut buf = String::new();
     for e in &candidate.config().experiments {
+        let strategy_keys: Vec<String> = crate::probe::probe_attribute_keys(e)
+            .into_iter()
+            .filter(|k| !e.targeting.iter().any(|(t, _)| t == k))
+            .collect();
         let plugin_decides = matches!(
             candidate
                 .assign_at(&e.key, &Unit::new("abkit-guard-probe"), now_ms)
@@ -78,7 +102,10 @@ pub fn check(
         if plugin_decides {
             let mut counts = vec![0u64; e.variants.len()];
             for i in 0..cfg.population {
-                let a = candidate.assign_at(&e.key, &Unit::new(unit_id(&mut buf, i)), now_ms);
+                // Targeting attributes only: a strategy randomising by another attribute
+                // enrols nobody here and is skipped (its split is not by unit).
+                let attrs = attributes(e, &[], i);
+                let a = with_unit(i, &attrs, |u| candidate.assign_at(&e.key, u, now_ms));
                 if let (Some(v), DecidedBy::Plugin(_)) = (a.variant, a.decided_by) {
                     counts[v.index as usize] += 1;
                 }
@@ -88,20 +115,32 @@ pub fn check(
         if let (Some(limit), Some(_)) = (e.max_reassignment, current.experiment(&e.key)) {
             let (mut enrolled, mut moved) = (0u64, 0u64);
             for i in 0..cfg.population {
-                let unit = Unit::new(unit_id(&mut buf, i));
-                if let Some(before) = current.assign_at(&e.key, &unit, now_ms).variant {
+                let attrs = attributes(e, &strategy_keys, i);
+                let (before, after) = with_unit(i, &attrs, |u| {
+                    (
+                        current.assign_at(&e.key, u, now_ms).variant,
+                        candidate.assign_at(&e.key, u, now_ms).variant,
+                    )
+                });
+                if let Some(before) = before {
                     enrolled += 1;
-                    let after = candidate.assign_at(&e.key, &unit, now_ms).variant;
                     if after.map(|v| v.name) != Some(before.name) {
                         moved += 1;
                     }
                 }
             }
-            let share = if enrolled == 0 {
-                0.0
-            } else {
-                moved as f64 / enrolled as f64
-            };
+            if enrolled == 0 {
+                out.push(GuardResult {
+                    guard: "reassignment",
+                    experiment: e.key.clone(),
+                    passed: true,
+                    detail:
+                        "not assessed: no probe unit is enrolled under the serving configuration"
+                            .into(),
+                });
+                continue;
+            }
+            let share = moved as f64 / enrolled as f64;
             let passed = share <= limit || e.intended_change;
             out.push(GuardResult {
                 guard: "reassignment",

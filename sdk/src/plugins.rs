@@ -178,11 +178,17 @@ impl PluginManager {
             ));
         }
         if self.ledger.is_none() || self.ledger_dir != t.state_dir {
-            self.ledger = Some(match &t.state_dir {
+            let mut next = match &t.state_dir {
                 Some(dir) => VersionLedger::open(dir)
                     .map_err(|e| Refusal::new("trust", e.reason(), e.to_string()))?,
                 None => VersionLedger::in_memory(),
-            });
+            };
+            // Versions accepted in this process stay accepted whatever the state directory.
+            if let Some(previous) = &self.ledger {
+                next.absorb(previous)
+                    .map_err(|e| Refusal::new("trust", e.reason(), e.to_string()))?;
+            }
+            self.ledger = Some(next);
             self.ledger_dir = t.state_dir.clone();
         }
         let cache = match &t.state_dir {

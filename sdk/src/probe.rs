@@ -89,7 +89,7 @@ impl ProbeError {
 /// Attribute keys the probe gives its units: the experiment's targeting keys, plus every string
 /// value of its `strategy_config` whose key ends in `attribute` (how strategies name the
 /// attribute they randomise by, e.g. `region_attribute = "city"`), so those paths are exercised.
-fn probe_attribute_keys(e: &ExperimentConfig) -> Vec<String> {
+pub(crate) fn probe_attribute_keys(e: &ExperimentConfig) -> Vec<String> {
     let mut keys: Vec<String> = e.targeting.iter().map(|(k, _)| k.clone()).collect();
     if let Ok(serde_json::Value::Object(map)) =
         serde_json::from_str::<serde_json::Value>(&e.strategy_config_json)

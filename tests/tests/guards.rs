@@ -487,3 +487,26 @@ fn probe_passes_good_plugins_at_reload() {
         "{a:?}"
     );
 }
+
+#[test]
+fn reassignment_guard_assesses_targeted_experiments() {
+    let env = TestEnv::new();
+    let exp = |w: u32| {
+        format!(
+            "[[experiments]]\nkey = \"t\"\ntargeting = {{ country = [\"US\"] }}\nmax_reassignment = 0.01\n\
+             variants = [ {{ name = \"a\", weight = {w} }}, {{ name = \"b\", weight = 50 }} ]\n"
+        )
+    };
+    let config = env.write_config(&exp(50), false);
+    let sdk = abkit::Sdk::from_file(&config).unwrap();
+    env.write_config(&exp(75), false);
+    let report = sdk.reload();
+    assert!(
+        !report.accepted,
+        "a targeted experiment's reassignment must be measured: {report}"
+    );
+    assert_eq!(
+        report.refusal.as_ref().unwrap().reason,
+        "guard_reassignment"
+    );
+}

@@ -653,3 +653,28 @@ fn row26_unsafe_paths_are_refused_with_the_path() {
         "unsafe_path",
     );
 }
+
+#[test]
+fn rollback_protection_survives_a_change_of_state_dir() {
+    let env = TestEnv::new();
+    let lib = env.install(
+        &reference("weighted-hash"),
+        "plugins/wh.so",
+        "weighted-hash",
+        5,
+    );
+    let body = plugin_experiment_toml("weighted-hash", &lib, None);
+    let sdk = build(&env.write_config(&body, true));
+    assert_eq!(sdk.status().plugins[0].serving.as_ref().unwrap().version, 5);
+    // Re-signed as v3 and the state_dir dropped from the config: still a rollback.
+    env.install(
+        &reference("weighted-hash"),
+        "plugins/wh.so",
+        "weighted-hash",
+        3,
+    );
+    env.write_config(&body, false);
+    let report = sdk.reload();
+    assert!(!report.accepted, "{report}");
+    assert_eq!(report.refusal.as_ref().unwrap().reason, "rollback");
+}

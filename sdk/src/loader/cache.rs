@@ -85,10 +85,12 @@ impl PluginCache {
             }
             // A damaged copy: replace it through a rename below (never in place).
         }
+        // Unique per process and call: two clients storing the same bytes never share a temp file.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = self
             .dir
-            .join(format!(".{sha256_hex}.{}.tmp", std::process::id()));
-        let _ = fs::remove_file(&tmp);
+            .join(format!(".{sha256_hex}.{}.{n}.tmp", std::process::id()));
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -127,6 +129,23 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(fs::read(&b).unwrap(), b"two");
         assert_eq!(fs::metadata(cache.dir()).unwrap().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn concurrent_stores_of_the_same_bytes_never_collide() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = PluginCache::open(&tmp.path().join("cache")).unwrap();
+        let bytes = vec![7u8; 1 << 20];
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        let p = cache.store("cc", &bytes).unwrap();
+                        assert_eq!(fs::read(p).unwrap().len(), bytes.len());
+                    }
+                });
+            }
+        });
     }
 
     #[test]

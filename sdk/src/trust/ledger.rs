@@ -87,6 +87,23 @@ impl VersionLedger {
         }
     }
 
+    /// Takes over every version `other` accepted that is higher than this ledger's (and
+    /// persists them): moving to another state directory never forgets a version.
+    pub fn absorb(&mut self, other: &VersionLedger) -> Result<(), TrustError> {
+        let mut changed = false;
+        for (name, &version) in &other.versions {
+            let mine = self.versions.entry(name.clone()).or_insert(0);
+            if version > *mine {
+                *mine = version;
+                changed = true;
+            }
+        }
+        match (&self.path, changed) {
+            (Some(path), true) => persist(path, &self.versions),
+            _ => Ok(()),
+        }
+    }
+
     /// The highest version accepted for `name`, if any.
     pub fn highest(&self, name: &str) -> Option<u64> {
         self.versions.get(name).copied()
