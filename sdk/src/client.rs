@@ -9,7 +9,7 @@ use crate::plugins::{PluginManager, PluginOptions};
 use crate::probe::ProbeConfig;
 use crate::registry::{Registry, Snapshot};
 use crate::reload::ReloadReport;
-use crate::status::{Refusal, Status};
+use crate::status::{PluginState, Refusal, Status};
 use crate::strategy::DemotionPolicy;
 use crate::unit::Unit;
 use arc_swap::ArcSwapOption;
@@ -249,20 +249,19 @@ impl Sdk {
         let (old_status, new_status) = (current.status(), candidate.status());
         let mut report =
             ReloadReport::compare(trigger, &current, &old_status, &candidate, &new_status);
-        // A plugin that serves now and whose candidate was refused blocks the reload, whatever
-        // became of it in the candidate (last good, or fallback when re-probing the good version
-        // failed): a refused artifact never makes what serves worse.
+        // A refused candidate artifact blocks the reload when its plugin serves now (whatever
+        // became of it in the candidate: last good, or fallback when re-probing the good
+        // version failed) or when an older good version would stand in for it: a refused
+        // artifact never changes what serves.
         let serving_now = |name: &str| {
             old_status
                 .plugins
                 .iter()
                 .any(|o| o.name == name && o.serving.is_some())
         };
-        if let Some(p) = new_status
-            .plugins
-            .iter()
-            .find(|p| p.refusal.is_some() && serving_now(&p.name))
-        {
+        if let Some(p) = new_status.plugins.iter().find(|p| {
+            p.refusal.is_some() && (serving_now(&p.name) || p.state == PluginState::LastGood)
+        }) {
             let r = p
                 .refusal
                 .clone()

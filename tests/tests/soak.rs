@@ -924,6 +924,13 @@ impl Deployer<'_> {
 
 #[test]
 fn row27_a_thousand_hot_swaps_under_concurrent_assign() {
+    // With RUST_BACKTRACE set (it is on this machine and in CI), every panic of the
+    // `init-panics` fixture — caught by abi_stable on each of its reloads — makes the
+    // fixture's own std capture and symbolicate a backtrace, which costs ~100 KiB of retained
+    // memory per panic and would swamp the SDK's memory-growth bound measured below. The
+    // plugin reads the variable at its first panic, so turning it off here (before any
+    // plugin is loaded, in this single-test binary) measures the SDK alone.
+    std::env::set_var("RUST_BACKTRACE", "0");
     let started = Instant::now();
     let env = TestEnv::new();
     let builds = Builds::new(&env);
