@@ -107,6 +107,30 @@ pub fn guarded_static_str(f: impl FnOnce() -> &'static str) -> RStr<'static> {
     }
 }
 
+/// Installs, once, a quiet panic hook in the plugin's own copy of std (a cdylib links its own
+/// std, so this affects the plugin's panics only): one line with the message and location for
+/// the first 10 panics, then nothing, and never a backtrace. Every panic is still caught and
+/// returned to the SDK as an error, which counts it. Without this, a plugin that panics on
+/// some inputs would capture and symbolicate a backtrace per panic when `RUST_BACKTRACE` is
+/// set — milliseconds and retained memory on the caller's hot path. Called by the root-module
+/// export of [`export_strategy_plugin!`](crate::export_strategy_plugin), i.e. only when the
+/// plugin is loaded as a library.
+pub fn install_quiet_panic_hook(plugin: &'static str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        static PRINTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        std::panic::set_hook(Box::new(move |info| {
+            let n = PRINTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if n < 10 {
+                eprintln!("abkit plugin {plugin}: caught a panic (returned to the SDK as an error): {info}");
+            }
+            if n == 9 {
+                eprintln!("abkit plugin {plugin}: further panics are not printed; the SDK counts them");
+            }
+        }));
+    });
+}
+
 /// The message of a panic payload: the `&str` or `String` given to `panic!`, else a
 /// placeholder.
 pub fn panic_message(payload: &(dyn Any + Send)) -> &str {
@@ -208,6 +232,7 @@ macro_rules! export_strategy_plugin {
         const _: () = {
             #[$crate::abi_stable::export_root_module]
             fn abkit_exported_root_module() -> $crate::PluginModRef {
+                $crate::install_quiet_panic_hook($name);
                 abkit_root_module()
             }
         };

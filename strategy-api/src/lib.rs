@@ -67,7 +67,7 @@
 //!
 //! // A unit test goes through the very functions the host calls:
 //! # fn main() {
-//! use abkit_strategy_api::abi_stable::std_types::{RSlice, RStr};
+//! use abkit_strategy_api::abi_stable::std_types::{ROption, RSlice, RStr};
 //!
 //! let root = abkit_root_module();
 //! assert_eq!(root.name()().as_str(), "by-length");
@@ -160,7 +160,10 @@ use abi_stable::{
 
 mod export;
 
-pub use export::{guarded_static_str, new_guarded_strategy, panic_message, Guarded, StrategyImpl};
+pub use export::{
+    guarded_static_str, install_quiet_panic_hook, new_guarded_strategy, panic_message, Guarded,
+    StrategyImpl,
+};
 
 /// The version of this ABI (this crate's version): what abi_stable compares at load time.
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
