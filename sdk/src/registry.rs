@@ -16,6 +16,10 @@ use arc_swap::ArcSwap;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
+/// A pre-resolved experiment of one snapshot (see [`Snapshot::experiment_id`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExperimentId(usize);
+
 /// One immutable generation of the configuration, compiled for evaluation.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -118,6 +122,22 @@ impl Snapshot {
     #[inline]
     pub fn assign_at(&self, key: &str, unit: &Unit<'_>, now_ms: u64) -> Assignment {
         self.assign_with(key, unit, Clock::Fixed(now_ms))
+    }
+
+    /// The pre-resolved handle of experiment `key` in this snapshot, for bulk work that assigns
+    /// many units (simulations): [`Snapshot::assign_id_at`] then skips the per-call lookup.
+    pub fn experiment_id(&self, key: &str) -> Option<ExperimentId> {
+        self.by_key.get(key).map(|&i| ExperimentId(i))
+    }
+
+    /// [`Snapshot::assign_at`] by a handle from [`Snapshot::experiment_id`] of THIS snapshot
+    /// (a handle from another snapshot answers `UnknownExperiment` if out of range).
+    #[inline]
+    pub fn assign_id_at(&self, id: ExperimentId, unit: &Unit<'_>, now_ms: u64) -> Assignment {
+        match self.experiments.get(id.0) {
+            Some(e) => e.evaluate(unit, Clock::Fixed(now_ms)),
+            None => Assignment::not_enrolled(Reason::UnknownExperiment),
+        }
     }
 
     #[inline]

@@ -2,9 +2,10 @@
 #![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::{abkit, text};
+
 use abkit::{Sdk, Unit};
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
 
 const CONFIG: &str = r#"
 [[experiments]]
@@ -26,28 +27,10 @@ key = "a"
 variants = [ { name = "control", weight = 1 } ]
 "#;
 
-fn abkit(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_abkit"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or_default()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
 fn write_config(dir: &tempfile::TempDir, text: &str) -> String {
     let p = dir.path().join("abkit.toml");
     std::fs::write(&p, text).unwrap();
     p.display().to_string()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]

@@ -2,9 +2,12 @@
 #![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::{abkit, text};
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 const CONFIG: &str = r#"
 [[experiments]]
@@ -24,24 +27,6 @@ coverage = 0.5
 variants = [ { name = "control", weight = 50 }, { name = "free", weight = 50 } ]
 layer = { name = "checkout", range = [5000, 10000] }
 "#;
-
-fn abkit(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_abkit"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or_default()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn file(dir: &Path, name: &str, bytes: &[u8]) -> String {
     let p: PathBuf = dir.join(name);

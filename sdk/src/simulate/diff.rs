@@ -186,6 +186,9 @@ pub fn diff(
 
 struct DiffExp<'s> {
     key: String,
+    /// Resolved once in each snapshot: no per-unit lookup by key.
+    from_id: Option<crate::registry::ExperimentId>,
+    to_id: Option<crate::registry::ExperimentId>,
     from: Option<&'s ExperimentConfig>,
     to: Option<&'s ExperimentConfig>,
     nf: usize,
@@ -257,6 +260,8 @@ impl<'s> DiffPlan<'s> {
                 let off = width;
                 width += (nf + 1) * (nt + 1);
                 DiffExp {
+                    from_id: from.experiment_id(&key),
+                    to_id: to.experiment_id(&key),
                     key,
                     from: f,
                     to: t,
@@ -286,15 +291,13 @@ impl Tally for DiffPlan<'_> {
         counts[0] += 1;
         for e in &self.exps {
             // 0 = not enrolled, i + 1 = variant i (clamped: indices come from validated configs)
-            let f = self
-                .from
-                .assign_at(&e.key, unit, self.now_ms)
-                .variant
+            let f = e
+                .from_id
+                .and_then(|id| self.from.assign_id_at(id, unit, self.now_ms).variant)
                 .map_or(0, |v| (v.index as usize).min(e.nf.saturating_sub(1)) + 1);
-            let t = self
-                .to
-                .assign_at(&e.key, unit, self.now_ms)
-                .variant
+            let t = e
+                .to_id
+                .and_then(|id| self.to.assign_id_at(id, unit, self.now_ms).variant)
                 .map_or(0, |v| (v.index as usize).min(e.nt.saturating_sub(1)) + 1);
             counts[e.off + f * (e.nt + 1) + t] += 1;
         }

@@ -137,6 +137,8 @@ pub(crate) fn known(all: &[ExperimentConfig]) -> String {
 /// One simulated experiment and where its counters start.
 struct ExpPlan<'s> {
     config: &'s ExperimentConfig,
+    /// Resolved once: no per-unit lookup by key.
+    id: Option<crate::registry::ExperimentId>,
     nv: usize,
     /// `REASONS` counters: not enrolled, by reason.
     off_ne: usize,
@@ -184,6 +186,7 @@ impl<'s> Plan<'s> {
                 let nv = config.variants.len().max(1);
                 ExpPlan {
                     config,
+                    id: snapshot.experiment_id(&config.key),
                     nv,
                     off_ne: take(REASONS),
                     off_o: take(nv),
@@ -243,7 +246,10 @@ impl Tally for Plan<'_> {
         counts[0] += 1;
         codes.clear();
         for e in &self.exps {
-            let a = self.snapshot.assign_at(&e.config.key, unit, self.now_ms);
+            let a = match e.id {
+                Some(id) => self.snapshot.assign_id_at(id, unit, self.now_ms),
+                None => self.snapshot.assign_at(&e.config.key, unit, self.now_ms),
+            };
             let code = match a.variant {
                 Some(v) => {
                     // Indices come from the validated config; `min` keeps a stray one in range.
