@@ -9,7 +9,7 @@
 
 use abkit_strategy_api::abi_stable::std_types::RString;
 use abkit_strategy_api::{export_strategy_plugin, Decision, Request, StrategyImpl};
-use abkit_strategy_support::{field, invalid, parse_raw, RangesCache};
+use abkit_strategy_support::{attribute_name, optional_field, parse_raw, RangesCache};
 use serde::Deserialize;
 
 /// The plugin's name, as in `strategy = "plugin:cluster"`.
@@ -51,18 +51,8 @@ impl Config {
     /// Parses and validates `strategy_config` JSON; errors name the field.
     pub fn from_json(config_json: &str) -> Result<Self, String> {
         let raw: RawConfig = parse_raw(NAME, config_json)?;
-        let cluster_attribute: String = field(NAME, "cluster_attribute", raw.cluster_attribute)?;
-        if cluster_attribute.is_empty() {
-            return Err(invalid(
-                NAME,
-                "cluster_attribute",
-                "must name an attribute, got \"\"",
-            ));
-        }
-        let missing = match raw.missing {
-            Some(v) => field(NAME, "missing", v)?,
-            None => Missing::default(),
-        };
+        let cluster_attribute = attribute_name(NAME, "cluster_attribute", raw.cluster_attribute)?;
+        let missing = optional_field(NAME, "missing", raw.missing)?;
         Ok(Config {
             cluster_attribute,
             missing,

@@ -109,6 +109,28 @@ pub fn field<T: DeserializeOwned>(
     serde_json::from_value(value).map_err(|e| invalid(plugin, name, e))
 }
 
+/// A required field naming a unit attribute (e.g. `region_attribute`): a non-empty string.
+pub fn attribute_name(
+    plugin: &str,
+    name: &str,
+    value: serde_json::Value,
+) -> Result<String, String> {
+    let attribute: String = field(plugin, name, value)?;
+    if attribute.is_empty() {
+        return Err(invalid(plugin, name, "must name an attribute, got \"\""));
+    }
+    Ok(attribute)
+}
+
+/// An optional field: its value, or the type's default when absent.
+pub fn optional_field<T: DeserializeOwned + Default>(
+    plugin: &str,
+    name: &str,
+    value: Option<serde_json::Value>,
+) -> Result<T, String> {
+    value.map_or_else(|| Ok(T::default()), |v| field(plugin, name, v))
+}
+
 /// The error message ``invalid strategy_config for <plugin>: field `<name>`: <why>``.
 pub fn invalid(plugin: &str, name: &str, why: impl Display) -> String {
     format!("invalid strategy_config for {plugin}: field `{name}`: {why}")

@@ -10,7 +10,9 @@
 
 use abkit_strategy_api::abi_stable::std_types::RString;
 use abkit_strategy_api::{export_strategy_plugin, Decision, Request, StrategyImpl};
-use abkit_strategy_support::{field, invalid, parse_raw, RangesCache};
+use abkit_strategy_support::{
+    attribute_name, field, invalid, optional_field, parse_raw, RangesCache,
+};
 use serde::Deserialize;
 use std::io::Write;
 
@@ -66,18 +68,8 @@ impl Config {
                 "must be at least 1 (minutes per window), got 0",
             ));
         }
-        let region_attribute: String = field(NAME, "region_attribute", raw.region_attribute)?;
-        if region_attribute.is_empty() {
-            return Err(invalid(
-                NAME,
-                "region_attribute",
-                "must name an attribute, got \"\"",
-            ));
-        }
-        let missing_region = match raw.missing_region {
-            Some(v) => field(NAME, "missing_region", v)?,
-            None => MissingRegion::default(),
-        };
+        let region_attribute = attribute_name(NAME, "region_attribute", raw.region_attribute)?;
+        let missing_region = optional_field(NAME, "missing_region", raw.missing_region)?;
         Ok(Config {
             window_minutes,
             region_attribute,
