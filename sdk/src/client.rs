@@ -24,6 +24,8 @@ pub struct Sdk {
     /// Reload state; locked only by reloads (one at a time), never by `assign`.
     control: Mutex<Control>,
     last_report: ArcSwapOption<ReloadReport>,
+    /// Shared with the plugin manager: why accepted versions could not be persisted.
+    ledger_problem: Arc<Mutex<Option<String>>>,
 }
 
 #[derive(Debug)]
@@ -103,6 +105,7 @@ impl SdkBuilder {
         let snapshot = Snapshot::build_resolved(config, 1, resolution)?;
         plugins.commit(pending);
         Ok(Sdk {
+            ledger_problem: plugins.ledger_problem.clone(),
             registry: Registry::new(snapshot),
             exposure: self.exposure,
             control: Mutex::new(Control {
@@ -170,6 +173,11 @@ impl Sdk {
     pub fn status(&self) -> Status {
         let mut status = self.registry.load().status();
         status.last_reload = self.last_reload().map(|r| (*r).clone());
+        status.ledger_problem = self
+            .ledger_problem
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         status
     }
 

@@ -34,6 +34,7 @@ pub mod config;
 mod error;
 mod evaluation;
 pub mod exposure;
+mod files;
 pub mod guard;
 mod intern;
 pub mod loader;

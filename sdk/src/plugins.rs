@@ -8,7 +8,7 @@
 use crate::assignment::FallbackReason;
 use crate::config::{Config, ExperimentConfig, PluginConfig, StrategyRef};
 use crate::evaluation::Decider;
-use crate::loader::{self, LoadContext, LoadedPlugin, PluginCache};
+use crate::loader::{self, LoadContext, LoadedPlugin};
 use crate::probe::{self, ProbeConfig};
 use crate::status::{ExperimentStatus, PluginState, PluginStatus, Refusal, ServingPlugin};
 use crate::strategy::{DemotionPolicy, PluginStrategy};
@@ -58,6 +58,9 @@ pub(crate) struct PluginManager {
     ledger_dir: Option<std::path::PathBuf>,
     last_good: FxHashMap<String, LoadedPlugin>,
     pub(crate) options: PluginOptions,
+    /// Why the last accepted versions could not be persisted (cleared by the next success);
+    /// shared with the SDK so `status()` shows it without taking the reload lock.
+    pub(crate) ledger_problem: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl PluginManager {
@@ -68,17 +71,32 @@ impl PluginManager {
         }
     }
 
-    /// Remembers the versions and libraries of a candidate that went live.
+    /// Remembers the versions and libraries of a candidate that went live. A version that
+    /// cannot be persisted is still remembered in this process; the failure is logged as an
+    /// error and shown by `status()` until a later write succeeds (never silent).
     pub(crate) fn commit(&mut self, pending: PendingCommit) {
+        let mut problem = None;
+        let mut wrote = false;
         for (loaded, meta, unsigned) in pending.accepted {
             if !unsigned {
                 if let Some(ledger) = self.ledger.as_mut() {
-                    if let Err(e) = ledger.record(&meta) {
-                        tracing::error!(plugin = %meta.name, "cannot persist the accepted version: {e}");
+                    match ledger.record(&meta) {
+                        Ok(()) => wrote = true,
+                        Err(e) => {
+                            tracing::error!(plugin = %meta.name, version = meta.version, error = %e, "cannot persist the accepted version: rollback protection across restarts is not guaranteed");
+                            problem =
+                                Some(format!("plugin \"{}\" v{}: {e}", meta.name, meta.version));
+                        }
                     }
                 }
             }
             self.last_good.insert(meta.name.clone(), loaded);
+        }
+        if problem.is_some() || wrote {
+            *self
+                .ledger_problem
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = problem;
         }
     }
 
@@ -110,7 +128,7 @@ impl PluginManager {
         for p in &config.plugins {
             let exps = users(&p.name);
             let outcome = match &prepared {
-                Ok((trust, cache)) => self.try_candidate(p, &exps, trust, cache, config, now),
+                Ok(trust) => self.try_candidate(p, &exps, trust, config, now),
                 Err(refusal) => Err(refusal.clone()),
             };
             match outcome {
@@ -164,8 +182,9 @@ impl PluginManager {
         (res, pending)
     }
 
-    /// Trust store, ledger and cache for this config; a failure refuses every plugin of it.
-    fn prepare(&mut self, config: &Config) -> Result<(TrustStore, PluginCache), Refusal> {
+    /// Trust store and ledger for this config; a failure refuses every plugin of it (an
+    /// insecure state directory included: rollback protection could not be trusted).
+    fn prepare(&mut self, config: &Config) -> Result<TrustStore, Refusal> {
         let t = &config.trust;
         let trust = TrustStore::from_config(t)
             .map_err(|e| Refusal::new("trust", e.reason(), e.to_string()))?;
@@ -190,13 +209,13 @@ impl PluginManager {
             }
             self.ledger = Some(next);
             self.ledger_dir = t.state_dir.clone();
+        } else if let Some(ledger) = &self.ledger {
+            // Same directory as before: it may have been chmod-ed or chown-ed meanwhile.
+            ledger
+                .verify_state_dir()
+                .map_err(|e| Refusal::new("trust", e.reason(), e.to_string()))?;
         }
-        let cache = match &t.state_dir {
-            Some(dir) => PluginCache::open(&dir.join("plugin-cache")),
-            None => PluginCache::process_default(),
-        }
-        .map_err(|e| Refusal::new(e.step(), e.reason(), e.to_string()))?;
-        Ok((trust, cache))
+        Ok(trust)
     }
 
     #[allow(clippy::type_complexity)]
@@ -205,7 +224,6 @@ impl PluginManager {
         p: &PluginConfig,
         exps: &[&ExperimentConfig],
         trust: &TrustStore,
-        cache: &PluginCache,
         config: &Config,
         now: SystemTime,
     ) -> Result<
@@ -218,10 +236,11 @@ impl PluginManager {
         Refusal,
     > {
         let ledger = self.ledger.get_or_insert_with(VersionLedger::in_memory);
+        let allowed_libraries = config.trust.allowed_libraries();
         let cx = LoadContext {
             trust,
             ledger,
-            cache,
+            allowed_libraries: &allowed_libraries,
             allow_unsigned: config.trust.danger_allow_unsigned,
             now,
             max_libraries: self.options.max_libraries,
@@ -253,9 +272,10 @@ impl PluginManager {
                 match loaded.module.new_strategy()(RStr::from_str(&e.strategy_config_json)) {
                     RResult::ROk(s) => s,
                     RResult::RErr(msg) => {
-                        let message = format!(
-                        "plugin \"{}\" rejected the strategy_config of experiment \"{}\": {msg}",
-                        loaded.identity.name, e.key
+                        let message =
+                            format!(
+                        "plugin \"{}\" rejected the strategy_config of experiment \"{}\": {}",
+                        loaded.identity.name, e.key, crate::status::ClippedText(msg.as_str())
                     );
                         refused.push((
                             e.key.clone(),

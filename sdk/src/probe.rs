@@ -109,7 +109,7 @@ fn show(d: &Decision) -> String {
     match d {
         Decision::Variant(i) => format!("variant {i}"),
         Decision::NotEnrolled => "not enrolled".into(),
-        Decision::Error(m) => format!("error: {m}"),
+        Decision::Error(m) => format!("error: {}", crate::status::ClippedText(m.as_str())),
     }
 }
 
@@ -163,7 +163,7 @@ pub(crate) fn probe(
             Decision::Error(m) => {
                 return Err(ProbeError::StrategyError {
                     unit: id,
-                    message: m.to_string(),
+                    message: crate::status::clip_plugin_text(m.as_str()),
                 })
             }
             _ => {}

@@ -103,6 +103,7 @@ impl Snapshot {
             generation: self.generation,
             loaded_libraries: crate::loader::loaded_libraries(),
             danger_unsigned_plugins: self.config.trust.danger_allow_unsigned,
+            ledger_problem: None,
             plugins: self.plugins.clone(),
             experiments,
             last_reload: None,

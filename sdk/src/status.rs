@@ -6,10 +6,39 @@ use crate::loader::PluginIdentity;
 use crate::strategy::StrategyCounters;
 use serde::Serialize;
 
+/// Most bytes of text a plugin may put into status, reports and logs (names, versions, error
+/// and rejection messages); longer text is cut at a character boundary and marked.
+pub const PLUGIN_TEXT_MAX_BYTES: usize = 1024;
+
+/// `text` from a plugin, cut to [`PLUGIN_TEXT_MAX_BYTES`] (with a note of the original length):
+/// a plugin must not turn status or a log line into megabytes.
+pub(crate) fn clip_plugin_text(text: &str) -> String {
+    ClippedText(text).to_string()
+}
+
+/// Displays plugin text cut to [`PLUGIN_TEXT_MAX_BYTES`] without allocating (for log lines on
+/// the assign path).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClippedText<'a>(pub(crate) &'a str);
+
+impl std::fmt::Display for ClippedText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.0;
+        if text.len() <= PLUGIN_TEXT_MAX_BYTES {
+            return f.write_str(text);
+        }
+        let mut end = PLUGIN_TEXT_MAX_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        write!(f, "{}... [cut: {} bytes in all]", &text[..end], text.len())
+    }
+}
+
 /// A refusal: the pipeline step that refused, a stable reason code, and the full message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Refusal {
-    /// Step: `path`, `signature`, `rollback`, `cache`, `elf`, `open`, `abi`, `init`,
+    /// Step: `path`, `signature`, `rollback`, `elf`, `map`, `open`, `abi`, `init`,
     /// `instantiate`, `probe`, `trust`.
     pub step: &'static str,
     /// Stable snake_case reason, e.g. `bad_signature`, `unknown_key_id`, `probe_nondeterministic`.
@@ -137,6 +166,9 @@ pub struct Status {
     pub loaded_libraries: usize,
     /// `trust.danger_allow_unsigned` is on: plugins are loaded WITHOUT signature checks.
     pub danger_unsigned_plugins: bool,
+    /// Why the accepted plugin versions could not be written to the state directory's ledger
+    /// (rollback protection across restarts is then not guaranteed); `None` when all is well.
+    pub ledger_problem: Option<String>,
     /// Configured plugins.
     pub plugins: Vec<PluginStatus>,
     /// Experiments.
@@ -156,6 +188,12 @@ impl std::fmt::Display for Status {
             writeln!(
                 f,
                 "!! DANGER: unsigned plugins allowed (trust.danger_allow_unsigned) !!"
+            )?;
+        }
+        if let Some(problem) = &self.ledger_problem {
+            writeln!(
+                f,
+                "!! the accepted-versions ledger could not be persisted: {problem} !!"
             )?;
         }
         for p in &self.plugins {

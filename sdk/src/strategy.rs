@@ -209,7 +209,7 @@ impl PluginStrategy {
             }
             Decision::Error(msg) => {
                 self.health.errors.fetch_add(1, Ordering::Relaxed);
-                self.record_failure(format_args!("{msg}"));
+                self.record_failure(format_args!("{}", crate::status::ClippedText(msg.as_str())));
                 Err(FallbackReason::StrategyError)
             }
         }

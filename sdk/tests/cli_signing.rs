@@ -34,16 +34,31 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+fn system_library() -> Vec<u8> {
+    [
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        "/lib/aarch64-linux-gnu/libc.so.6",
+        "/usr/lib/aarch64-linux-gnu/libc.so.6",
+        "/lib64/libc.so.6",
+    ]
+    .iter()
+    .find_map(|p| std::fs::read(p).ok())
+    .expect("a C library to stand in for a plugin")
+}
+
 struct Setup {
     dir: tempfile::TempDir,
     plugin: PathBuf,
 }
 
 impl Setup {
+    /// A stand-in plugin: a copy of this machine's C library, a real shared object that passes
+    /// the ELF and dependency checks `verify` runs (read at test time, never committed).
     fn new() -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let plugin = dir.path().join("libswitchback.so");
-        std::fs::write(&plugin, b"\x7fELF a stand-in plugin").unwrap();
+        std::fs::write(&plugin, system_library()).unwrap();
         Setup { dir, plugin }
     }
 
@@ -353,5 +368,61 @@ fn an_encrypted_key_takes_its_password_from_the_environment() {
             None,
         ),
         0,
+    );
+}
+
+#[test]
+fn verify_runs_the_loaders_library_checks_on_the_signed_bytes() {
+    let t = Setup::new();
+    let (public, secret) = t.key("ops");
+    // Truncated after signing its truncation: validly signed, but segments past the end.
+    let whole = system_library();
+    std::fs::write(&t.plugin, &whole[..whole.len() / 2]).unwrap();
+    expect(&t.sign(&secret, "switchback", "1"), 0);
+    let (_, stderr) = expect(
+        &abkit(&["verify", "--pubkey", s(&public), s(&t.plugin)], None),
+        1,
+    );
+    assert!(stderr.contains("malformed_library"), "{stderr}");
+
+    // A dependency outside the allowlist, added before signing (needs Debian's patchelf).
+    std::fs::write(&t.plugin, &whole).unwrap();
+    let patched = std::process::Command::new("patchelf")
+        .args(["--add-needed", "libevil.so"])
+        .arg(&t.plugin)
+        .status()
+        .expect("patchelf is needed (.ci/test installs it)");
+    assert!(patched.success());
+    expect(&t.sign(&secret, "switchback", "1"), 0);
+    let (_, stderr) = expect(
+        &abkit(&["verify", "--pubkey", s(&public), s(&t.plugin)], None),
+        1,
+    );
+    assert!(
+        stderr.contains("disallowed_dependency") && stderr.contains("libevil.so"),
+        "{stderr}"
+    );
+    // Allowed explicitly, it passes and says what it needs.
+    let (stdout, _) = expect(
+        &abkit(
+            &[
+                "verify",
+                "--pubkey",
+                s(&public),
+                "--allow-library",
+                "libevil.so",
+                "--allow-library",
+                "ld-linux-x86-64.so.2",
+                "--allow-library",
+                "ld-linux-aarch64.so.1",
+                s(&t.plugin),
+            ],
+            None,
+        ),
+        0,
+    );
+    assert!(
+        stdout.contains("needs:") && stdout.contains("libevil.so"),
+        "{stdout}"
     );
 }

@@ -4,7 +4,7 @@ use crate::SigningError;
 use base64::Engine as _;
 use minisign::{KeyPair, SecretKey, SecretKeyBox};
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Largest secret key file read (a real one is about 250 bytes).
@@ -68,7 +68,9 @@ pub fn keygen(
         None => KeyPair::generate_unencrypted_keypair(),
     }
     .map_err(SigningError::minisign)?;
-    let id = key_id_hex(sk.keynum());
+    // The id comes from the public half: an encrypted secret key's key number is stored
+    // encrypted too, so `sk.keynum()` would name a key that does not exist.
+    let id = key_id_hex(pk.keynum());
     let comment = if encrypted {
         format!("abkit secret key {id} (encrypted)")
     } else {
@@ -133,22 +135,18 @@ fn read_key_file(path: &Path) -> Result<KeyFile, SigningError> {
         path: path.to_path_buf(),
         detail: detail.to_string(),
     };
-    let f = fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => SigningError::KeyNotFound {
-            path: path.to_path_buf(),
-        },
-        _ => SigningError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        },
-    })?;
-    let mut bytes = Vec::new();
-    f.take(KEY_FILE_MAX_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(SigningError::io(path))?;
-    if bytes.len() as u64 > KEY_FILE_MAX_BYTES {
-        return Err(bad("the file is far too large"));
-    }
+    // A regular file only (a FIFO or /dev/zero fails at once); a symlink to one is followed.
+    let bytes =
+        crate::sign::read_regular_capped(path, KEY_FILE_MAX_BYTES, true).map_err(|e| match e {
+            crate::sign::FileReadError::NotFound => SigningError::KeyNotFound {
+                path: path.to_path_buf(),
+            },
+            crate::sign::FileReadError::TooLarge { .. } => bad("the file is far too large"),
+            other => SigningError::Io {
+                path: path.to_path_buf(),
+                source: other.into_io_error(),
+            },
+        })?;
     let text = String::from_utf8(bytes).map_err(|_| bad("not text"))?;
     let mut lines = text.lines();
     let comment = lines.next().unwrap_or_default();
@@ -282,6 +280,50 @@ mod tests {
             Err(SigningError::WrongPassword { .. })
         ));
         assert!(load_secret_key(&k, Some("s3cret".into())).is_ok());
+    }
+
+    #[test]
+    fn an_encrypted_pair_names_the_public_key_id_and_signs_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, k) = keygen(dir.path(), "enc", Some("s3cret".into())).unwrap();
+        let pk = minisign::PublicKey::from_file(&p).unwrap();
+        let pk_id = key_id_hex(pk.keynum());
+        // The secret key file's comment names the public key's id.
+        let sk_comment = fs::read_to_string(&k)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            sk_comment,
+            format!("untrusted comment: abkit secret key {pk_id} (encrypted)")
+        );
+        // Decrypted with the password, the key is the public key's other half.
+        let sk = load_secret_key(&k, Some("s3cret".into())).unwrap();
+        assert_eq!(key_id_hex(sk.keynum()), pk_id);
+
+        // A signature made with the password carries that id and verifies.
+        let plugin = dir.path().join("libp.so");
+        fs::write(&plugin, b"plugin bytes").unwrap();
+        let signed = crate::sign_plugin(&k, Some("s3cret".into()), &plugin, "p", 1, None).unwrap();
+        assert_eq!(signed.key_id, pk_id);
+        let text = fs::read_to_string(&signed.signature_path).unwrap();
+        let sig_box = minisign::SignatureBox::from_string(&text).unwrap();
+        assert_eq!(key_id_hex(sig_box.keynum()), pk_id);
+        assert!(
+            sig_box.untrusted_comment().unwrap().contains(&pk_id),
+            "{text}"
+        );
+        minisign::verify(
+            &pk,
+            &sig_box,
+            fs::File::open(&plugin).unwrap(),
+            true,
+            false,
+            false,
+        )
+        .unwrap();
     }
 
     #[test]

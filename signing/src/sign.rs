@@ -89,31 +89,113 @@ pub fn sign_plugin(
     })
 }
 
+/// Reads the plugin to sign: a regular file, not a symlink (the loader refuses symlinks too),
+/// at most [`PLUGIN_MAX_BYTES`].
 fn read_plugin(path: &Path) -> Result<Vec<u8>, SigningError> {
-    let f = fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => SigningError::PluginNotFound {
+    read_regular_capped(path, PLUGIN_MAX_BYTES, false).map_err(|e| match e {
+        FileReadError::NotFound => SigningError::PluginNotFound {
             path: path.to_path_buf(),
         },
-        _ => SigningError::Io {
+        FileReadError::TooLarge { size } => SigningError::PluginTooLarge {
             path: path.to_path_buf(),
-            source: e,
+            size,
+            limit: PLUGIN_MAX_BYTES,
         },
-    })?;
-    let size = f.metadata().map_err(SigningError::io(path))?.len();
-    let too_large = |size| SigningError::PluginTooLarge {
-        path: path.to_path_buf(),
-        size,
-        limit: PLUGIN_MAX_BYTES,
-    };
-    if size > PLUGIN_MAX_BYTES {
-        return Err(too_large(size));
+        other => SigningError::Io {
+            path: path.to_path_buf(),
+            source: other.into_io_error(),
+        },
+    })
+}
+
+/// Why a bounded read of a key or plugin file failed. The caller adds the path.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FileReadError {
+    /// Nothing exists at the path.
+    #[error("it does not exist")]
+    NotFound,
+    /// The path is a symlink and links are refused for this file.
+    #[error("it is a symbolic link, which is refused here; pass the file itself")]
+    Symlink,
+    /// A FIFO, a device, a socket or a directory.
+    #[error("it is {what}, not a regular file, so it was not read; pass a regular file")]
+    NotRegular {
+        /// What it is, with its article.
+        what: &'static str,
+    },
+    /// Over the cap.
+    #[error("it is {size} bytes or more, over the limit")]
+    TooLarge {
+        /// Its size, or how much was read before stopping.
+        size: u64,
+    },
+    /// Opening, `fstat` or reading failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl FileReadError {
+    /// As an `io::Error` with this message (for [`SigningError::Io`]).
+    pub(crate) fn into_io_error(self) -> std::io::Error {
+        match self {
+            FileReadError::Io(e) => e,
+            other => std::io::Error::new(std::io::ErrorKind::InvalidInput, other.to_string()),
+        }
     }
-    let mut bytes = Vec::new();
-    f.take(PLUGIN_MAX_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(SigningError::io(path))?;
-    if bytes.len() as u64 > PLUGIN_MAX_BYTES {
-        return Err(too_large(bytes.len() as u64));
+}
+
+/// Reads a regular file of at most `cap` bytes without ever blocking: opened with
+/// `O_NONBLOCK` (a FIFO does not wait for a writer) and, unless `follow_symlinks`,
+/// `O_NOFOLLOW`; the type and size checked with `fstat` on the opened descriptor (a FIFO,
+/// `/dev/zero` or a directory is refused at once); at most `cap + 1` bytes read.
+pub(crate) fn read_regular_capped(
+    path: &Path,
+    cap: u64,
+    follow_symlinks: bool,
+) -> Result<Vec<u8>, FileReadError> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    use rustix::io::Errno;
+    let mut flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    if !follow_symlinks {
+        flags |= OFlags::NOFOLLOW;
+    }
+    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|errno| match errno {
+        Errno::NOENT => FileReadError::NotFound,
+        Errno::LOOP
+            if !follow_symlinks
+                && fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) =>
+        {
+            FileReadError::Symlink
+        }
+        // open(2) of a socket.
+        Errno::NXIO => FileReadError::NotRegular { what: "a socket" },
+        other => FileReadError::Io(other.into()),
+    })?;
+    let stat = rustix::fs::fstat(&fd).map_err(std::io::Error::from)?;
+    let what = match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile => None,
+        FileType::Directory => Some("a directory"),
+        FileType::Fifo => Some("a FIFO (named pipe)"),
+        FileType::CharacterDevice => Some("a character device"),
+        FileType::BlockDevice => Some("a block device"),
+        FileType::Socket => Some("a socket"),
+        _ => Some("a special file"),
+    };
+    if let Some(what) = what {
+        return Err(FileReadError::NotRegular { what });
+    }
+    let size = u64::try_from(stat.st_size).unwrap_or(0);
+    if size > cap {
+        return Err(FileReadError::TooLarge { size });
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    fs::File::from(fd)
+        .take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(FileReadError::TooLarge {
+            size: bytes.len() as u64,
+        });
     }
     Ok(bytes)
 }
@@ -194,6 +276,54 @@ mod tests {
         rewrite(&raw);
         let e = sign(&key, None, &plugin, "ok", 2, None).unwrap_err();
         assert!(matches!(e, SigningError::Minisign { .. }), "{e}");
+    }
+
+    #[test]
+    fn fifos_devices_and_symlinked_plugins_are_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, key) = keygen(dir.path(), "k", None).unwrap();
+        let plugin = dir.path().join("p.so");
+        fs::write(&plugin, b"x").unwrap();
+        let fifo = dir.path().join("fifo.key");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let started = std::time::Instant::now();
+        // Before: opening the FIFO waited for a writer forever. On a thread, so that a
+        // regression fails the test instead of hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (f, p) = (fifo.clone(), plugin.clone());
+        std::thread::spawn(move || tx.send(sign(&f, None, &p, "ok", 1, None)));
+        let e = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("blocked on a FIFO")
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("fifo.key") && msg.contains("FIFO"), "{msg}");
+        assert!(msg.contains("not a regular file"), "{msg}");
+        // Before: /dev/zero was read up to the cap (256 MiB) and refused as too large.
+        let e = sign(&key, None, Path::new("/dev/zero"), "ok", 1, None).unwrap_err();
+        assert!(e.to_string().contains("character device"), "{e}");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (k, f) = (key.clone(), fifo.clone());
+        std::thread::spawn(move || tx.send(sign(&k, None, &f, "ok", 1, None)));
+        let e = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("blocked on a FIFO")
+            .unwrap_err();
+        assert!(e.to_string().contains("FIFO"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+        let link = dir.path().join("link.so");
+        std::os::unix::fs::symlink(&plugin, &link).unwrap();
+        let e = sign(&key, None, &link, "ok", 1, None).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        // The secret key may be a symlink (secret stores mount keys that way).
+        let key_link = dir.path().join("key-link.key");
+        std::os::unix::fs::symlink(&key, &key_link).unwrap();
+        sign(&key_link, None, &plugin, "ok", 1, None).unwrap();
     }
 
     #[test]

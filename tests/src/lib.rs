@@ -1,7 +1,9 @@
 //! Shared helpers for the cross-crate tests of abkit (the tests themselves live in `tests/tests/`).
 
+pub mod elf_patch;
 pub mod env;
 pub mod fixtures;
+pub mod marker;
 
 use std::path::PathBuf;
 

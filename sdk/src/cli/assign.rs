@@ -1,8 +1,10 @@
 //! `abkit assign`: one unit, or a file of unit ids streamed to CSV.
 
 use super::CliError;
+use crate::bulk::BulkError;
+use crate::files::{InputLimit, LineCap, DEFAULT_MAX_LINE_BYTES};
 use crate::{Attribute, Sdk, Unit};
-use std::io::BufReader;
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -25,6 +27,11 @@ pub struct Args {
     /// A unit attribute `key=value` (repeatable), for targeting and attribute-based strategies.
     #[arg(long = "attr", value_name = "KEY=VALUE", value_parser = parse_attr)]
     attrs: Vec<(String, String)>,
+    /// With --units (ignored otherwise): longest line accepted, in bytes, not counting the
+    /// line end (default 65536); a longer line is an error naming it. Input is read in
+    /// bounded memory.
+    #[arg(long, value_name = "N", value_parser = super::simulate::parse_line_bytes)]
+    max_line_bytes: Option<usize>,
 }
 
 fn parse_attr(s: &str) -> Result<(String, String), String> {
@@ -57,20 +64,31 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
     }
     if let Some(path) = &args.units {
         let stdout = std::io::stdout().lock();
-        let result = if path.as_os_str() == "-" {
-            crate::bulk::assign_csv(&snapshot, &args.experiment, std::io::stdin().lock(), stdout)
+        // Pipes are fine here (stdin, a FIFO), but every line is capped, so an input without
+        // line ends (`/dev/zero`) fails at once instead of filling the memory.
+        let input: Box<dyn BufRead> = if path.as_os_str() == "-" {
+            Box::new(std::io::stdin().lock())
         } else {
             let file = std::fs::File::open(path).map_err(|e| {
                 CliError::Invalid(format!("cannot open units file {}: {e}", path.display()))
             })?;
-            crate::bulk::assign_csv(
-                &snapshot,
-                &args.experiment,
-                BufReader::with_capacity(1 << 16, file),
-                stdout,
-            )
+            Box::new(BufReader::with_capacity(1 << 16, file))
         };
-        let stats = result.map_err(|e| CliError::Invalid(format!("{}: {e}", path.display())))?;
+        let max = args.max_line_bytes.unwrap_or(DEFAULT_MAX_LINE_BYTES);
+        let mut capped = LineCap::new(input, max, false);
+        let result = crate::bulk::assign_csv(&snapshot, &args.experiment, &mut capped, stdout);
+        let stats = result.map_err(|e| match e {
+            BulkError::Io(ref io) => match InputLimit::of(io) {
+                Some(InputLimit::Line { line, max }) => CliError::Invalid(format!(
+                    "{} line {line}: the line is longer than {max} bytes, the limit for one line; \
+                     unit ids are short, so check that this is a file of unit ids, or raise the \
+                     limit with --max-line-bytes",
+                    path.display()
+                )),
+                _ => CliError::Invalid(format!("{}: {e}", path.display())),
+            },
+            _ => CliError::Invalid(format!("{}: {e}", path.display())),
+        })?;
         tracing::info!(
             units = stats.units,
             enrolled = stats.enrolled,

@@ -1,6 +1,11 @@
 //! The `abkit` command-line tool (feature `cli`). Each subcommand lives in its own module.
 //!
 //! Exit codes: 0 ok, 1 invalid input or configuration (or a refused check), 2 usage.
+//!
+//! Logs (the SDK's `tracing` events: refused plugins, DANGER unsigned mode, ABI differences,
+//! persist failures) go to stderr only, so stdout stays machine-readable. Level: warnings by
+//! default, `-v` info, `-vv` debug, `-vvv` trace, `-q` errors only; without `-v`/`-q`,
+//! `RUST_LOG` (e.g. `RUST_LOG=abkit=debug`) chooses instead.
 
 mod assign;
 mod check;
@@ -27,6 +32,46 @@ use std::process::ExitCode;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// More log output on stderr: -v info, -vv debug, -vvv trace (default: warnings and
+    /// errors). Overrides RUST_LOG.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors in the log output on stderr (no warnings). Overrides RUST_LOG.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+}
+
+/// Installs the log output: `tracing` events to stderr, at the level `-v`/`-q` ask for, or
+/// else as `RUST_LOG` says, or else warnings and errors.
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+    let flag_level = match (quiet, verbose) {
+        (true, _) => Some(LevelFilter::ERROR),
+        (false, 0) => None,
+        (false, 1) => Some(LevelFilter::INFO),
+        (false, 2) => Some(LevelFilter::DEBUG),
+        (false, _) => Some(LevelFilter::TRACE),
+    };
+    let filter = match flag_level {
+        Some(level) => EnvFilter::default().add_directive(level.into()),
+        None => match std::env::var("RUST_LOG") {
+            Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+                eprintln!(
+                    "abkit: warning: RUST_LOG={spec:?} is not a valid filter ({e}); \
+                         logging warnings and errors (e.g. RUST_LOG=info or RUST_LOG=abkit=debug)"
+                );
+                EnvFilter::default().add_directive(LevelFilter::WARN.into())
+            }),
+            _ => EnvFilter::default().add_directive(LevelFilter::WARN.into()),
+        },
+    };
+    // Fails only if a subscriber is already installed (the tool calls this once).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +121,7 @@ impl From<std::io::Error> for CliError {
 /// Parses the process arguments and runs the subcommand; returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse(); // exits with code 2 on usage errors
+    init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Assign(a) => assign::run(a),
         Command::Check(a) => check::run(a),

@@ -31,10 +31,14 @@ pub(super) struct InputArgs {
     /// The input is CSV with a header; this column holds the unit id, the others become attributes.
     #[arg(long, value_name = "NAME", conflicts_with = "synthetic")]
     id_column: Option<String>,
-    /// Skip malformed lines (bad UTF-8, wrong field count, empty id), counting them, instead of
-    /// stopping at the first.
+    /// Skip malformed lines (bad UTF-8, wrong field count, empty id, too long), counting them,
+    /// instead of stopping at the first.
     #[arg(long)]
     skip_bad_lines: bool,
+    /// Longest input line accepted, in bytes (not counting the line end). A longer line is a
+    /// malformed line: an error naming it, or skipped and counted with --skip-bad-lines.
+    #[arg(long, value_name = "N", default_value_t = crate::files::DEFAULT_MAX_LINE_BYTES, value_parser = parse_line_bytes)]
+    max_line_bytes: usize,
     /// Fix the clock every assignment sees: RFC 3339 or ms since the epoch (default: now).
     #[arg(long, value_name = "T")]
     time: Option<String>,
@@ -47,6 +51,14 @@ fn parse_count(s: &str) -> Result<u64, String> {
     s.replace('_', "")
         .parse::<u64>()
         .map_err(|_| format!("`{s}` is not a number of units"))
+}
+
+/// A `--max-line-bytes` value: a positive number of bytes (`_` separators allowed).
+pub(super) fn parse_line_bytes(s: &str) -> Result<usize, String> {
+    match s.replace('_', "").parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{s}` is not a positive number of bytes")),
+    }
 }
 
 fn parse_dist(s: &str) -> Result<AttributeDistribution, String> {
@@ -73,7 +85,9 @@ impl InputArgs {
                     },
                     None => InputFormat::Plain,
                 };
-                UnitSource::open(path, format).map_err(invalid)?
+                UnitSource::open(path, format)
+                    .map_err(invalid)?
+                    .with_max_line_bytes(self.max_line_bytes)
             }
             (None, None) => {
                 return Err(CliError::Invalid(

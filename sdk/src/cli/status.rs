@@ -2,7 +2,7 @@
 //! plugin) and show what would serve, and why anything was refused.
 
 use super::CliError;
-use crate::status::PluginState;
+use crate::status::{PluginState, Status};
 use crate::Sdk;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +16,9 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
-    /// Exit 1 when any plugin is refused (for deploy scripts).
+    /// Exit 1 when anything is not as a production deploy needs it: a plugin or experiment
+    /// refused, unsigned plugins allowed (`danger_allow_unsigned`), accepted versions not
+    /// persisted. Each reason goes to stderr.
     #[arg(long)]
     strict: bool,
 }
@@ -31,14 +33,90 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
     } else {
         print!("{status}");
     }
-    let refused = status
-        .plugins
-        .iter()
-        .any(|p| p.state != PluginState::Active)
-        || status.experiments.iter().any(|e| e.refusal.is_some());
-    Ok(if args.strict && refused {
-        ExitCode::from(1)
-    } else {
+    if !args.strict {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let reasons = strict_failures(&status);
+    for reason in &reasons {
+        eprintln!("abkit: status --strict: {reason}");
+    }
+    Ok(if reasons.is_empty() {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
+}
+
+/// Why `status --strict` fails: one line per reason, empty when all is well. A new condition
+/// is one more `if` pushing a line that says what is wrong and what to do.
+fn strict_failures(status: &Status) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if status.danger_unsigned_plugins {
+        reasons.push(
+            "trust.danger_allow_unsigned is on: plugins are loaded WITHOUT signature checks; \
+             remove it from [trust] outside development"
+                .to_string(),
+        );
+    }
+    if let Some(problem) = &status.ledger_problem {
+        reasons.push(format!(
+            "the accepted-versions ledger could not be persisted ({problem}): rollback protection \
+             across restarts is not guaranteed; fix the state directory (space, permissions)"
+        ));
+    }
+    for p in &status.plugins {
+        if p.state != PluginState::Active {
+            let why = p.refusal.as_ref().map_or(String::new(), |r| {
+                format!(" at step {} ({})", r.step, r.reason)
+            });
+            reasons.push(format!(
+                "plugin {} was refused{why}; see its status above",
+                p.name
+            ));
+        }
+    }
+    for e in &status.experiments {
+        if let Some(r) = &e.refusal {
+            reasons.push(format!(
+                "experiment {} does not use its plugin: refused at step {} ({}); see its status above",
+                e.key, r.step, r.reason
+            ));
+        }
+    }
+    reasons
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn healthy() -> Status {
+        Status {
+            generation: 1,
+            loaded_libraries: 0,
+            danger_unsigned_plugins: false,
+            ledger_problem: None,
+            plugins: Vec::new(),
+            experiments: Vec::new(),
+            last_reload: None,
+        }
+    }
+
+    #[test]
+    fn strict_fails_on_unsigned_plugins_and_on_a_ledger_that_was_not_persisted() {
+        assert!(strict_failures(&healthy()).is_empty());
+        let unsigned = Status {
+            danger_unsigned_plugins: true,
+            ..healthy()
+        };
+        assert_eq!(strict_failures(&unsigned).len(), 1);
+        let unpersisted = Status {
+            ledger_problem: Some("plugin \"x\" v2: i/o error".into()),
+            ..healthy()
+        };
+        let reasons = strict_failures(&unpersisted);
+        assert_eq!(reasons.len(), 1);
+        assert!(reasons[0].contains("could not be persisted"), "{reasons:?}");
+    }
 }

@@ -1,5 +1,6 @@
-//! `abkit verify`: check a plugin's signature and signed metadata as the loader does
-//! (except rollback, which needs the service's state).
+//! `abkit verify`: check a plugin's signature, signed metadata and library structure as the
+//! loader does before mapping anything (except rollback, which needs the service's state).
+//! Nothing of the plugin is mapped or run.
 
 use super::CliError;
 use crate::config::TrustConfig;
@@ -23,6 +24,10 @@ pub struct Args {
     /// Its signature (default: PLUGIN.minisig).
     #[arg(long, value_name = "S")]
     signature: Option<PathBuf>,
+    /// A library the plugin may need (`DT_NEEDED`), as `[trust] allowed_libraries`; repeat for
+    /// several. Default: the SDK's default allowlist.
+    #[arg(long = "allow-library", value_name = "SONAME")]
+    allowed_libraries: Vec<String>,
 }
 
 pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
@@ -67,6 +72,18 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
     let meta = store
         .verify(&name, &bytes, text, SystemTime::now())
         .map_err(&refused)?;
+    let allowed = if args.allowed_libraries.is_empty() {
+        TrustConfig::default().allowed_libraries()
+    } else {
+        args.allowed_libraries
+    };
+    let library = crate::loader::check_library(&bytes, &allowed).map_err(|source| {
+        let e = crate::loader::LoadError::Elf {
+            path: args.plugin.clone(),
+            source,
+        };
+        CliError::Invalid(format!("{shown} refused ({}): {e}", e.reason()))
+    })?;
     println!("ok: {shown} is signed by trusted key {}", meta.key_id);
     println!("name:    {}", meta.name);
     println!("version: {}", meta.version);
@@ -76,5 +93,6 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
         meta.expires_utc().as_deref().unwrap_or("never")
     );
     println!("key id:  {}", meta.key_id);
+    println!("needs:   {}", library.needed.join(", "));
     Ok(ExitCode::SUCCESS)
 }

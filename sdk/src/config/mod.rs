@@ -129,10 +129,27 @@ pub struct TrustConfig {
     pub public_keys: Vec<String>,
     /// Minisign `.pub` files, resolved against the config directory.
     pub public_key_files: Vec<PathBuf>,
-    /// Optional state directory: accepted versions and the private plugin cache.
+    /// Optional state directory: the accepted-versions ledger (rollback protection across
+    /// restarts). Must be owned by this user (or root), not a symlink, mode 0700.
     pub state_dir: Option<PathBuf>,
+    /// Sonames a plugin may name in `DT_NEEDED`; `None` means
+    /// [`crate::loader::elf::DEFAULT_ALLOWED_LIBRARIES`]. A set list replaces the default.
+    pub allowed_libraries: Option<Vec<String>>,
     /// Development only: load plugins without a signature. Loud in logs and status.
     pub danger_allow_unsigned: bool,
+}
+
+impl TrustConfig {
+    /// The sonames a plugin may need: `allowed_libraries`, or the default list.
+    pub fn allowed_libraries(&self) -> Vec<String> {
+        match &self.allowed_libraries {
+            Some(list) => list.clone(),
+            None => crate::loader::elf::DEFAULT_ALLOWED_LIBRARIES
+                .iter()
+                .map(|s| (*s).to_string())
+                .collect(),
+        }
+    }
 }
 
 /// One `[[plugins]]` entry.
@@ -197,8 +214,13 @@ impl Config {
         validate::parse_and_validate(text, source_name, base_dir)
     }
 
-    /// Reads, parses and validates a TOML file (capped at 16 MiB).
+    /// Reads, parses and validates a TOML file (capped at 16 MiB). Only a regular file is
+    /// read: a FIFO, a device such as `/dev/zero` or a directory is refused at once with a
+    /// problem naming what it is (opened non-blocking, checked with `fstat` on the open file,
+    /// read with a hard cap). A symlink to a regular file is followed.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        /// Largest configuration file read.
+        const MAX_BYTES: u64 = 16 << 20;
         let source_name = path.display().to_string();
         let fail = |message: String| ConfigError {
             source_name: source_name.clone(),
@@ -207,16 +229,29 @@ impl Config {
                 message,
             }],
         };
-        let meta = std::fs::metadata(path)
-            .map_err(|e| fail(format!("cannot read the config file: {e}; check the path")))?;
-        if meta.len() > 16 << 20 {
-            return Err(fail(format!(
-                "the file is {} bytes; the limit is 16 MiB",
-                meta.len()
-            )));
-        }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| fail(format!("cannot read the config file as UTF-8 text: {e}")))?;
+        let bytes = crate::files::read_regular_capped(path, MAX_BYTES, true).map_err(|e| {
+            use crate::files::FileReadError;
+            fail(match e {
+                FileReadError::TooLarge { size, .. } => format!(
+                    "the file is {size} bytes or more; the limit is 16 MiB: check that --config \
+                     names the configuration file"
+                ),
+                FileReadError::NotRegular { what, .. } => format!(
+                    "cannot read the config file: it is {what}, not a regular file; \
+                     point --config at a TOML file"
+                ),
+                other => format!(
+                    "cannot read the config file: {}; check the path",
+                    other.detail()
+                ),
+            })
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            fail(format!(
+                "the file is not UTF-8 text (invalid byte at offset {}); a configuration is TOML text",
+                e.utf8_error().valid_up_to()
+            ))
+        })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Config::from_toml_str(&text, &source_name, &base)
     }

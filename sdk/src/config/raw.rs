@@ -65,6 +65,7 @@ pub(crate) struct RawTrust {
     pub public_keys: Vec<String>,
     pub public_key_files: Vec<String>,
     pub state_dir: Option<String>,
+    pub allowed_libraries: Option<Vec<String>>,
     pub danger_allow_unsigned: Option<bool>,
 }
 

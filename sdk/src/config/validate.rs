@@ -460,7 +460,20 @@ fn validate_trust(raw: &RawConfig, base_dir: &Path, issues: &mut Issues) -> Trus
             );
         }
     }
+    if let Some(libs) = &t.allowed_libraries {
+        for (i, l) in libs.iter().enumerate() {
+            if l.is_empty() || l.contains('/') || l.chars().any(char::is_whitespace) {
+                issues.add(
+                    format!("trust.allowed_libraries[{i}]"),
+                    format!(
+                        "{l:?} is not a library name; give sonames such as \"libc.so.6\" (a path is never allowed: the dynamic loader would load whatever is there)"
+                    ),
+                );
+            }
+        }
+    }
     TrustConfig {
+        allowed_libraries: t.allowed_libraries.clone(),
         public_keys: t.public_keys.iter().map(|k| k.trim().to_string()).collect(),
         public_key_files: t
             .public_key_files

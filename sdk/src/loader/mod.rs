@@ -3,19 +3,20 @@
 //! plugin is mapped or run before its exact bytes are verified.
 //!
 //! ```text
-//! path checks -> read once (size-capped) -> signature + signed metadata -> rollback
-//!   -> private content-addressed copy -> ELF structure -> dlopen THAT copy
+//! path checks -> read once (size-capped, no-follow) -> signature + signed metadata -> rollback
+//!   -> ELF structure + dynamic section + dependency allowlist (on those bytes)
+//!   -> those bytes into a sealed memfd -> dlopen /proc/self/fd/N
 //!   -> root symbol + abi_stable version + layout checks -> root module initialised
 //! ```
 //!
-//! Libraries are never unloaded (unloading Rust cdylibs is unsound in practice): each distinct
-//! set of bytes is opened once per process and reused; [`loaded_libraries`] counts them.
+//! No path on any file system is opened after verification: the bytes that are mapped are the
+//! bytes that were verified ([`sealed`]). Libraries are never unloaded (unloading Rust cdylibs
+//! is unsound in practice): each distinct set of bytes is mapped once per process and reused
+//! through an in-process map from SHA-256 to the loaded module; [`loaded_libraries`] counts them.
 
-mod cache;
 pub mod elf;
 mod paths;
-
-pub(crate) use cache::PluginCache;
+mod sealed;
 
 use crate::config::PluginConfig;
 use crate::trust::{self, SignedMetadata, TrustError, TrustStore, VersionLedger};
@@ -86,10 +87,10 @@ pub enum LoadError {
     /// Signature or signed-metadata check failed.
     #[error(transparent)]
     Trust(#[from] TrustError),
-    /// The private cache could not be used.
-    #[error("plugin cache {path}: {detail}")]
-    Cache {
-        /// The cache directory or file.
+    /// The verified bytes could not be put into a sealed memory file to map them from.
+    #[error("{path}: cannot map the verified bytes from a sealed memory file ({detail}); this needs Linux with memfd and /proc mounted")]
+    Map {
+        /// The configured plugin path.
         path: PathBuf,
         /// What failed.
         detail: String,
@@ -169,11 +170,15 @@ impl LoadError {
             LoadError::UnsafePath { .. } => "unsafe_path",
             LoadError::Missing { .. } => "plugin_missing",
             LoadError::Trust(t) => t.reason(),
-            LoadError::Cache { .. } => "cache_error",
+            LoadError::Map { .. } => "map_failed",
             LoadError::Elf {
                 source: elf::ElfError::NotElf(_),
                 ..
             } => "cannot_open",
+            LoadError::Elf {
+                source: elf::ElfError::DisallowedDependency(_),
+                ..
+            } => "disallowed_dependency",
             LoadError::Elf { .. } => "malformed_library",
             LoadError::Open { .. } => "cannot_open",
             LoadError::SymbolMissing { .. } => "symbol_missing",
@@ -191,7 +196,7 @@ impl LoadError {
             LoadError::UnsafePath { .. } | LoadError::Missing { .. } => "path",
             LoadError::Trust(TrustError::Rollback { .. }) => "rollback",
             LoadError::Trust(_) => "signature",
-            LoadError::Cache { .. } => "cache",
+            LoadError::Map { .. } => "map",
             LoadError::Elf { .. } => "elf",
             LoadError::Open { .. }
             | LoadError::SymbolMissing { .. }
@@ -229,7 +234,7 @@ fn identity_for(meta: &SignedMetadata, module: PluginModRef) -> &'static PluginI
             version: meta.version,
             sha256: meta.sha256_hex(),
             key_id: meta.key_id.clone(),
-            build_version: module.version()().to_string(),
+            build_version: crate::status::clip_plugin_text(module.version()().as_str()),
         }))
     })
 }
@@ -243,7 +248,8 @@ pub fn loaded_libraries() -> usize {
 pub(crate) struct LoadContext<'a> {
     pub(crate) trust: &'a TrustStore,
     pub(crate) ledger: &'a VersionLedger,
-    pub(crate) cache: &'a PluginCache,
+    /// Sonames a plugin may name in `DT_NEEDED` (`[trust] allowed_libraries`).
+    pub(crate) allowed_libraries: &'a [String],
     pub(crate) allow_unsigned: bool,
     pub(crate) now: SystemTime,
     pub(crate) max_libraries: usize,
@@ -284,6 +290,11 @@ pub(crate) fn load(
         meta
     };
 
+    // On every load, even of bytes already mapped: the policy (the allowlist) may have changed.
+    check_library(&bytes, cx.allowed_libraries).map_err(|source| LoadError::Elf {
+        path: cfg.path.clone(),
+        source,
+    })?;
     let cached = libraries()
         .lock()
         .ok()
@@ -300,20 +311,18 @@ pub(crate) fn load(
                     cap: cx.max_libraries,
                 });
             }
-            let private = cx.cache.store(&meta.sha256_hex(), &bytes)?;
-            elf::validate(&bytes).map_err(|source| LoadError::Elf {
-                path: cfg.path.clone(),
-                source,
-            })?;
-            let module = open_root_module(&private, &cfg.path)?;
+            let image = sealed::SealedImage::new(&meta.name, &bytes, &cfg.path)?;
+            let module = open_root_module(&image.proc_path(), &cfg.path)?;
+            // Mapped and initialised: the descriptor stays open as long as the library does.
+            image.keep_forever();
             if let Ok(mut m) = libraries().lock() {
                 m.insert(meta.sha256, module);
             }
-            tracing::info!(plugin = %meta.name, library = %private.display(), "plugin library mapped");
+            tracing::info!(plugin = %meta.name, sha256 = %meta.sha256_hex(), "plugin library mapped from sealed memory");
             module
         }
     };
-    let module_name = module.name()().to_string();
+    let module_name = crate::status::clip_plugin_text(module.name()().as_str());
     if module_name != meta.name {
         return Err(LoadError::ModuleNameMismatch {
             path: cfg.path.clone(),
@@ -326,11 +335,23 @@ pub(crate) fn load(
     Ok((LoadedPlugin { identity, module }, meta))
 }
 
-/// `dlopen`s the private copy and checks the abi_stable header, version and layout.
+/// Every check of the library's bytes that runs before `dlopen` (also run by `abkit verify`):
+/// ELF structure and dynamic section ([`elf::validate`]), then the dependency policy
+/// ([`elf::check_dependencies`]).
+pub fn check_library<S: AsRef<str>>(
+    bytes: &[u8],
+    allowed_libraries: &[S],
+) -> Result<elf::DynamicInfo, elf::ElfError> {
+    let info = elf::validate(bytes)?;
+    elf::check_dependencies(&info, allowed_libraries)?;
+    Ok(info)
+}
+
+/// `dlopen`s the sealed image and checks the abi_stable header, version and layout.
 /// Uses `lib_header_from_path` + `init_root_module` per file: `RootModule::load_from*` caches
 /// one library per root-module type and would hand back the first plugin for every later one.
-fn open_root_module(private: &Path, configured: &Path) -> Result<PluginModRef, LoadError> {
-    let header = lib_header_from_path(private).map_err(|e| map_library_error(e, configured))?;
+fn open_root_module(image: &Path, configured: &Path) -> Result<PluginModRef, LoadError> {
+    let header = lib_header_from_path(image).map_err(|e| map_library_error(e, configured))?;
     header
         .init_root_module::<PluginModRef>()
         .map_err(|e| map_library_error(e, configured))
@@ -377,7 +398,7 @@ fn map_library_error(e: LibraryError, path: &Path) -> LoadError {
         }
         LibraryError::RootModule { err, .. } => LoadError::InitFailed {
             path,
-            detail: err.to_string(),
+            detail: crate::status::clip_plugin_text(&err.to_string()),
         },
         other => LoadError::Open {
             path,

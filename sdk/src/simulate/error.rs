@@ -35,6 +35,21 @@ pub enum SimulateError {
         /// What is wrong with it.
         problem: LineProblem,
     },
+    /// A CSV record whose quoted fields span lines runs on past the cap (an unclosed quote,
+    /// most likely); it cannot be skipped, since where it ends is unknown.
+    #[error(
+        "{input}: the CSV record starting at line {line} runs on for more than {max} bytes, \
+         most likely an unclosed quote (\"); fix the quoting, or raise --max-line-bytes if \
+         records really are that long"
+    )]
+    RecordTooLong {
+        /// The input's name.
+        input: String,
+        /// Line where the record starts.
+        line: u64,
+        /// The cap for one record, in bytes.
+        max: u64,
+    },
     /// The CSV header lacks the id column.
     #[error("{input}: the header has no column \"{column}\" (columns: {columns}); pass --id-column with one of them")]
     MissingIdColumn {
@@ -123,6 +138,11 @@ pub enum LineProblem {
     },
     /// The unit id is empty.
     EmptyId,
+    /// The line is longer than the cap (`--max-line-bytes`); nothing of it was kept.
+    TooLong {
+        /// The cap, in bytes, not counting the line end.
+        max: usize,
+    },
 }
 
 impl fmt::Display for LineProblem {
@@ -138,6 +158,11 @@ impl fmt::Display for LineProblem {
                 write!(f, "has {found} fields but the header has {expected}")
             }
             LineProblem::EmptyId => f.write_str("the unit id is empty"),
+            LineProblem::TooLong { max } => write!(
+                f,
+                "the line is longer than {max} bytes, the limit for one line (unit ids are \
+                 short: check that this is a units file, or raise the limit with --max-line-bytes)"
+            ),
         }
     }
 }

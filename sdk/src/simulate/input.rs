@@ -3,6 +3,7 @@
 
 use super::error::{LineProblem, SimulateError};
 use super::synthetic::SyntheticSpec;
+use crate::files::{InputLimit, LineCap, DEFAULT_MAX_LINE_BYTES, OVERLONG_MARKER};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +14,9 @@ pub const BAD_LINE_EXAMPLES: usize = 10;
 
 /// Flush a chunk early when its text grows past this many bytes (very long lines).
 const CHUNK_TEXT_LIMIT: usize = 32 << 20;
+
+/// Bytes the CSV parser may read ahead of the record it is on (its buffer).
+const CSV_BUFFER_BYTES: usize = 1 << 16;
 
 /// The layout of a units file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +59,8 @@ pub(crate) struct ReaderSource {
     pub(crate) total_bytes: Option<u64>,
     pub(crate) bytes_read: Arc<AtomicU64>,
     pub(crate) gz_name: bool,
+    /// Longest line accepted, in bytes (not counting the line end).
+    pub(crate) max_line_bytes: usize,
 }
 
 impl std::fmt::Debug for UnitSource {
@@ -121,8 +127,23 @@ impl UnitSource {
                 total_bytes: None,
                 bytes_read: Arc::new(AtomicU64::new(0)),
                 gz_name: false,
+                max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             }),
         }
+    }
+
+    /// Sets the longest line accepted, in bytes, not counting the line end (default 64 KiB;
+    /// at least 1). A longer line is a malformed line
+    /// ([`LineProblem::TooLong`]): it fails the run, or with `skip_bad_lines` it is counted and
+    /// skipped, and the lines after it are read as usual. Nothing of it is kept in memory,
+    /// so an input without line ends (`/dev/zero`) fails in bounded memory. For CSV input,
+    /// a record whose quoted fields span lines is capped at this many bytes plus 128 KiB.
+    /// No effect on a synthetic population.
+    pub fn with_max_line_bytes(mut self, max: usize) -> Self {
+        if let SourceKind::Reader(r) = &mut self.kind {
+            r.max_line_bytes = max.max(1);
+        }
+        self
     }
 
     /// The input's name: a path, `<stdin>`, or `synthetic(N)`.
@@ -212,6 +233,7 @@ pub(crate) struct ChunkReader {
     parser: Parser,
     skip_bad_lines: bool,
     chunk_units: usize,
+    max_line_bytes: usize,
     /// Malformed lines skipped so far.
     pub(crate) skipped: SkippedLines,
     keys: Arc<Vec<String>>,
@@ -226,14 +248,17 @@ impl std::fmt::Debug for ChunkReader {
     }
 }
 
+/// The decoded input, its lines capped at `max_line_bytes`.
+type Capped = LineCap<BufReader<Box<dyn Read + Send>>>;
+
 enum Parser {
     Plain {
-        reader: Box<dyn BufRead + Send>,
+        reader: Capped,
         line: Vec<u8>,
         line_no: u64,
     },
     Csv {
-        reader: csv::Reader<Box<dyn Read + Send>>,
+        reader: csv::Reader<Capped>,
         record: csv::ByteRecord,
         id_col: usize,
         columns: usize,
@@ -254,6 +279,7 @@ impl ChunkReader {
             format,
             bytes_read,
             gz_name,
+            max_line_bytes,
             ..
         } = src;
         let mut buffered = BufReader::with_capacity(
@@ -281,25 +307,48 @@ impl ChunkReader {
         } else {
             Box::new(buffered)
         };
+        // Lines are capped after decompression: a gzip bomb of one endless line fails too.
+        let capped = LineCap::new(
+            BufReader::with_capacity(1 << 16, decoded),
+            max_line_bytes,
+            skip_bad_lines,
+        );
         let (parser, keys) = match format {
             InputFormat::Plain => (
                 Parser::Plain {
-                    reader: Box::new(BufReader::with_capacity(1 << 16, decoded)),
+                    reader: capped,
                     line: Vec::with_capacity(256),
                     line_no: 0,
                 },
                 Vec::new(),
             ),
             InputFormat::Csv { id_column } => {
+                // Quoted fields may span lines: bound a whole record too (its bytes read
+                // between two records, plus what the parser may have read ahead).
+                let record_max =
+                    (max_line_bytes as u64).saturating_add(2 * CSV_BUFFER_BYTES as u64);
                 let mut reader = csv::ReaderBuilder::new()
                     .has_headers(true)
                     .flexible(true)
-                    .buffer_capacity(1 << 16)
-                    .from_reader(decoded);
+                    .buffer_capacity(CSV_BUFFER_BYTES)
+                    .from_reader(capped.with_record_cap(record_max));
                 let header = match reader.byte_headers() {
                     Ok(h) => h.clone(),
                     Err(e) => return Err(csv_error(&name, 1, e)),
                 };
+                if reader.get_ref().has_overlong() && overlong_lines(&header) > 0 {
+                    let line = reader.get_mut().pop_overlong().unwrap_or(1);
+                    return Err(SimulateError::BadHeader {
+                        input: name.clone(),
+                        problem: format!(
+                            "line {line} is longer than {max_line_bytes} bytes \
+                             (raise the limit with --max-line-bytes)"
+                        ),
+                    });
+                }
+                reader
+                    .get_mut()
+                    .mark_record(record_end_line(&header, 1) + 1);
                 let mut names = Vec::with_capacity(header.len());
                 for field in header.iter() {
                     let s = std::str::from_utf8(field).map_err(|_| SimulateError::BadHeader {
@@ -345,6 +394,7 @@ impl ChunkReader {
             parser,
             skip_bad_lines,
             chunk_units: chunk_units.max(1),
+            max_line_bytes,
             skipped: SkippedLines::default(),
             keys: Arc::new(keys),
         })
@@ -392,16 +442,18 @@ impl ChunkReader {
                 line.clear();
                 let n = reader
                     .read_until(b'\n', line)
-                    .map_err(|source| SimulateError::Read {
-                        input: self.name.clone(),
-                        line: *line_no,
-                        source,
-                    })?;
+                    .map_err(|source| read_error(&self.name, *line_no, source))?;
                 if n == 0 {
                     return Ok(Next::End);
                 }
                 *line_no += 1;
                 let no = *line_no;
+                if reader.has_overlong() && line.strip_suffix(b"\n") == Some(OVERLONG_MARKER) {
+                    let no = reader.pop_overlong().unwrap_or(no);
+                    let max = self.max_line_bytes;
+                    self.bad(no, LineProblem::TooLong { max })?;
+                    return Ok(Next::Skipped);
+                }
                 let mut end = line.len();
                 if end > 0 && line[end - 1] == b'\n' {
                     end -= 1;
@@ -440,6 +492,26 @@ impl ChunkReader {
                     return Ok(Next::End);
                 }
                 let no = record.position().map_or(0, |p| p.line());
+                reader
+                    .get_mut()
+                    .mark_record(record_end_line(record, no) + 1);
+                // A long line stands as a marker: a record of its own, or inside a quoted
+                // field that spans lines (that record is spoiled too).
+                let markers = if reader.get_ref().has_overlong() {
+                    overlong_lines(record)
+                } else {
+                    0
+                };
+                if markers > 0 {
+                    let mut first = None;
+                    for _ in 0..markers {
+                        first = first.or(reader.get_mut().pop_overlong());
+                    }
+                    let line = first.unwrap_or(no);
+                    let max = self.max_line_bytes;
+                    self.bad(line, LineProblem::TooLong { max })?;
+                    return Ok(Next::Skipped);
+                }
                 if record.len() != *columns {
                     let problem = LineProblem::FieldCount {
                         found: record.len(),
@@ -498,17 +570,55 @@ enum Next {
     End,
 }
 
+/// How many overlong lines (markers) a CSV record holds.
+fn overlong_lines(record: &csv::ByteRecord) -> usize {
+    record
+        .iter()
+        .map(|f| {
+            f.windows(OVERLONG_MARKER.len())
+                .filter(|w| *w == OVERLONG_MARKER)
+                .count()
+        })
+        .sum()
+}
+
+/// The last line of a CSV record starting at `start`: its fields' line breaks counted.
+fn record_end_line(record: &csv::ByteRecord, start: u64) -> u64 {
+    let breaks = record
+        .iter()
+        .map(|f| f.iter().filter(|&&b| b == b'\n').count() as u64)
+        .sum::<u64>();
+    start + breaks
+}
+
+/// A read error; a line or record over its cap becomes its own error naming the line.
+fn read_error(name: &str, line: u64, source: std::io::Error) -> SimulateError {
+    match InputLimit::of(&source) {
+        Some(InputLimit::Line { line, max }) => SimulateError::BadLine {
+            input: name.to_string(),
+            line,
+            problem: LineProblem::TooLong { max },
+        },
+        Some(InputLimit::Record { line, max }) => SimulateError::RecordTooLong {
+            input: name.to_string(),
+            line,
+            max,
+        },
+        None => SimulateError::Read {
+            input: name.to_string(),
+            line,
+            source,
+        },
+    }
+}
+
 fn csv_error(name: &str, line: u64, e: csv::Error) -> SimulateError {
     let line = e.position().map_or(line, |p| p.line());
     let source = match e.into_kind() {
         csv::ErrorKind::Io(io) => io,
         other => std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{other:?}")),
     };
-    SimulateError::Read {
-        input: name.to_string(),
-        line,
-        source,
-    }
+    read_error(name, line, source)
 }
 
 #[cfg(test)]
@@ -625,6 +735,90 @@ mod tests {
             reader(b"", csv, false).unwrap_err(),
             SimulateError::BadHeader { .. }
         ));
+    }
+
+    fn capped(
+        bytes: &'static [u8],
+        format: InputFormat,
+        skip: bool,
+        max: usize,
+    ) -> Result<ChunkReader, SimulateError> {
+        let UnitSource {
+            kind: SourceKind::Reader(r),
+        } = UnitSource::from_reader("mem", bytes, format).with_max_line_bytes(max)
+        else {
+            unreachable!()
+        };
+        ChunkReader::new(r, skip, 2)
+    }
+
+    #[test]
+    fn a_line_over_the_cap_fails_naming_it_or_is_skipped_alone() {
+        // Before: the line was read whole, whatever its length.
+        let input = b"a\nabcdefghij\nb\nc\n";
+        let e = ids(&mut capped(input, InputFormat::Plain, false, 5).unwrap()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SimulateError::BadLine {
+                    line: 2,
+                    problem: LineProblem::TooLong { max: 5 },
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("mem line 2: the line is longer than 5 bytes"),
+            "{msg}"
+        );
+        assert!(msg.contains("--max-line-bytes"), "{msg}");
+
+        let mut r = capped(input, InputFormat::Plain, true, 5).unwrap();
+        assert_eq!(ids(&mut r).unwrap(), ["a", "b", "c"]);
+        assert_eq!(r.skipped.count, 1);
+        assert_eq!(r.skipped.examples[0].line, 2);
+
+        let mut r = capped(input, InputFormat::Plain, false, 10).unwrap();
+        assert_eq!(ids(&mut r).unwrap(), ["a", "abcdefghij", "b", "c"]);
+    }
+
+    #[test]
+    fn csv_lines_over_the_cap_are_numbered_and_do_not_swallow_the_next_rows() {
+        let csv = InputFormat::Csv {
+            id_column: "user".into(),
+        };
+        let input = b"country,user\nUS,u1\nUS,\"u-very-long-id\"\nMX,\"x,y\"\nFR,\"multi\nthis-line-is-too-long\nend\"\nCA,u5";
+        let mut r = capped(input, csv.clone(), true, 12).unwrap();
+        assert_eq!(
+            ids(&mut r).unwrap(),
+            ["u1 country=US", "x,y country=MX", "u5 country=CA"]
+        );
+        // Line 3 alone; the record of lines 5 to 7 holds the long line 6 and goes with it.
+        let lines: Vec<u64> = r.skipped.examples.iter().map(|b| b.line).collect();
+        assert_eq!(lines, [3, 6], "{:?}", r.skipped.examples);
+
+        let e = ids(&mut capped(input, csv.clone(), false, 12).unwrap()).unwrap_err();
+        assert!(matches!(e, SimulateError::BadLine { line: 3, .. }), "{e}");
+        let e = capped(input, csv.clone(), true, 5).err().unwrap();
+        assert!(matches!(e, SimulateError::BadHeader { .. }), "{e}");
+
+        // An unclosed quote: the record is bounded too.
+        let unclosed: &'static [u8] = Box::leak(
+            [
+                &b"country,user\nUS,\"u1\n"[..],
+                &b"short line\n".repeat(40_000),
+            ]
+            .concat()
+            .into_boxed_slice(),
+        );
+        let e = ids(&mut capped(unclosed, csv, true, 100).unwrap()).unwrap_err();
+        assert!(
+            matches!(e, SimulateError::RecordTooLong { line: 2, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("unclosed quote"), "{e}");
     }
 
     #[test]

@@ -162,6 +162,20 @@ pub enum TrustError {
         /// What is wrong with it.
         detail: String,
     },
+    /// The state directory cannot be trusted to keep rollback protection (a symlink, owned by
+    /// another user, or writable by group or others): plugins are refused (fail closed).
+    #[error(
+        "state directory {path}: {detail}; rollback protection cannot be trusted there, so plugins are \
+         refused. Use a directory owned by this user (or root), not a symlink, with mode 0700 \
+         (e.g. `install -d -m 700 DIR`)",
+        path = path.display()
+    )]
+    InsecureStateDir {
+        /// The configured state directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 impl TrustError {
@@ -184,6 +198,7 @@ impl TrustError {
             TrustError::KeyFile { .. } => "bad_key_file",
             TrustError::PublicKey { .. } => "bad_public_key",
             TrustError::Ledger { .. } => "bad_ledger",
+            TrustError::InsecureStateDir { .. } => "insecure_state_dir",
         }
     }
 

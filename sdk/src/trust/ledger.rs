@@ -1,13 +1,25 @@
 //! [`VersionLedger`]: the highest accepted version per plugin name (rollback protection).
+//!
+//! The ledger lives in the state directory, which must be a real directory (not a symlink)
+//! owned by this process's user or root and not writable by group or others; anything else is
+//! refused as `insecure_state_dir`, since another user who can delete or edit the ledger can
+//! re-enable a rollback. The directory is opened once (no-follow) and every later access goes
+//! through that descriptor, so a path swapped afterwards changes nothing. The ledger file is
+//! read no-follow and non-blocking (a planted symlink or FIFO is refused, never followed or
+//! waited on) and written through an exclusive, no-follow temporary file (`O_CREAT|O_EXCL|
+//! O_NOFOLLOW`, mode 0600), fsynced, renamed into place, then the directory is fsynced.
 
 use super::metadata::SignedMetadata;
 use super::TrustError;
 use crate::config::is_valid_plugin_name;
+use rustix::fs::{Mode, OFlags};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// File name of the ledger inside the state directory.
 pub const LEDGER_FILE: &str = "accepted-versions";
@@ -15,12 +27,23 @@ const HEADER: &str = "# abkit accepted plugin versions v1: the highest version a
 const LEDGER_MAX_BYTES: u64 = 1 << 20;
 
 /// Highest accepted version per plugin name. With a state directory it is persisted
-/// (temporary file, fsync, rename) and reloaded on start, so a rollback is refused across
-/// restarts too. One process owns a state directory.
+/// (exclusive temporary file, fsync, rename, directory fsync) and reloaded on start, so a
+/// rollback is refused across restarts too. One process owns a state directory.
 #[derive(Debug, Clone, Default)]
 pub struct VersionLedger {
     versions: BTreeMap<String, u64>,
-    path: Option<PathBuf>,
+    store: Option<Store>,
+}
+
+/// The checked state directory, held open.
+#[derive(Debug, Clone)]
+struct Store {
+    dir: Arc<OwnedFd>,
+    path: PathBuf,
+}
+
+fn errno(e: rustix::io::Errno) -> std::io::Error {
+    std::io::Error::from(e)
 }
 
 impl VersionLedger {
@@ -29,34 +52,73 @@ impl VersionLedger {
         VersionLedger::default()
     }
 
-    /// Opens (or starts) the ledger of `state_dir`, creating the directory with mode 0700.
+    /// Opens (or starts) the ledger of `state_dir`, creating the directory with mode 0700 if it
+    /// does not exist. Refuses ([`TrustError::InsecureStateDir`]) a state directory that is a
+    /// symlink, not a directory, owned by another user (root excepted), or writable by group
+    /// or others; refuses ([`TrustError::Ledger`]) a ledger that is not a regular file.
     pub fn open(state_dir: &Path) -> Result<VersionLedger, TrustError> {
+        let insecure = |detail: String| TrustError::InsecureStateDir {
+            path: state_dir.to_path_buf(),
+            detail,
+        };
         let io = |source| TrustError::Io {
             path: state_dir.to_path_buf(),
             source,
         };
-        if !state_dir.is_dir() {
-            let mut b = fs::DirBuilder::new();
-            b.recursive(true);
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-            b.create(state_dir).map_err(io)?;
+        match fs::symlink_metadata(state_dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(parent) = state_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    fs::create_dir_all(parent).map_err(io)?;
+                }
+                let mut b = fs::DirBuilder::new();
+                std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+                match b.create(state_dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io(e)),
+                }
+            }
+            Err(e) => return Err(io(e)),
+            Ok(_) => {}
         }
-        let path = state_dir.join(LEDGER_FILE);
-        let versions = match fs::File::open(&path) {
-            Ok(f) => parse(&path, f)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(source) => return Err(TrustError::Io { path, source }),
+        let dir = rustix::fs::open(
+            state_dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::LOOP => insecure("is a symlink".into()),
+            rustix::io::Errno::NOTDIR => insecure("is not a directory".into()),
+            other => io(errno(other)),
+        })?;
+        check_dir_owner_and_mode(state_dir, &dir)?;
+        let store = Store {
+            dir: Arc::new(dir),
+            path: state_dir.join(LEDGER_FILE),
         };
+        let versions = store.read()?;
         Ok(VersionLedger {
             versions,
-            path: Some(path),
+            store: Some(store),
         })
+    }
+
+    /// Checks again that the held state directory is still owned by this user (or root) and not
+    /// writable by group or others (its mode can change while the process runs). A no-op for an
+    /// in-memory ledger.
+    pub fn verify_state_dir(&self) -> Result<(), TrustError> {
+        match &self.store {
+            Some(store) => {
+                let dir = store.path.parent().unwrap_or(Path::new("."));
+                check_dir_owner_and_mode(dir, &store.dir)
+            }
+            None => Ok(()),
+        }
     }
 
     /// The ledger file, if persisted.
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        self.store.as_ref().map(|s| s.path.as_path())
     }
 
     /// Refuses `meta` if its version is lower than the highest accepted for its name
@@ -81,8 +143,8 @@ impl VersionLedger {
             return Ok(());
         }
         self.versions.insert(meta.name.clone(), meta.version);
-        match &self.path {
-            Some(path) => persist(path, &self.versions),
+        match &self.store {
+            Some(store) => store.write(&self.versions),
             None => Ok(()),
         }
     }
@@ -98,8 +160,8 @@ impl VersionLedger {
                 changed = true;
             }
         }
-        match (&self.path, changed) {
-            (Some(path), true) => persist(path, &self.versions),
+        match (&self.store, changed) {
+            (Some(store), true) => store.write(&self.versions),
             _ => Ok(()),
         }
     }
@@ -107,6 +169,130 @@ impl VersionLedger {
     /// The highest version accepted for `name`, if any.
     pub fn highest(&self, name: &str) -> Option<u64> {
         self.versions.get(name).copied()
+    }
+}
+
+/// The state directory `fd` (named `path` in messages) must be owned by this process's user
+/// or root, and not writable by group or others.
+fn check_dir_owner_and_mode(path: &Path, fd: &OwnedFd) -> Result<(), TrustError> {
+    let insecure = |detail: String| TrustError::InsecureStateDir {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let st = rustix::fs::fstat(fd).map_err(|e| TrustError::Io {
+        path: path.to_path_buf(),
+        source: errno(e),
+    })?;
+    let me = rustix::process::geteuid().as_raw();
+    if st.st_uid != me && st.st_uid != 0 {
+        return Err(insecure(format!(
+            "is owned by uid {}, not by this process's uid {me} or root",
+            st.st_uid
+        )));
+    }
+    let mode = st.st_mode & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(insecure(format!(
+            "has mode {mode:o}: writable by group or others"
+        )));
+    }
+    Ok(())
+}
+
+impl Store {
+    fn corrupt(&self, detail: String) -> TrustError {
+        TrustError::Ledger {
+            path: self.path.clone(),
+            detail,
+        }
+    }
+
+    /// Reads the ledger: no-follow, non-blocking, a regular file only, size-capped.
+    fn read(&self) -> Result<BTreeMap<String, u64>, TrustError> {
+        let fd = match rustix::fs::openat(
+            &*self.dir,
+            LEDGER_FILE,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(BTreeMap::new()),
+            Err(rustix::io::Errno::LOOP) => {
+                return Err(
+                    self.corrupt("is a symlink; the ledger is never read through one".into())
+                )
+            }
+            Err(e) => {
+                return Err(TrustError::Io {
+                    path: self.path.clone(),
+                    source: errno(e),
+                })
+            }
+        };
+        let st = rustix::fs::fstat(&fd).map_err(|e| TrustError::Io {
+            path: self.path.clone(),
+            source: errno(e),
+        })?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err(self.corrupt("is not a regular file".into()));
+        }
+        parse(&self.path, fs::File::from(fd))
+    }
+
+    /// Writes the ledger through an exclusive, no-follow temporary file in the held directory,
+    /// fsyncs it, renames it over the ledger and fsyncs the directory.
+    fn write(&self, versions: &BTreeMap<String, u64>) -> Result<(), TrustError> {
+        let mut text = format!("{HEADER}\n");
+        for (name, version) in versions {
+            text.push_str(&format!("{name} {version}\n"));
+        }
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let fail = |source: std::io::Error| TrustError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        // A name taken (by a leftover, or by something planted there) is skipped, never reused.
+        let mut last = None;
+        for _ in 0..16 {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let tmp = format!(
+                ".{LEDGER_FILE}.tmp-{}-{}-{nanos:08x}",
+                std::process::id(),
+                WRITES.fetch_add(1, Ordering::Relaxed)
+            );
+            let fd = match rustix::fs::openat(
+                &*self.dir,
+                tmp.as_str(),
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            ) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    last = Some(errno(e));
+                    continue;
+                }
+            };
+            let mut f = fs::File::from(fd);
+            let written = f
+                .write_all(text.as_bytes())
+                .and_then(|()| f.sync_all())
+                .and_then(|()| {
+                    rustix::fs::renameat(&*self.dir, tmp.as_str(), &*self.dir, LEDGER_FILE)
+                        .map_err(errno)
+                })
+                .and_then(|()| rustix::fs::fsync(&*self.dir).map_err(errno));
+            if let Err(e) = written {
+                let _ =
+                    rustix::fs::unlinkat(&*self.dir, tmp.as_str(), rustix::fs::AtFlags::empty());
+                return Err(fail(e));
+            }
+            return Ok(());
+        }
+        Err(fail(last.unwrap_or_else(|| {
+            std::io::Error::other("no free temporary file name")
+        })))
     }
 }
 
@@ -145,44 +331,6 @@ fn parse(path: &Path, f: fs::File) -> Result<BTreeMap<String, u64>, TrustError> 
         }
     }
     Ok(versions)
-}
-
-/// Writes the ledger to a temporary file, fsyncs it, renames it over `path`, fsyncs the directory.
-fn persist(path: &Path, versions: &BTreeMap<String, u64>) -> Result<(), TrustError> {
-    let mut text = format!("{HEADER}\n");
-    for (name, version) in versions {
-        text.push_str(&format!("{name} {version}\n"));
-    }
-    // Unique per process and per write, so two ledgers on one directory never share a temp file.
-    static WRITES: AtomicU64 = AtomicU64::new(0);
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        WRITES.fetch_add(1, Ordering::Relaxed)
-    ));
-    let tmp = PathBuf::from(tmp);
-    let write = || -> std::io::Result<()> {
-        let mut o = fs::OpenOptions::new();
-        o.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-        let mut f = o.open(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    };
-    write().map_err(|source| {
-        let _ = fs::remove_file(&tmp);
-        TrustError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    })
 }
 
 #[cfg(test)]
@@ -268,5 +416,112 @@ mod tests {
             assert_eq!(e.reason(), "bad_ledger", "{junk:?}: {e}");
             assert!(e.to_string().contains(LEDGER_FILE), "{e}");
         }
+    }
+
+    #[test]
+    fn an_insecure_state_dir_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // World-writable.
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let e = VersionLedger::open(&open).unwrap_err();
+        assert_eq!(e.reason(), "insecure_state_dir", "{e}");
+        assert!(e.to_string().contains("777"), "{e}");
+        // Group-writable.
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o770)).unwrap();
+        assert_eq!(
+            VersionLedger::open(&open).unwrap_err().reason(),
+            "insecure_state_dir"
+        );
+        // A symlink to a good directory.
+        let good = dir.path().join("good");
+        fs::create_dir(&good).unwrap();
+        fs::set_permissions(&good, fs::Permissions::from_mode(0o700)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&good, &link).unwrap();
+        let e = VersionLedger::open(&link).unwrap_err();
+        assert_eq!(e.reason(), "insecure_state_dir", "{e}");
+        assert!(e.to_string().contains("symlink"), "{e}");
+        // A file.
+        let file = dir.path().join("file");
+        fs::write(&file, "x").unwrap();
+        assert_eq!(
+            VersionLedger::open(&file).unwrap_err().reason(),
+            "insecure_state_dir"
+        );
+        // Owned by another user (only root can set that up).
+        if rustix::process::geteuid().is_root() {
+            let theirs = dir.path().join("theirs");
+            fs::create_dir(&theirs).unwrap();
+            fs::set_permissions(&theirs, fs::Permissions::from_mode(0o700)).unwrap();
+            std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+            let e = VersionLedger::open(&theirs).unwrap_err();
+            assert_eq!(e.reason(), "insecure_state_dir", "{e}");
+            assert!(e.to_string().contains("65534"), "{e}");
+        }
+        // The good one works.
+        VersionLedger::open(&good).unwrap();
+    }
+
+    #[test]
+    fn a_planted_symlink_or_fifo_at_the_ledger_is_refused_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious\n").unwrap();
+        VersionLedger::open(&state).unwrap();
+        std::os::unix::fs::symlink(&victim, state.join(LEDGER_FILE)).unwrap();
+        let e = VersionLedger::open(&state).unwrap_err();
+        assert_eq!(e.reason(), "bad_ledger", "{e}");
+        assert!(e.to_string().contains("symlink"), "{e}");
+        fs::remove_file(state.join(LEDGER_FILE)).unwrap();
+
+        let fifo = state.join(LEDGER_FILE);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let started = std::time::Instant::now();
+        let e = VersionLedger::open(&state).unwrap_err();
+        assert_eq!(e.reason(), "bad_ledger", "{e}");
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+    }
+
+    #[test]
+    fn writes_never_go_through_a_symlink_planted_at_the_final_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious\n").unwrap();
+        let mut l = VersionLedger::open(&state).unwrap();
+        // Planted after the ledger was opened: the next write replaces the link, not its target.
+        std::os::unix::fs::symlink(&victim, state.join(LEDGER_FILE)).unwrap();
+        l.record(&meta("a", 3)).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+        let m = fs::symlink_metadata(state.join(LEDGER_FILE)).unwrap();
+        assert!(m.is_file());
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777,
+            0o600
+        );
+        assert_eq!(VersionLedger::open(&state).unwrap().highest("a"), Some(3));
+    }
+
+    #[test]
+    fn a_state_dir_swapped_after_opening_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let mut l = VersionLedger::open(&state).unwrap();
+        // Someone renames the directory away and puts another in its place.
+        fs::rename(&state, dir.path().join("moved")).unwrap();
+        fs::create_dir(&state).unwrap();
+        l.record(&meta("a", 4)).unwrap();
+        assert!(!state.join(LEDGER_FILE).exists());
+        assert!(dir.path().join("moved").join(LEDGER_FILE).exists());
     }
 }

@@ -45,7 +45,6 @@ pub use metadata::{parse_trusted_comment, ParsedComment, SignedMetadata};
 pub use store::{signature_text, TrustStore};
 
 use std::fmt;
-use std::io::Read;
 use std::path::Path;
 
 /// Largest signature file read: 4 KiB.
@@ -75,54 +74,35 @@ impl fmt::Display for FileKind {
     }
 }
 
-/// Reads a regular file of at most `cap` bytes. The size is checked before reading (the
-/// path's metadata, then again on the opened file in case the path changed in between),
-/// and the read itself stops after `cap + 1` bytes, so a file that grows meanwhile is
-/// refused too. Errors name the path.
+/// Reads a regular file of at most `cap` bytes (the same primitive as the config reader): opened
+/// non-blocking (a FIFO never hangs), plugins and signatures with `O_NOFOLLOW` (a symlink is
+/// refused), the type and size checked with `fstat` on the opened file (a FIFO, device or
+/// directory is refused at once), and the read itself stops after `cap + 1` bytes, so a file
+/// that grows meanwhile is refused too. Errors name the path; a missing signature is
+/// [`TrustError::SignatureMissing`].
 pub fn read_capped(path: &Path, cap: u64, what: FileKind) -> Result<Vec<u8>, TrustError> {
-    let io = |source| TrustError::Io {
-        path: path.to_path_buf(),
-        source,
+    use crate::files::{read_regular_capped, FileReadError};
+    let follow_symlinks = match what {
+        FileKind::Plugin | FileKind::Signature => false,
+        FileKind::PublicKey => true,
     };
-    let open_error = |source: std::io::Error| {
-        if source.kind() == std::io::ErrorKind::NotFound && what == FileKind::Signature {
+    read_regular_capped(path, cap, follow_symlinks).map_err(|e| match e {
+        FileReadError::NotFound { .. } if what == FileKind::Signature => {
             TrustError::SignatureMissing {
                 path: path.to_path_buf(),
             }
-        } else {
-            io(source)
         }
-    };
-    let too_large = |size| TrustError::TooLarge {
-        path: path.to_path_buf(),
-        kind: what,
-        size,
-        limit: cap,
-    };
-    let check = |meta: std::fs::Metadata| {
-        if !meta.is_file() {
-            let detail = format!("not a regular {what} file");
-            Err(io(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                detail,
-            )))
-        } else if meta.len() > cap {
-            Err(too_large(meta.len()))
-        } else {
-            Ok(meta.len())
-        }
-    };
-    check(std::fs::metadata(path).map_err(open_error)?)?;
-    let file = std::fs::File::open(path).map_err(open_error)?;
-    let len = check(file.metadata().map_err(io)?)?;
-    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    file.take(cap.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
-    if bytes.len() as u64 > cap {
-        return Err(too_large(bytes.len() as u64));
-    }
-    Ok(bytes)
+        FileReadError::TooLarge { size, limit, .. } => TrustError::TooLarge {
+            path: path.to_path_buf(),
+            kind: what,
+            size,
+            limit,
+        },
+        other => TrustError::Io {
+            path: path.to_path_buf(),
+            source: other.into_io_error(),
+        },
+    })
 }
 
 #[cfg(test)]
@@ -157,5 +137,49 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn read_capped_refuses_fifos_devices_and_symlinked_plugins_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("key.pub");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let started = std::time::Instant::now();
+        for what in [FileKind::PublicKey, FileKind::Signature, FileKind::Plugin] {
+            // Before: refused as "not a regular file" after a path lookup; a FIFO swapped in
+            // between that lookup and the open hung. Run on a thread so a hang fails the test.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let path = fifo.clone();
+            std::thread::spawn(move || tx.send(read_capped(&path, 4096, what)));
+            let e = rx
+                .recv_timeout(std::time::Duration::from_secs(5))
+                .expect("blocked on a FIFO")
+                .unwrap_err();
+            assert_eq!(e.reason(), "io", "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains("key.pub") && msg.contains("FIFO"), "{msg}");
+        }
+        let e =
+            read_capped(Path::new("/dev/zero"), PLUGIN_MAX_BYTES, FileKind::Plugin).unwrap_err();
+        assert!(e.to_string().contains("character device"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+
+        // Plugins and signatures: O_NOFOLLOW. Public key files may be links.
+        let lib = dir.path().join("real.so");
+        std::fs::write(&lib, b"bytes").unwrap();
+        let link = dir.path().join("link.so");
+        std::os::unix::fs::symlink(&lib, &link).unwrap();
+        for what in [FileKind::Plugin, FileKind::Signature] {
+            let e = read_capped(&link, 4096, what).unwrap_err();
+            assert!(e.to_string().contains("symbolic link"), "{e}");
+        }
+        assert_eq!(
+            read_capped(&link, 4096, FileKind::PublicKey).unwrap(),
+            b"bytes"
+        );
     }
 }
