@@ -1,8 +1,8 @@
 //! Hot reload, measured on release-built plugins:
 //! (a) `assign` latency percentiles, idle vs while another thread reloads every 10 ms;
 //! (b) the time of one reload: unchanged configuration (the library is already mapped: content
-//!     addressing skips the copy and the `dlopen`, not the verification), and a new 5 MB plugin
-//!     (verify + private copy + ELF check + `dlopen` + probe + guards).
+//!     addressing skips the sealed copy and the `dlopen`, not the verification), and a new 5 MB
+//!     plugin (verify + ELF checks + sealed memfd + `dlopen` + probe + guards).
 //!
 //! Run: `cargo bench -p abkit --bench reload`. It builds weighted-hash in release (without
 //! debug info, ~0.75 MB, so that padding can make it exactly 5 MiB) into `<target>/bench-plugins-reload`.

@@ -448,3 +448,49 @@ fn row36_megabytes_of_plugin_text_are_cut_before_status_and_reports() {
     let report = sdk.reload();
     assert!(report.to_string().len() < 16 << 10);
 }
+
+// ---- mapped-then-refused libraries: never stand in for other bytes, never mapped twice ----
+
+/// Distinct sealed images mapped under the memfd name `abkit:<name>`.
+fn images_named(name: &str) -> usize {
+    let needle = format!("/memfd:abkit:{name} ");
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let inodes: std::collections::BTreeSet<&str> = maps
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .collect();
+    inodes.len()
+}
+
+#[test]
+fn a_library_refused_after_mapping_never_stands_in_for_later_bytes() {
+    let env = TestEnv::new();
+    // Mapped by dlopen, then refused by abi_stable's layout check: it stays mapped.
+    let bad = env.install(
+        &abkit_tests::fixtures::fixture("altered-layout"),
+        "plugins/bad.so",
+        "refused-twice",
+        1,
+    );
+    let cfg = env.write_config(&plugin_experiment_toml("refused-twice", &bad, None), false);
+    assert_eq!(
+        refusal_reason(&build(&cfg), "refused-twice"),
+        "abi_layout_mismatch"
+    );
+    assert_eq!(images_named("refused-twice"), 1);
+    // The same bytes again: the same refusal, and no second mapping.
+    assert_eq!(
+        refusal_reason(&build(&cfg), "refused-twice"),
+        "abi_layout_mismatch"
+    );
+    assert_eq!(images_named("refused-twice"), 1);
+    // Other bytes loaded afterwards are really those bytes (a reused descriptor number must
+    // never make the dynamic loader hand back the refused library).
+    for _ in 0..3 {
+        let lib = weighted_hash(&env, 1);
+        let sdk =
+            build(&env.write_config(&plugin_experiment_toml("weighted-hash", &lib, None), false));
+        assert_serves_plugin(&sdk, "weighted-hash");
+    }
+}

@@ -40,6 +40,8 @@ pub struct PluginIdentity {
     pub sha256: String,
     /// The signer's key id (uppercase hex), or `UNSIGNED` in `danger_allow_unsigned` mode.
     pub key_id: String,
+    /// The signed expiry (unix seconds; refused from the next second on), if any.
+    pub expires: Option<u64>,
     /// The plugin's own version string (from its root module).
     pub build_version: String,
 }
@@ -208,21 +210,72 @@ impl LoadError {
 }
 
 /// Distinct libraries opened by this process, by SHA-256 (never unloaded, so never removed).
-fn libraries() -> &'static Mutex<FxHashMap<[u8; 32], PluginModRef>> {
-    static LIBS: OnceLock<Mutex<FxHashMap<[u8; 32], PluginModRef>>> = OnceLock::new();
+/// A library that failed a check after `dlopen` mapped it stays mapped too: its outcome is kept
+/// so the same bytes are never mapped twice (a refused plugin reloaded in a loop must not map
+/// a new copy each time).
+fn libraries() -> &'static Mutex<FxHashMap<[u8; 32], Mapped>> {
+    static LIBS: OnceLock<Mutex<FxHashMap<[u8; 32], Mapped>>> = OnceLock::new();
     LIBS.get_or_init(Default::default)
 }
 
-/// One identity per (bytes, signed name, version, signer): the same bytes may be signed again
-/// (a new version number, another key) and provenance must say so. Bounded by accepted loads.
+/// What `dlopen` + the abi_stable checks made of one set of bytes.
+#[derive(Clone)]
+enum Mapped {
+    /// Passed: the root module.
+    Module(PluginModRef),
+    /// Mapped, then refused; the refusal is replayed for the same bytes.
+    Refused(MappedRefusal),
+}
+
+/// A refusal that happened after the library was mapped (cloneable, path-free).
+#[derive(Clone)]
+enum MappedRefusal {
+    SymbolMissing,
+    IncompatibleVersion(String),
+    AbiMismatch(String),
+    InitFailed(String),
+    Other(String),
+}
+
+impl MappedRefusal {
+    fn of(e: &LoadError) -> MappedRefusal {
+        match e {
+            LoadError::SymbolMissing { .. } => MappedRefusal::SymbolMissing,
+            LoadError::IncompatibleVersion { detail, .. } => {
+                MappedRefusal::IncompatibleVersion(detail.clone())
+            }
+            LoadError::AbiMismatch { summary, .. } => MappedRefusal::AbiMismatch(summary.clone()),
+            LoadError::InitFailed { detail, .. } => MappedRefusal::InitFailed(detail.clone()),
+            other => MappedRefusal::Other(other.to_string()),
+        }
+    }
+
+    fn error(&self, path: &Path) -> LoadError {
+        let path = path.to_path_buf();
+        match self.clone() {
+            MappedRefusal::SymbolMissing => LoadError::SymbolMissing { path },
+            MappedRefusal::IncompatibleVersion(detail) => {
+                LoadError::IncompatibleVersion { path, detail }
+            }
+            MappedRefusal::AbiMismatch(summary) => LoadError::AbiMismatch { path, summary },
+            MappedRefusal::InitFailed(detail) => LoadError::InitFailed { path, detail },
+            MappedRefusal::Other(detail) => LoadError::Open { path, detail },
+        }
+    }
+}
+
+/// One identity per (bytes, signed name, version, signer, expiry): the same bytes may be signed
+/// again (a new version number, another key, another expiry) and provenance must say so.
+/// Bounded by accepted loads.
 fn identity_for(meta: &SignedMetadata, module: PluginModRef) -> &'static PluginIdentity {
-    type Key = ([u8; 32], String, u64, String);
+    type Key = ([u8; 32], String, u64, String, Option<u64>);
     static IDS: OnceLock<Mutex<FxHashMap<Key, &'static PluginIdentity>>> = OnceLock::new();
     let key = (
         meta.sha256,
         meta.name.clone(),
         meta.version,
         meta.key_id.clone(),
+        meta.expires,
     );
     let mut ids = IDS
         .get_or_init(Default::default)
@@ -234,6 +287,7 @@ fn identity_for(meta: &SignedMetadata, module: PluginModRef) -> &'static PluginI
             version: meta.version,
             sha256: meta.sha256_hex(),
             key_id: meta.key_id.clone(),
+            expires: meta.expires,
             build_version: crate::status::clip_plugin_text(module.version()().as_str()),
         }))
     })
@@ -241,6 +295,15 @@ fn identity_for(meta: &SignedMetadata, module: PluginModRef) -> &'static PluginI
 
 /// How many distinct plugin libraries this process has mapped (they are never unloaded).
 pub fn loaded_libraries() -> usize {
+    libraries().lock().map_or(0, |m| {
+        m.values()
+            .filter(|v| matches!(v, Mapped::Module(_)))
+            .count()
+    })
+}
+
+/// Every library image mapped by this process, refused ones included (what the cap bounds).
+fn mapped_images() -> usize {
     libraries().lock().map_or(0, |m| m.len())
 }
 
@@ -298,12 +361,14 @@ pub(crate) fn load(
     let cached = libraries()
         .lock()
         .ok()
-        .and_then(|m| m.get(&meta.sha256).copied());
+        .and_then(|m| m.get(&meta.sha256).cloned());
     let module = match cached {
         // Same bytes as a library already open in this process: reuse it (a free reload).
-        Some(module) => module,
+        Some(Mapped::Module(module)) => module,
+        // Same bytes as a library mapped and refused before: the same refusal, no new mapping.
+        Some(Mapped::Refused(refusal)) => return Err(refusal.error(&cfg.path)),
         None => {
-            let mapped = loaded_libraries();
+            let mapped = mapped_images();
             if mapped >= cx.max_libraries {
                 return Err(LoadError::LibraryCap {
                     path: cfg.path.clone(),
@@ -312,12 +377,25 @@ pub(crate) fn load(
                 });
             }
             let image = sealed::SealedImage::new(&meta.name, &bytes, &cfg.path)?;
-            let module = open_root_module(&image.proc_path(), &cfg.path)?;
-            // Mapped and initialised: the descriptor stays open as long as the library does.
-            image.keep_forever();
-            if let Ok(mut m) = libraries().lock() {
-                m.insert(meta.sha256, module);
+            let (outcome, was_mapped) = open_root_module(&image.proc_path(), &cfg.path);
+            if !was_mapped {
+                // dlopen itself failed: nothing is mapped, the descriptor may close.
+                return Err(outcome.err().unwrap_or_else(|| LoadError::Open {
+                    path: cfg.path.clone(),
+                    detail: "dlopen failed".into(),
+                }));
             }
+            // Mapped (accepted or not): the descriptor stays open as long as the library, so
+            // its name `/proc/self/fd/N` is never reused for other bytes.
+            image.keep_forever();
+            let entry = match &outcome {
+                Ok(module) => Mapped::Module(*module),
+                Err(e) => Mapped::Refused(MappedRefusal::of(e)),
+            };
+            if let Ok(mut m) = libraries().lock() {
+                m.insert(meta.sha256, entry);
+            }
+            let module = outcome?;
             tracing::info!(plugin = %meta.name, sha256 = %meta.sha256_hex(), "plugin library mapped from sealed memory");
             module
         }
@@ -350,11 +428,21 @@ pub fn check_library<S: AsRef<str>>(
 /// `dlopen`s the sealed image and checks the abi_stable header, version and layout.
 /// Uses `lib_header_from_path` + `init_root_module` per file: `RootModule::load_from*` caches
 /// one library per root-module type and would hand back the first plugin for every later one.
-fn open_root_module(image: &Path, configured: &Path) -> Result<PluginModRef, LoadError> {
-    let header = lib_header_from_path(image).map_err(|e| map_library_error(e, configured))?;
-    header
-        .init_root_module::<PluginModRef>()
-        .map_err(|e| map_library_error(e, configured))
+/// Returns the outcome and whether the library got mapped (false only when `dlopen` failed).
+fn open_root_module(image: &Path, configured: &Path) -> (Result<PluginModRef, LoadError>, bool) {
+    let header = match lib_header_from_path(image) {
+        Ok(h) => h,
+        Err(e) => {
+            let mapped = !matches!(e, LibraryError::OpenError { .. });
+            return (Err(map_library_error(e, configured)), mapped);
+        }
+    };
+    (
+        header
+            .init_root_module::<PluginModRef>()
+            .map_err(|e| map_library_error(e, configured)),
+        true,
+    )
 }
 
 fn map_library_error(e: LibraryError, path: &Path) -> LoadError {
