@@ -9,7 +9,7 @@ use crate::plugins::{PluginManager, PluginOptions};
 use crate::probe::ProbeConfig;
 use crate::registry::{Registry, Snapshot};
 use crate::reload::ReloadReport;
-use crate::status::{PluginState, Refusal, Status};
+use crate::status::{Refusal, Status};
 use crate::strategy::DemotionPolicy;
 use crate::unit::Unit;
 use arc_swap::ArcSwapOption;
@@ -235,14 +235,19 @@ impl Sdk {
     /// store — or refuses it whole, leaving what serves untouched. Readers never block.
     ///
     /// Refused when: a plugin that has a good version gets a refused candidate artifact (its
-    /// good version keeps serving), or a guard fails. A plugin that never had a good version
-    /// does not block a reload: its experiments stay on `builtin:hash-v1`, reported.
+    /// good version keeps serving), a plugin rejects the `strategy_config` of an experiment,
+    /// or a guard fails. A plugin that never had a good version does not block a reload: its
+    /// experiments stay on `builtin:hash-v1`, reported. Neither does a plugin version whose
+    /// signer's key left `[trust]` (`revoked`) or whose signature expired (`expired`): it stops
+    /// serving, for its newest earlier version that may still serve, else the builtin.
     pub fn reload_with(&self, config: Config, trigger: &str) -> ReloadReport {
         let started = Instant::now();
         let mut control = self.control.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.registry.snapshot();
         let now = SystemTime::now();
-        let (resolution, pending) = control.plugins.resolve(&config, now);
+        let (mut resolution, pending) = control.plugins.resolve(&config, now);
+        let blocking = resolution.blocking.take();
+        let forced = std::mem::take(&mut resolution.forced);
         let candidate = match Snapshot::build_resolved(config, current.generation() + 1, resolution)
         {
             Ok(s) => s,
@@ -257,33 +262,20 @@ impl Sdk {
         let (old_status, new_status) = (current.status(), candidate.status());
         let mut report =
             ReloadReport::compare(trigger, &current, &old_status, &candidate, &new_status);
-        // A refused candidate artifact blocks the reload when its plugin serves now (whatever
-        // became of it in the candidate: last good, or fallback when re-probing the good
-        // version failed) or when an older good version would stand in for it: a refused
-        // artifact never changes what serves.
-        let serving_now = |name: &str| {
-            old_status
-                .plugins
-                .iter()
-                .any(|o| o.name == name && o.serving.is_some())
-        };
-        if let Some(p) = new_status.plugins.iter().find(|p| {
-            p.refusal.is_some() && (serving_now(&p.name) || p.state == PluginState::LastGood)
-        }) {
-            let r = p
-                .refusal
-                .clone()
-                .unwrap_or_else(|| Refusal::new("plugin", "refused", String::new()));
-            report.refusal = Some(Refusal::new(
-                r.step,
-                r.reason,
-                format!("plugin \"{}\": {}", p.name, r.message),
-            ));
+        if let Some(refusal) = blocking {
+            report.refusal = Some(refusal);
         } else {
             let now_ms = now
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
             report.guards = guard::check(&current, &candidate, &control.guards, now_ms);
+            // A version that may no longer serve cannot be kept to spare reassignments.
+            for g in report.guards.iter_mut().filter(|g| {
+                !g.passed && g.guard == "reassignment" && forced.contains(&g.experiment)
+            }) {
+                g.passed = true;
+                g.detail += "; allowed: the plugin version that served it may no longer serve (key revoked or signature expired)";
+            }
             if let Some(g) = report.guards.iter().find(|g| !g.passed) {
                 let reason = if g.guard == "sample_ratio" {
                     "guard_sample_ratio"

@@ -4,17 +4,21 @@
 //! `strategy_config` -> probe each -> accept (record the version) or refuse. A refused
 //! candidate leaves that plugin on its last good version, or with none, its experiments on
 //! `builtin:hash-v1`. Every outcome is written into the snapshot's [`Status`].
+//!
+//! A version may only serve while its signer's key is trusted and its signature has not
+//! expired: a version whose key left `[trust]` (revoked) or whose signature expired stops
+//! serving at the next reload — it neither blocks that reload nor stands in as last good.
 
 use crate::assignment::FallbackReason;
 use crate::config::{Config, ExperimentConfig, PluginConfig, StrategyRef};
 use crate::evaluation::Decider;
-use crate::loader::{self, LoadContext, LoadedPlugin};
+use crate::loader::{self, LoadContext, LoadError, LoadedPlugin};
 use crate::probe::{self, ProbeConfig};
 use crate::status::{ExperimentStatus, PluginState, PluginStatus, Refusal, ServingPlugin};
 use crate::strategy::{DemotionPolicy, PluginStrategy};
-use crate::trust::{SignedMetadata, TrustStore, VersionLedger};
+use crate::trust::{SignedMetadata, TrustError, TrustStore, VersionLedger};
 use abkit_strategy_api::abi_stable::std_types::{RResult, RStr};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -24,13 +28,27 @@ pub(crate) struct Resolution {
     pub(crate) deciders: FxHashMap<String, Decider>,
     pub(crate) plugins: Vec<PluginStatus>,
     pub(crate) experiments: Vec<ExperimentStatus>,
+    /// Why this candidate may not replace a serving snapshot: a refused artifact of a plugin
+    /// that has a good version, or an experiment whose `strategy_config` its plugin rejected.
+    /// Ignored at the first build (nothing serves yet: those experiments use the builtin).
+    pub(crate) blocking: Option<Refusal>,
+    /// Experiments moved off a plugin version that may no longer serve (its key revoked, its
+    /// signature expired): the reassignment guard reports their move but does not refuse it.
+    pub(crate) forced: Vec<String>,
 }
 
 /// What to remember once a candidate goes live (nothing is remembered for a refused one).
 #[derive(Debug, Default)]
 pub(crate) struct PendingCommit {
     accepted: Vec<(LoadedPlugin, SignedMetadata, bool)>,
+    /// What serves each plugin once the candidate is live (none: its experiments on builtin).
+    serving: Vec<(String, LoadedPlugin)>,
+    /// The key ids the candidate's `[trust]` table trusts.
+    trusted: Vec<String>,
 }
+
+/// Most accepted versions remembered per plugin as last-good candidates.
+const HISTORY_MAX: usize = 8;
 
 /// Options of plugin handling.
 #[derive(Debug, Clone)]
@@ -56,7 +74,14 @@ impl Default for PluginOptions {
 pub(crate) struct PluginManager {
     ledger: Option<VersionLedger>,
     ledger_dir: Option<std::path::PathBuf>,
-    last_good: FxHashMap<String, LoadedPlugin>,
+    /// Versions accepted in this process, per plugin, oldest first (at most [`HISTORY_MAX`]):
+    /// the newest one that may still serve is the last good version.
+    history: FxHashMap<String, Vec<LoadedPlugin>>,
+    /// What serves each plugin in the live snapshot.
+    serving: FxHashMap<String, LoadedPlugin>,
+    /// Key ids trusted by a configuration that went live in this process: such a key missing
+    /// from a later `[trust]` table was revoked (not merely unknown).
+    trusted_before: FxHashSet<String>,
     pub(crate) options: PluginOptions,
     /// Why the last accepted versions could not be persisted (cleared by the next success);
     /// shared with the SDK so `status()` shows it without taking the reload lock.
@@ -90,8 +115,15 @@ impl PluginManager {
                     }
                 }
             }
-            self.last_good.insert(meta.name.clone(), loaded);
+            let versions = self.history.entry(meta.name.clone()).or_default();
+            versions.retain(|v| !std::ptr::eq(v.identity, loaded.identity));
+            versions.push(loaded);
+            if versions.len() > HISTORY_MAX {
+                versions.remove(0);
+            }
         }
+        self.serving = pending.serving.into_iter().collect();
+        self.trusted_before.extend(pending.trusted);
         if problem.is_some() || wrote {
             *self
                 .ledger_problem
@@ -125,8 +157,20 @@ impl PluginManager {
             return (res, pending);
         }
         let prepared = self.prepare(config);
+        if let Ok(trust) = &prepared {
+            pending.trusted = trust.key_ids();
+        }
+        let allow_unsigned = config.trust.danger_allow_unsigned;
+        let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         for p in &config.plugins {
             let exps = users(&p.name);
+            let trust = prepared.as_ref().ok();
+            // What serves this plugin now, if it may no longer serve: it must stop now.
+            let invalid = self
+                .serving
+                .get(&p.name)
+                .and_then(|s| unservable(*s, trust, allow_unsigned, now_secs));
+            let serving_now = self.serving.contains_key(&p.name);
             let outcome = match &prepared {
                 Ok(trust) => self.try_candidate(p, &exps, trust, config, now),
                 Err(refusal) => Err(refusal.clone()),
@@ -136,23 +180,66 @@ impl PluginManager {
                     pending
                         .accepted
                         .push((loaded, meta, config.trust.danger_allow_unsigned));
+                    pending.serving.push((p.name.clone(), loaded));
                     res.plugins.push(PluginStatus::new(
                         p,
                         PluginState::Active,
                         Some(ServingPlugin::from(loaded.identity)),
                         None,
                     ));
+                    if let (None, Some((_, r))) = (&res.blocking, refused_exps.first()) {
+                        res.blocking = Some(experiment_blocking(r));
+                    }
                     install(&mut res, strategies, refused_exps);
                 }
                 Err(refusal) => {
+                    // A revoked key or an expired signature is a decision, not a fault: the
+                    // reload applies and the version stops serving.
+                    let forced = invalid.is_some() || refusal.reason == "revoked";
+                    let refusal = match invalid {
+                        Some(inv) => Refusal::new(
+                            inv.step,
+                            inv.reason,
+                            format!(
+                                "{}. The configured artifact {} is refused ({}): {}",
+                                inv.message,
+                                p.path.display(),
+                                refusal.reason,
+                                refusal.message
+                            ),
+                        ),
+                        None => refusal,
+                    };
                     tracing::warn!(plugin = %p.name, step = refusal.step, reason = refusal.reason, "plugin refused: {}", refusal.message);
-                    let fallback = self.last_good.get(&p.name).copied().and_then(|lg| {
-                        self.instantiate_all(lg, &exps, now)
-                            .ok()
-                            .map(|(s, r)| (lg, s, r))
-                    });
+                    // The newest accepted version that may still serve.
+                    let fallback =
+                        self.history
+                            .get(&p.name)
+                            .and_then(|versions| {
+                                versions.iter().rev().copied().find(|v| {
+                                    unservable(*v, trust, allow_unsigned, now_secs).is_none()
+                                })
+                            })
+                            .and_then(|lg| {
+                                self.instantiate_all(lg, &exps, now)
+                                    .ok()
+                                    .map(|(s, r)| (lg, s, r))
+                            });
+                    // A refused artifact never changes what serves: it blocks the reload when
+                    // its plugin serves now or when a good version would stand in for it.
+                    if !forced && res.blocking.is_none() && (serving_now || fallback.is_some()) {
+                        res.blocking = Some(Refusal::new(
+                            refusal.step,
+                            refusal.reason,
+                            format!("plugin \"{}\": {}", p.name, refusal.message),
+                        ));
+                    }
+                    if forced {
+                        res.forced.extend(exps.iter().map(|e| e.key.clone()));
+                    }
                     match fallback {
                         Some((lg, strategies, refused_exps)) => {
+                            pending.serving.push((p.name.clone(), lg));
                             res.plugins.push(PluginStatus::new(
                                 p,
                                 PluginState::LastGood,
@@ -245,16 +332,31 @@ impl PluginManager {
             now,
             max_libraries: self.options.max_libraries,
         };
-        let (loaded, meta) =
-            loader::load(p, &cx).map_err(|e| Refusal::new(e.step(), e.reason(), e.to_string()))?;
+        let trusted_before = &self.trusted_before;
+        let (loaded, meta) = loader::load(p, &cx).map_err(|e| match &e {
+            LoadError::Trust(TrustError::UnknownKeyId { key_id, .. })
+                if trusted_before.contains(key_id) =>
+            {
+                Refusal::new(
+                    "signature",
+                    "revoked",
+                    format!(
+                        "{}: signed by key {key_id}, which this process trusted before and [trust] no longer lists: the key is revoked, so this artifact does not serve; sign the plugin with a trusted key",
+                        p.signature.display()
+                    ),
+                )
+            }
+            _ => Refusal::new(e.step(), e.reason(), e.to_string()),
+        })?;
         let (strategies, refused) = self.instantiate_all(loaded, exps, now)?;
         tracing::info!(plugin = %p.name, version = meta.version, experiments = strategies.len(), "plugin candidate passed load and probe");
         Ok((loaded, meta, strategies, refused))
     }
 
     /// Instantiates and probes the plugin for each experiment. A strategy constructor that
-    /// rejects an experiment's config refuses that experiment only; a failed probe refuses the
-    /// plugin (it misbehaves, whatever the experiment).
+    /// rejects an experiment's config refuses that experiment (at the first build it uses the
+    /// builtin; on a reload it refuses the whole reload, see [`Resolution::blocking`]); a failed
+    /// probe refuses the plugin (it misbehaves, whatever the experiment).
     #[allow(clippy::type_complexity)]
     fn instantiate_all(
         &self,
@@ -304,6 +406,65 @@ impl PluginManager {
         }
         Ok((ok, refused))
     }
+}
+
+/// Why version `v` may no longer serve under `trust` at `now_secs`: its signer's key is not
+/// trusted (`revoked`) or its signature has expired (`expired`). `None`: it may serve.
+/// Without a usable trust store (its `[trust]` table is refused anyway) keys are not judged.
+fn unservable(
+    v: LoadedPlugin,
+    trust: Option<&TrustStore>,
+    allow_unsigned: bool,
+    now_secs: u64,
+) -> Option<Refusal> {
+    let id = v.identity;
+    let what = format!(
+        "plugin \"{}\" v{} (sha256 {})",
+        id.name,
+        id.version,
+        id.sha256_prefix()
+    );
+    if id.key_id == "UNSIGNED" {
+        if !allow_unsigned {
+            return Some(Refusal::new(
+                "signature",
+                "revoked",
+                format!("{what} is unsigned and trust.danger_allow_unsigned is now off, so it stops serving; deploy a signed release"),
+            ));
+        }
+    } else if trust.is_some_and(|t| !t.trusts(&id.key_id)) {
+        return Some(Refusal::new(
+            "signature",
+            "revoked",
+            format!(
+                "{what} is signed by key {}, which [trust] no longer lists: the key is revoked, so this version stops serving; deploy a release signed by a trusted key",
+                id.key_id
+            ),
+        ));
+    }
+    match id.expires {
+        Some(expires) if now_secs > expires => Some(Refusal::new(
+            "signature",
+            "expired",
+            format!(
+                "{what}: its signature expired at {}, so it stops serving; re-sign it with a later --expires (or deploy a newer release) and reload",
+                crate::trust::format_utc(expires)
+            ),
+        )),
+        _ => None,
+    }
+}
+
+/// The refusal of a whole reload for an experiment whose `strategy_config` was rejected.
+fn experiment_blocking(r: &Refusal) -> Refusal {
+    Refusal::new(
+        r.step,
+        r.reason,
+        format!(
+            "{}; a rejected experiment refuses the whole reload, so what serves keeps serving: fix that experiment's strategy_config (or deploy a plugin version that accepts it) and reload",
+            r.message
+        ),
+    )
 }
 
 fn install(

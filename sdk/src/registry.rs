@@ -154,6 +154,16 @@ impl Snapshot {
         self.generation
     }
 
+    /// The earliest signature expiry (unix seconds) among the plugin versions that serve in
+    /// this snapshot, if any expires: the watcher reloads right after it.
+    #[cfg_attr(not(feature = "watch"), allow(dead_code))]
+    pub(crate) fn earliest_expiry(&self) -> Option<u64> {
+        self.plugins
+            .iter()
+            .filter_map(|p| p.serving.as_ref()?.expires)
+            .min()
+    }
+
     /// The validated configuration this snapshot serves.
     pub fn config(&self) -> &Config {
         &self.config

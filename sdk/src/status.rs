@@ -80,6 +80,9 @@ pub struct ServingPlugin {
     pub sha256: String,
     /// Signer key id.
     pub key_id: String,
+    /// When its signature expires (unix seconds; it stops serving at the next reload after
+    /// that second, which the watcher schedules), if it does.
+    pub expires: Option<u64>,
 }
 
 impl From<&PluginIdentity> for ServingPlugin {
@@ -89,6 +92,7 @@ impl From<&PluginIdentity> for ServingPlugin {
             version: i.version,
             sha256: i.sha256.clone(),
             key_id: i.key_id.clone(),
+            expires: i.expires,
         }
     }
 }

@@ -34,7 +34,10 @@ pub struct ReloadReport {
 pub struct PluginChange {
     /// Plugin name.
     pub name: String,
-    /// `added`, `removed`, `updated` (another version or build), `unchanged`, `refused`.
+    /// `added`, `removed`, `updated` (another version or build), `unchanged`, `refused`;
+    /// `revoked` (its signer's key left `[trust]`) or `expired` (its signature expired): the
+    /// version stops serving, for an earlier one that may still serve or the builtin, and the
+    /// reload applies.
     pub change: &'static str,
     /// What served before.
     pub from: Option<ServingPlugin>,
@@ -72,6 +75,8 @@ impl ReloadReport {
                 .find(|o| o.name == p.name)
                 .and_then(|o| o.serving.clone());
             let change = match (&p.refusal, p.state, &before, &p.serving) {
+                (Some(r), _, _, _) if r.reason == "revoked" => "revoked",
+                (Some(r), _, b, a) if r.reason == "expired" && b != a => "expired",
                 (Some(_), _, _, _) => "refused",
                 (None, PluginState::Active, None, _) => "added",
                 (None, _, Some(b), Some(a)) if b == a => "unchanged",

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -143,6 +143,12 @@ impl WatchHandle {
 /// `RecvError::Lagged`) but never holds the watcher up. After every reload the watched set is
 /// recomputed from the configuration file as it is now; while that file is invalid the
 /// previous set stays watched.
+///
+/// A plugin version whose signature expires stops serving at its expiry: the watcher runs a
+/// reload (trigger `expiry`) right after the earliest `expires` second among the serving
+/// plugins; the version is reported `expired` and its experiments move to an earlier version
+/// that may still serve, or the builtin. Should that reload be refused (a guard, another
+/// plugin's refused artifact), it is retried every 10 s, each report saying why.
 ///
 /// Not covered: a watched directory that is deleted and re-created (its watch is lost until
 /// a later reload re-adds it), and symlink swaps of a directory *above* a watched file
@@ -370,6 +376,32 @@ async fn next_event(fs: &mut Option<FileWatch>) -> notify::Result<Event> {
     std::future::pending().await
 }
 
+/// How long after a reload that left an expired signature serving (it was refused) the
+/// watcher tries again.
+const EXPIRY_RETRY: Duration = Duration::from_secs(10);
+
+/// When to reload for the earliest signature expiry among the plugins serving now: the second
+/// after its `expires` second (a signature is valid through that second). One already past is
+/// due now, or, `after_reload` (a reload just left it serving: it was refused), in
+/// [`EXPIRY_RETRY`].
+fn expiry_due(sdk: &Sdk, after_reload: bool) -> Option<SystemTime> {
+    let expires = sdk.snapshot().earliest_expiry()?;
+    let at = UNIX_EPOCH.checked_add(Duration::from_secs(expires.saturating_add(1)))?;
+    let now = SystemTime::now();
+    Some(if at > now {
+        at
+    } else if after_reload {
+        tracing::warn!(
+            expires = %crate::trust::format_utc(expires),
+            "a plugin whose signature has expired still serves (the reload that should retire it was refused: see its report); retrying in {} s",
+            EXPIRY_RETRY.as_secs()
+        );
+        now + EXPIRY_RETRY
+    } else {
+        now
+    })
+}
+
 /// The watcher's task: owns the platform watcher and the SIGHUP stream.
 struct Task {
     sdk: Arc<Sdk>,
@@ -386,22 +418,38 @@ impl Task {
         // When the pending burst of file events is due: `(first event, due)`.
         let mut burst: Option<(Instant, Instant)> = None;
         let max_delay = self.debounce.saturating_mul(10);
+        // When the first serving signature has expired (a reload then retires it).
+        let mut expiry = expiry_due(&self.sdk, false);
         loop {
             let due = burst.map_or_else(
                 || Instant::now() + Duration::from_secs(3600),
                 |(_, due)| due,
             );
+            // Wall-clock time, re-read on every turn; at most an hour ahead (then looked at again).
+            let expiry_wait = expiry.map_or(Duration::from_secs(3600), |at| {
+                at.duration_since(SystemTime::now())
+                    .unwrap_or_default()
+                    .min(Duration::from_secs(3600))
+            });
             tokio::select! {
                 biased;
                 _ = &mut stopped => break,
+                () = tokio::time::sleep(expiry_wait), if expiry.is_some() => {
+                    if expiry.is_some_and(|at| SystemTime::now() >= at) {
+                        self.reload("expiry").await;
+                        expiry = expiry_due(&self.sdk, true);
+                    }
+                }
                 () = self.hup.recv() => {
                     // The reload reads everything afresh: events so far need no reload of their own.
                     burst = None;
                     self.reload("sighup").await;
+                    expiry = expiry_due(&self.sdk, true);
                 }
                 () = tokio::time::sleep_until(due), if burst.is_some() => {
                     burst = None;
                     self.reload("file").await;
+                    expiry = expiry_due(&self.sdk, true);
                 }
                 event = next_event(&mut self.fs) => match event {
                     Ok(event) if self.fs.as_ref().is_some_and(|fs| fs.relevant(&event)) => {

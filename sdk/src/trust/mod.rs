@@ -41,6 +41,7 @@ mod store;
 
 pub use error::TrustError;
 pub use ledger::{VersionLedger, LEDGER_FILE};
+pub(crate) use metadata::format_utc;
 pub use metadata::{parse_trusted_comment, ParsedComment, SignedMetadata};
 pub use store::{signature_text, TrustStore};
 

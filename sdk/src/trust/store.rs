@@ -64,6 +64,13 @@ impl TrustStore {
         self.keys.iter().map(|k| key_id_hex(&k.id)).collect()
     }
 
+    /// Whether the key with this id (as [`TrustStore::key_ids`] prints it) is trusted.
+    pub fn trusts(&self, key_id: &str) -> bool {
+        self.keys
+            .iter()
+            .any(|k| key_id_hex(&k.id).eq_ignore_ascii_case(key_id))
+    }
+
     /// Whether no key is trusted.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
