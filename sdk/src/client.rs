@@ -89,6 +89,16 @@ impl SdkBuilder {
         self
     }
 
+    /// How long each plugin call a reload (or the first build) makes may take: `new_strategy`,
+    /// the probe of each experiment, the reload guards (default 10 s; `[reload] deadline_ms`
+    /// in the configuration wins). Past it the plugin or candidate is refused
+    /// `deadline_exceeded` and the stuck call is abandoned on its thread, counted in
+    /// [`Status::abandoned_plugin_calls`].
+    pub fn deadline(mut self, deadline: std::time::Duration) -> Self {
+        self.options.deadline = deadline;
+        self
+    }
+
     /// The most distinct plugin libraries the process may map (default 256; each costs memory
     /// for the life of the process since libraries are never unloaded).
     pub fn max_libraries(mut self, cap: usize) -> Self {
@@ -250,7 +260,7 @@ impl Sdk {
         let forced = std::mem::take(&mut resolution.forced);
         let candidate = match Snapshot::build_resolved(config, current.generation() + 1, resolution)
         {
-            Ok(s) => s,
+            Ok(s) => Arc::new(s),
             Err(e) => {
                 let refusal = Refusal::new("config", "invalid_config", e.to_string());
                 return self.finish(
@@ -268,7 +278,13 @@ impl Sdk {
             let now_ms = now
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
-            report.guards = guard::check(&current, &candidate, &control.guards, now_ms);
+            report.guards = match run_guards(&current, &candidate, &control, now_ms) {
+                Ok(results) => results,
+                Err(refusal) => {
+                    report.refusal = Some(refusal);
+                    Vec::new()
+                }
+            };
             // A version that may no longer serve cannot be kept to spare reassignments.
             for g in report.guards.iter_mut().filter(|g| {
                 !g.passed && g.guard == "reassignment" && forced.contains(&g.experiment)
@@ -292,7 +308,7 @@ impl Sdk {
         if report.refusal.is_none() {
             report.accepted = true;
             report.generation = candidate.generation();
-            self.registry.publish(candidate);
+            self.registry.publish_shared(candidate);
             control.plugins.commit(pending);
         }
         drop(control);
@@ -313,4 +329,29 @@ impl Sdk {
         self.last_report.store(Some(Arc::new(report.clone())));
         report
     }
+}
+
+/// Runs the reload guards on their own thread under the plugin-call deadline: the guards call
+/// every plugin-decided experiment's strategy thousands of times, and a plugin that stops
+/// answering must not hang the reload. The limit is the deadline per plugin of the candidate.
+fn run_guards(
+    current: &Arc<Snapshot>,
+    candidate: &Arc<Snapshot>,
+    control: &Control,
+    now_ms: u64,
+) -> Result<Vec<guard::GuardResult>, Refusal> {
+    let per_plugin = control.plugins.deadline_for(candidate.config());
+    let plugins = u32::try_from(candidate.config().plugins.len().max(1)).unwrap_or(u32::MAX);
+    let limit = per_plugin.saturating_mul(plugins);
+    let (current, candidate, cfg) = (Arc::clone(current), Arc::clone(candidate), control.guards);
+    crate::deadline::call("the reload guards", limit, move || {
+        guard::check(&current, &candidate, &cfg, now_ms)
+    })
+    .map_err(|e| {
+        Refusal::new(
+            "deadline",
+            "deadline_exceeded",
+            format!("{e}; a plugin stopped answering during the guards: fix it, or raise [reload] deadline_ms"),
+        )
+    })
 }

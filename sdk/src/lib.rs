@@ -31,6 +31,7 @@ mod bucketer;
 pub mod bulk;
 mod client;
 pub mod config;
+mod deadline;
 mod error;
 mod evaluation;
 pub mod exposure;

@@ -57,6 +57,8 @@ pub(crate) struct PluginOptions {
     pub(crate) demotion: DemotionPolicy,
     /// Most distinct plugin libraries this process may map (they are never unloaded).
     pub(crate) max_libraries: usize,
+    /// Deadline of each plugin call a reload makes, unless `[reload] deadline_ms` sets one.
+    pub(crate) deadline: std::time::Duration,
 }
 
 impl Default for PluginOptions {
@@ -65,6 +67,7 @@ impl Default for PluginOptions {
             probe: ProbeConfig::default(),
             demotion: DemotionPolicy::default(),
             max_libraries: 256,
+            deadline: crate::deadline::DEFAULT_DEADLINE,
         }
     }
 }
@@ -86,11 +89,20 @@ pub(crate) struct PluginManager {
     /// Why the last accepted versions could not be persisted (cleared by the next success);
     /// shared with the SDK so `status()` shows it without taking the reload lock.
     pub(crate) ledger_problem: Arc<std::sync::Mutex<Option<String>>>,
+    /// The deadline of each plugin call in the resolution under way.
+    call_deadline: std::time::Duration,
 }
 
 impl PluginManager {
+    /// The deadline of each plugin call under `config`: `[reload] deadline_ms`, else the
+    /// builder's setting.
+    pub(crate) fn deadline_for(&self, config: &Config) -> std::time::Duration {
+        config.reload.deadline.unwrap_or(self.options.deadline)
+    }
+
     pub(crate) fn new(options: PluginOptions) -> Self {
         PluginManager {
+            call_deadline: options.deadline,
             options,
             ..Default::default()
         }
@@ -139,6 +151,7 @@ impl PluginManager {
         config: &Config,
         now: SystemTime,
     ) -> (Resolution, PendingCommit) {
+        self.call_deadline = self.deadline_for(config);
         let mut res = Resolution::default();
         let mut pending = PendingCommit::default();
         let users = |name: &str| -> Vec<&ExperimentConfig> {
@@ -369,24 +382,43 @@ impl PluginManager {
             .map_or(0, |d| d.as_millis() as u64);
         let mut ok = Vec::new();
         let mut refused = Vec::new();
+        let limit = self.call_deadline;
+        let deadline_refusal = |err: crate::deadline::DeadlineError| {
+            Refusal::new(
+                "deadline",
+                "deadline_exceeded",
+                format!(
+                    "plugin \"{}\": {err}; fix the plugin, or raise [reload] deadline_ms",
+                    loaded.identity.name
+                ),
+            )
+        };
         for e in exps {
-            let instance =
-                match loaded.module.new_strategy()(RStr::from_str(&e.strategy_config_json)) {
-                    RResult::ROk(s) => s,
-                    RResult::RErr(msg) => {
-                        let message =
-                            format!(
+            let module = loaded.module;
+            let config_json = e.strategy_config_json.clone();
+            let built = crate::deadline::call(
+                &format!("new_strategy for experiment \"{}\"", e.key),
+                limit,
+                move || module.new_strategy()(RStr::from_str(&config_json)),
+            )
+            .map_err(deadline_refusal)?;
+            let instance = match built {
+                RResult::ROk(s) => s,
+                RResult::RErr(msg) => {
+                    let message = format!(
                         "plugin \"{}\" rejected the strategy_config of experiment \"{}\": {}",
-                        loaded.identity.name, e.key, crate::status::ClippedText(msg.as_str())
+                        loaded.identity.name,
+                        e.key,
+                        crate::status::ClippedText(msg.as_str())
                     );
-                        refused.push((
-                            e.key.clone(),
-                            Refusal::new("instantiate", "strategy_config_rejected", message),
-                        ));
-                        continue;
-                    }
-                };
-            let strategy = PluginStrategy::new(
+                    refused.push((
+                        e.key.clone(),
+                        Refusal::new("instantiate", "strategy_config_rejected", message),
+                    ));
+                    continue;
+                }
+            };
+            let strategy = Arc::new(PluginStrategy::new(
                 loaded.identity,
                 instance,
                 &e.key,
@@ -394,15 +426,23 @@ impl PluginManager {
                 &e.weights(),
                 e.coverage_bp,
                 self.options.demotion,
-            );
-            probe::probe(&strategy, e, &self.options.probe, now_ms).map_err(|err| {
+            ));
+            let (probed, experiment, cfg) =
+                (Arc::clone(&strategy), (*e).clone(), self.options.probe);
+            crate::deadline::call(
+                &format!("the probe of experiment \"{}\"", e.key),
+                limit,
+                move || probe::probe(&probed, &experiment, &cfg, now_ms),
+            )
+            .map_err(deadline_refusal)?
+            .map_err(|err| {
                 Refusal::new(
                     "probe",
                     err.reason(),
                     format!("experiment \"{}\": {err}", e.key),
                 )
             })?;
-            ok.push((e.key.clone(), Arc::new(strategy)));
+            ok.push((e.key.clone(), strategy));
         }
         Ok((ok, refused))
     }

@@ -104,6 +104,7 @@ impl Snapshot {
             loaded_libraries: crate::loader::loaded_libraries(),
             danger_unsigned_plugins: self.config.trust.danger_allow_unsigned,
             ledger_problem: None,
+            abandoned_plugin_calls: crate::deadline::abandoned_calls(),
             plugins: self.plugins.clone(),
             experiments,
             last_reload: None,
@@ -203,5 +204,10 @@ impl Registry {
     /// Publishes `next` with one atomic store; returns the previous snapshot.
     pub fn publish(&self, next: Snapshot) -> Arc<Snapshot> {
         self.current.swap(Arc::new(next))
+    }
+
+    /// [`Registry::publish`] for a snapshot already behind an `Arc`.
+    pub(crate) fn publish_shared(&self, next: Arc<Snapshot>) -> Arc<Snapshot> {
+        self.current.swap(next)
     }
 }

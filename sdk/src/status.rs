@@ -170,6 +170,9 @@ pub struct Status {
     pub loaded_libraries: usize,
     /// `trust.danger_allow_unsigned` is on: plugins are loaded WITHOUT signature checks.
     pub danger_unsigned_plugins: bool,
+    /// Plugin calls (strategy construction, probes, guards) abandoned past their deadline in
+    /// this process; each still holds a thread.
+    pub abandoned_plugin_calls: u64,
     /// Why the accepted plugin versions could not be written to the state directory's ledger
     /// (rollback protection across restarts is then not guaranteed); `None` when all is well.
     pub ledger_problem: Option<String>,
@@ -192,6 +195,13 @@ impl std::fmt::Display for Status {
             writeln!(
                 f,
                 "!! DANGER: unsigned plugins allowed (trust.danger_allow_unsigned) !!"
+            )?;
+        }
+        if self.abandoned_plugin_calls > 0 {
+            writeln!(
+                f,
+                "!! {} plugin call(s) abandoned past their deadline (their threads still run) !!",
+                self.abandoned_plugin_calls
             )?;
         }
         if let Some(problem) = &self.ledger_problem {

@@ -88,3 +88,23 @@ pub fn fixture(name: &str) -> PathBuf {
     assert!(p.exists(), "fixture {} was not built", p.display());
     p
 }
+
+/// The `abkit` command-line binary, for tests that need it as a process of its own. Uses the
+/// one `cargo test --workspace --all-features` builds (`<target>/debug/abkit`); if there is
+/// none (a lone `cargo test -p abkit-tests`), builds it into its own target dir once.
+pub fn abkit_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let built = target_base().join("debug/abkit");
+        if built.exists() {
+            return built;
+        }
+        let own = target_base().join("test-bin");
+        cargo_build(
+            &["-p", "abkit", "--features", "cli", "--bin", "abkit"],
+            &own,
+        );
+        own.join("debug/abkit")
+    })
+    .clone()
+}

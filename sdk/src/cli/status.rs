@@ -97,6 +97,7 @@ mod tests {
             loaded_libraries: 0,
             danger_unsigned_plugins: false,
             ledger_problem: None,
+            abandoned_plugin_calls: 0,
             plugins: Vec::new(),
             experiments: Vec::new(),
             last_reload: None,

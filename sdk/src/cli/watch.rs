@@ -50,8 +50,15 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::Invalid(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(serve(sdk, args))
+    let result = runtime.block_on(serve(sdk, args));
+    // A reload still stuck inside a plugin call runs on a blocking thread: never wait for it
+    // (the process exits within a second of `--for` or SIGTERM, whatever a reload is doing).
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    result
 }
+
+/// How long `--for` or SIGTERM waits for a reload in progress before exiting without it.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
 
 async fn serve(sdk: Arc<Sdk>, args: Args) -> Result<ExitCode, CliError> {
     let mut out = Output { json: args.json };
@@ -84,8 +91,15 @@ async fn serve(sdk: Arc<Sdk>, args: Args) -> Result<ExitCode, CliError> {
             },
         }
     }
-    // A reload already running finishes first; print its report too.
-    watcher.shutdown().await;
+    // A reload already running may finish within the grace period; its report is printed too.
+    if tokio::time::timeout(SHUTDOWN_GRACE, watcher.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "a reload was still running when the watcher stopped; it is abandoned (the process exits without waiting for it)"
+        );
+    }
     while let Ok(report) = reports.try_recv() {
         out.report(&report)?;
     }

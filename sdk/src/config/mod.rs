@@ -33,6 +33,8 @@ pub struct Config {
     pub trust: TrustConfig,
     /// Declared strategy plugins.
     pub plugins: Vec<PluginConfig>,
+    /// The `[reload]` table.
+    pub reload: ReloadConfig,
     /// Directory that relative paths are resolved against (the config file's directory).
     pub base_dir: PathBuf,
 }
@@ -120,6 +122,15 @@ pub struct LayerConfig {
     pub name: String,
     /// Salt of the layer bucket (defaults to the name).
     pub salt: String,
+}
+
+/// The `[reload]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadConfig {
+    /// `deadline_ms`: how long each plugin call a reload makes (`new_strategy`, the probe, the
+    /// guards) may take before the candidate is refused `deadline_exceeded`. `None`: the
+    /// builder's setting (default 10 s).
+    pub deadline: Option<std::time::Duration>,
 }
 
 /// The `[trust]` table.

@@ -14,6 +14,14 @@ pub(crate) struct RawConfig {
     pub layers: Vec<RawLayer>,
     pub trust: Option<RawTrust>,
     pub plugins: Vec<RawPlugin>,
+    pub reload: Option<RawReload>,
+}
+
+/// The `[reload]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawReload {
+    pub deadline_ms: Option<u64>,
 }
 
 /// One `[[experiments]]` entry.

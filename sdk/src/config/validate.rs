@@ -3,7 +3,7 @@
 use super::raw::{RawConfig, RawExperiment, RawLayerSlice};
 use super::{
     is_valid_plugin_name, Config, ConfigError, ConfigIssue, ExperimentConfig, LayerConfig,
-    LayerSlice, PluginConfig, StrategyRef, TrustConfig, VariantConfig,
+    LayerSlice, PluginConfig, ReloadConfig, StrategyRef, TrustConfig, VariantConfig,
 };
 use abkit_bucketing::{coverage_bp, BUCKETS};
 use std::collections::{HashMap, HashSet};
@@ -155,6 +155,7 @@ fn validate(raw: RawConfig, base_dir: &Path, issues: &mut Issues) -> Config {
         layers,
         trust,
         plugins,
+        reload: validate_reload(raw.reload.as_ref(), issues),
         base_dir: base_dir.to_path_buf(),
     }
 }
@@ -446,6 +447,32 @@ fn validate_plugins(raw: &RawConfig, base_dir: &Path, issues: &mut Issues) -> Ve
         });
     }
     out
+}
+
+fn validate_reload(raw: Option<&super::raw::RawReload>, issues: &mut Issues) -> ReloadConfig {
+    let Some(r) = raw else {
+        return ReloadConfig::default();
+    };
+    let deadline = match r.deadline_ms {
+        Some(0) => {
+            issues.add(
+                "reload.deadline_ms",
+                "must be at least 1 (milliseconds); a plugin call needs time to answer",
+            );
+            None
+        }
+        Some(ms) if ms > 3_600_000 => {
+            issues.add(
+                "reload.deadline_ms",
+                format!(
+                    "{ms} is over an hour; a reload stuck that long is a hang, use at most 3600000"
+                ),
+            );
+            None
+        }
+        ms => ms.map(std::time::Duration::from_millis),
+    };
+    ReloadConfig { deadline }
 }
 
 fn validate_trust(raw: &RawConfig, base_dir: &Path, issues: &mut Issues) -> TrustConfig {
