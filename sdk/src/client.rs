@@ -113,7 +113,7 @@ impl SdkBuilder {
         let mut plugins = PluginManager::new(self.options);
         let (resolution, pending) = plugins.resolve(&config, SystemTime::now());
         let snapshot = Snapshot::build_resolved(config, 1, resolution)?;
-        plugins.commit(pending);
+        plugins.commit(pending, &snapshot);
         Ok(Sdk {
             ledger_problem: plugins.ledger_problem.clone(),
             registry: Registry::new(snapshot),
@@ -189,6 +189,19 @@ impl Sdk {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         status
+    }
+
+    /// Lifts the demotion of the plugin strategy serving `experiment` (an explicit operator
+    /// decision: demotion otherwise sticks until a new artifact or a new spec for that
+    /// experiment is accepted). Returns whether it was demoted; `false` also when no plugin
+    /// serves it. Takes effect for the next `assign`, lock-free.
+    pub fn reset_demotion(&self, experiment: &str) -> bool {
+        let snapshot = self.registry.load();
+        let found = snapshot
+            .plugin_strategies()
+            .find(|(key, _)| *key == experiment)
+            .map(|(_, s)| Arc::clone(s));
+        found.is_some_and(|s| s.reset_demotion())
     }
 
     /// The report of the last reload attempt, if any.
@@ -308,8 +321,8 @@ impl Sdk {
         if report.refusal.is_none() {
             report.accepted = true;
             report.generation = candidate.generation();
+            control.plugins.commit(pending, &candidate);
             self.registry.publish_shared(candidate);
-            control.plugins.commit(pending);
         }
         drop(control);
         self.finish(report, started)

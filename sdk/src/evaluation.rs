@@ -111,6 +111,14 @@ pub(crate) struct CompiledExperiment {
 }
 
 impl CompiledExperiment {
+    /// The plugin strategy deciding this experiment, if one does.
+    pub(crate) fn plugin_strategy(&self) -> Option<&Arc<PluginStrategy>> {
+        match &self.decider {
+            Decider::Plugin(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// Compiles a validated experiment. Validation guarantees the ranges exist; the error arm is
     /// kept for a `Config` built by hand.
     pub(crate) fn compile(

@@ -15,7 +15,7 @@ use crate::evaluation::Decider;
 use crate::loader::{self, LoadContext, LoadError, LoadedPlugin};
 use crate::probe::{self, ProbeConfig};
 use crate::status::{ExperimentStatus, PluginState, PluginStatus, Refusal, ServingPlugin};
-use crate::strategy::{DemotionPolicy, PluginStrategy};
+use crate::strategy::{DemotionPolicy, PluginStrategy, StrategySpec};
 use crate::trust::{SignedMetadata, TrustError, TrustStore, VersionLedger};
 use abkit_strategy_api::abi_stable::std_types::{RResult, RStr};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -91,6 +91,8 @@ pub(crate) struct PluginManager {
     pub(crate) ledger_problem: Arc<std::sync::Mutex<Option<String>>>,
     /// The deadline of each plugin call in the resolution under way.
     call_deadline: std::time::Duration,
+    /// The plugin strategies of the serving snapshot, by experiment (see `instantiate_all`).
+    live: FxHashMap<String, Arc<PluginStrategy>>,
 }
 
 impl PluginManager {
@@ -111,7 +113,11 @@ impl PluginManager {
     /// Remembers the versions and libraries of a candidate that went live. A version that
     /// cannot be persisted is still remembered in this process; the failure is logged as an
     /// error and shown by `status()` until a later write succeeds (never silent).
-    pub(crate) fn commit(&mut self, pending: PendingCommit) {
+    pub(crate) fn commit(&mut self, pending: PendingCommit, serving: &crate::registry::Snapshot) {
+        self.live = serving
+            .plugin_strategies()
+            .map(|(key, s)| (key.to_string(), Arc::clone(s)))
+            .collect();
         let mut problem = None;
         let mut wrote = false;
         for (loaded, meta, unsigned) in pending.accepted {
@@ -394,6 +400,14 @@ impl PluginManager {
             )
         };
         for e in exps {
+            // Unchanged plugin identity and spec: the serving strategy carries over with its
+            // health, so a demotion survives unchanged reloads (no flapping on SIGHUP).
+            if let Some(live) = self.live.get(&e.key).filter(|s| {
+                std::ptr::eq(s.identity, loaded.identity) && *s.spec() == StrategySpec::of(e)
+            }) {
+                ok.push((e.key.clone(), Arc::clone(live)));
+                continue;
+            }
             let module = loaded.module;
             let config_json = e.strategy_config_json.clone();
             let built = crate::deadline::call(
@@ -421,10 +435,7 @@ impl PluginManager {
             let strategy = Arc::new(PluginStrategy::new(
                 loaded.identity,
                 instance,
-                &e.key,
-                &e.salt,
-                &e.weights(),
-                e.coverage_bp,
+                StrategySpec::of(e),
                 self.options.demotion,
             ));
             let (probed, experiment, cfg) =

@@ -78,6 +78,15 @@ impl Snapshot {
         })
     }
 
+    /// The plugin strategies of this snapshot, by experiment key.
+    pub(crate) fn plugin_strategies(
+        &self,
+    ) -> impl Iterator<Item = (&str, &Arc<crate::strategy::PluginStrategy>)> {
+        self.experiments
+            .iter()
+            .filter_map(|c| c.plugin_strategy().map(|s| (c.config.key.as_str(), s)))
+    }
+
     /// The status of this snapshot: plugins, and which strategy decides each experiment.
     pub fn status(&self) -> Status {
         let experiments = self
@@ -95,6 +104,7 @@ impl Snapshot {
                     configured: ExperimentStatus::configured_as(&c.config.strategy),
                     serving,
                     counters,
+                    demotion: c.plugin_strategy().and_then(|s| s.demotion()),
                     refusal,
                 }
             })

@@ -141,6 +141,9 @@ pub struct ExperimentStatus {
     pub serving: String,
     /// Live counters when a plugin serves.
     pub counters: Option<StrategyCounters>,
+    /// Since when and why its plugin is demoted to the builtin (it stays demoted across
+    /// reloads until a new artifact or spec is accepted, or `Sdk::reset_demotion`).
+    pub demotion: Option<crate::strategy::Demotion>,
     /// Why this experiment does not use its plugin, if it was refused on its own.
     pub refusal: Option<Refusal>,
 }
@@ -152,6 +155,7 @@ impl ExperimentStatus {
             configured: String::new(),
             serving: String::new(),
             counters: None,
+            demotion: None,
             refusal: Some(refusal),
         }
     }
@@ -246,6 +250,14 @@ impl std::fmt::Display for Status {
                 )?;
             }
             writeln!(f)?;
+            if let Some(d) = &e.demotion {
+                writeln!(
+                    f,
+                    "  demoted since {}: {}",
+                    crate::trust::format_utc(d.since_ms / 1000),
+                    d.why
+                )?;
+            }
             if let Some(r) = &e.refusal {
                 writeln!(f, "  refused at {} ({}): {}", r.step, r.reason, r.message)?;
             }

@@ -76,7 +76,18 @@ struct Health {
     ring: Box<[AtomicU64]>,
     ring_pos: AtomicU64,
     demoted: AtomicBool,
+    /// When and why it was demoted (written once per demotion, on the cold path).
+    demotion: std::sync::Mutex<Option<Demotion>>,
     policy: DemotionPolicy,
+}
+
+/// Why and since when a plugin strategy is demoted to the builtin.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Demotion {
+    /// When it was demoted, in milliseconds since the Unix epoch.
+    pub since_ms: u64,
+    /// The error rate that demoted it and the last failure (plugin text cut to 1 KiB).
+    pub why: String,
 }
 
 impl Health {
@@ -90,8 +101,19 @@ impl Health {
                 .collect(),
             ring_pos: AtomicU64::new(0),
             demoted: AtomicBool::new(false),
+            demotion: std::sync::Mutex::new(None),
             policy,
         }
+    }
+
+    /// Lifts a demotion: counts failures afresh from now on.
+    fn reset(&self) {
+        for slot in self.ring.iter() {
+            slot.store(0, Ordering::Relaxed);
+        }
+        self.ring_pos.store(0, Ordering::Relaxed);
+        *self.demotion.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.demoted.store(false, Ordering::Relaxed);
     }
 
     /// Records a failure (cold path); returns true when this failure demotes the plugin.
@@ -126,9 +148,32 @@ pub struct StrategyCounters {
     pub demoted: bool,
 }
 
+/// What a plugin strategy is built from for one experiment (besides the plugin itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StrategySpec {
+    pub(crate) experiment: String,
+    pub(crate) salt: String,
+    pub(crate) weights: Vec<u32>,
+    pub(crate) coverage_bp: u32,
+    pub(crate) strategy_config_json: String,
+}
+
+impl StrategySpec {
+    pub(crate) fn of(e: &crate::config::ExperimentConfig) -> Self {
+        StrategySpec {
+            experiment: e.key.clone(),
+            salt: e.salt.clone(),
+            weights: e.weights(),
+            coverage_bp: e.coverage_bp,
+            strategy_config_json: e.strategy_config_json.clone(),
+        }
+    }
+}
+
 /// One experiment's instance of a plugin strategy.
 pub(crate) struct PluginStrategy {
     pub(crate) identity: &'static PluginIdentity,
+    spec: StrategySpec,
     instance: StrategyBox,
     experiment: Box<str>,
     salt: Box<str>,
@@ -152,21 +197,47 @@ impl PluginStrategy {
     pub(crate) fn new(
         identity: &'static PluginIdentity,
         instance: StrategyBox,
-        experiment: &str,
-        salt: &str,
-        weights: &[u32],
-        coverage_bp: u32,
+        spec: StrategySpec,
         policy: DemotionPolicy,
     ) -> Self {
         PluginStrategy {
             identity,
             instance,
-            experiment: experiment.into(),
-            salt: salt.into(),
-            weights: weights.into(),
-            coverage_bp,
+            experiment: spec.experiment.clone().into(),
+            salt: spec.salt.clone().into(),
+            weights: spec.weights.clone().into(),
+            coverage_bp: spec.coverage_bp,
+            spec,
             health: Health::new(policy),
         }
+    }
+
+    /// What this strategy was built from: a reload reuses it (with its health) when the plugin
+    /// identity and this spec are unchanged.
+    pub(crate) fn spec(&self) -> &StrategySpec {
+        &self.spec
+    }
+
+    /// Why and since when it is demoted, if it is.
+    pub(crate) fn demotion(&self) -> Option<Demotion> {
+        if !self.is_demoted() {
+            return None;
+        }
+        self.health
+            .demotion
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Lifts a demotion (an explicit reset): the plugin serves again and failures count afresh.
+    pub(crate) fn reset_demotion(&self) -> bool {
+        let was = self.is_demoted();
+        self.health.reset();
+        if was {
+            tracing::warn!(plugin = %self.identity.name, experiment = %self.experiment, "demotion reset: the plugin serves again");
+        }
+        was
     }
 
     /// Calls the plugin once, without counting (the probe uses this).
@@ -198,18 +269,30 @@ impl PluginStrategy {
         unit: &Unit<'_>,
         fixed_now_ms: Option<u64>,
     ) -> Result<Option<u32>, FallbackReason> {
-        self.health.calls.incr();
+        // Fixed-time answers (simulations, probes, guards) say nothing about serving health: a
+        // strategy carried into a reload candidate must not be demoted by the guards' calls.
+        let serving = fixed_now_ms.is_none();
+        if serving {
+            self.health.calls.incr();
+        }
         match self.call(unit, fixed_now_ms) {
             Decision::Variant(i) if (i as usize) < self.weights.len() => Ok(Some(i)),
             Decision::NotEnrolled => Ok(None),
             Decision::Variant(i) => {
-                self.health.invalid.fetch_add(1, Ordering::Relaxed);
-                self.record_failure(format_args!("variant index {i} out of range"));
+                if serving {
+                    self.health.invalid.fetch_add(1, Ordering::Relaxed);
+                    self.record_failure(format_args!("variant index {i} out of range"));
+                }
                 Err(FallbackReason::InvalidAnswer)
             }
             Decision::Error(msg) => {
-                self.health.errors.fetch_add(1, Ordering::Relaxed);
-                self.record_failure(format_args!("{}", crate::status::ClippedText(msg.as_str())));
+                if serving {
+                    self.health.errors.fetch_add(1, Ordering::Relaxed);
+                    self.record_failure(format_args!(
+                        "{}",
+                        crate::status::ClippedText(msg.as_str())
+                    ));
+                }
                 Err(FallbackReason::StrategyError)
             }
         }
@@ -219,6 +302,20 @@ impl PluginStrategy {
     fn record_failure(&self, what: std::fmt::Arguments<'_>) {
         tracing::debug!(plugin = %self.identity.name, experiment = %self.experiment, "strategy call failed: {what}");
         if self.health.failure() {
+            let since_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            *self
+                .health
+                .demotion
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(Demotion {
+                since_ms,
+                why: format!(
+                    "more than {} of the last {} calls failed; last failure: {what}",
+                    self.health.policy.max_error_rate, self.health.policy.window
+                ),
+            });
             tracing::error!(
                 plugin = %self.identity.name,
                 version = self.identity.version,

@@ -155,3 +155,32 @@ fn watch_exits_1_on_an_invalid_config_and_2_on_bad_usage() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn watch_commands_on_stdin_reset_a_demotion_and_print_the_status() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("abkit.toml");
+    std::fs::write(&path, config(&["exp"])).unwrap();
+    let mut child = Running(
+        Command::new(ABKIT)
+            .args(["watch", "--json", "--commands", "--for", "20", "--config"])
+            .arg(&path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = lines_of(&mut child.0);
+    json_until(&lines, |v| v.get("watching").is_some());
+    let mut stdin = child.0.stdin.take().unwrap();
+    writeln!(stdin, "reset-demotion exp").unwrap();
+    let reset = json_until(&lines, |v| v.get("demotion_reset").is_some());
+    assert_eq!(reset["demotion_reset"]["experiment"], "exp");
+    // The builtin serves `exp`: there is nothing to lift (a demoted plugin is lifted by the
+    // same call, `Sdk::reset_demotion`, tested with a real demotion in abkit-tests).
+    assert_eq!(reset["demotion_reset"]["was_demoted"], false);
+    writeln!(stdin, "status").unwrap();
+    let status = json_until(&lines, |v| v.get("generation").is_some());
+    assert_eq!(status["experiments"][0]["key"], "exp");
+}

@@ -530,6 +530,67 @@ fn row21_out_of_range_answers_and_errors_fall_back_and_demote_past_the_threshold
     assert_eq!(a.decided_by, DecidedBy::Fallback(FallbackReason::Demoted));
 }
 
+/// Issue 9, item 4: a demotion by real traffic sticks across reloads that change nothing for
+/// the experiment (no flapping on SIGHUP); status says since when and why; an explicit reset
+/// or a new spec re-promotes.
+#[test]
+fn row21_demotion_sticks_across_unchanged_reloads_until_reset_or_a_new_spec() {
+    let env = TestEnv::new();
+    let sdk = runtime_hostile_sdk(&env);
+    for i in 0..1000 {
+        let id = if i % 10 == 0 {
+            format!("err-{i}")
+        } else {
+            format!("user-{i}")
+        };
+        sdk.assign("exp", &Unit::new(&id));
+    }
+    let demoted = |sdk: &Sdk| {
+        sdk.assign("exp", &Unit::new("user-1")).decided_by
+            == DecidedBy::Fallback(FallbackReason::Demoted)
+    };
+    assert!(demoted(&sdk));
+    let d = sdk.status().experiments[0]
+        .demotion
+        .clone()
+        .expect("status says why");
+    assert!(d.since_ms > 0 && d.why.contains("last failure"), "{d:?}");
+    // Unchanged reloads (a SIGHUP, a touch of the file): still demoted, same since.
+    for _ in 0..3 {
+        let report = sdk.reload();
+        assert!(report.accepted, "{report}");
+        assert!(
+            demoted(&sdk),
+            "an unchanged reload re-promoted a demoted plugin"
+        );
+    }
+    assert_eq!(
+        sdk.status().experiments[0]
+            .demotion
+            .clone()
+            .unwrap()
+            .since_ms,
+        d.since_ms
+    );
+    assert!(sdk.status().to_string().contains("demoted since"));
+    // An explicit reset re-promotes.
+    assert!(sdk.reset_demotion("exp"));
+    assert!(!demoted(&sdk));
+    assert!(sdk.status().experiments[0].demotion.is_none());
+    assert!(!sdk.reset_demotion("exp"));
+    // Demoted again, then a new spec for the experiment (other weights) builds a fresh strategy.
+    for i in 0..1000 {
+        sdk.assign("exp", &Unit::new(&format!("err-{i}")));
+    }
+    assert!(demoted(&sdk));
+    let cfg = env.path("abkit.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("weight = 50 }, {", "weight = 51 }, {")).unwrap();
+    let report = sdk.reload();
+    assert!(report.accepted, "{report}");
+    assert!(!demoted(&sdk), "a new spec re-promotes");
+}
+
 #[test]
 fn row22_nondeterministic_or_slow_strategies_are_refused_by_the_probe() {
     for (fx, reason) in [

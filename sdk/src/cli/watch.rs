@@ -35,6 +35,10 @@ pub struct Args {
     /// Do not reload on SIGHUP.
     #[arg(long)]
     no_sighup: bool,
+    /// Read operator commands from standard input, one per line: `reset-demotion EXPERIMENT`
+    /// (lift a demotion of the plugin serving EXPERIMENT), `status` (print the status).
+    #[arg(long)]
+    commands: bool,
 }
 
 #[derive(Serialize)]
@@ -80,10 +84,16 @@ async fn serve(sdk: Arc<Sdk>, args: Args) -> Result<ExitCode, CliError> {
     };
     tokio::pin!(deadline);
     let mut terminate = Terminate::new()?;
+    let mut commands = if args.commands {
+        stdin_lines()
+    } else {
+        tokio::sync::mpsc::unbounded_channel().1
+    };
     loop {
         tokio::select! {
             () = &mut deadline => break,
             () = terminate.recv() => break,
+            Some(line) = commands.recv() => out.command(&sdk, &line)?,
             report = reports.recv() => match report {
                 Ok(report) => out.report(&report)?,
                 Err(RecvError::Lagged(n)) => eprintln!("warning: {n} reload reports were skipped (output too slow)"),
@@ -104,6 +114,20 @@ async fn serve(sdk: Arc<Sdk>, args: Args) -> Result<ExitCode, CliError> {
         out.report(&report)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Standard input, line by line, read on a thread of its own (ends quietly at end of input).
+fn stdin_lines() -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 /// Ctrl-C or SIGTERM.
@@ -175,6 +199,49 @@ impl Output {
             "watching {} (debounce {debounce_ms} ms){hup}; Ctrl-C to stop\n",
             names.join(", ")
         ))
+    }
+
+    /// One operator command from standard input (`--commands`).
+    fn command(&mut self, sdk: &Sdk, line: &str) -> Result<(), CliError> {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (None, ..) => Ok(()),
+            (Some("status"), None, _) => self.status(sdk),
+            (Some("reset-demotion"), Some(experiment), None) => {
+                let was_demoted = sdk.reset_demotion(experiment);
+                if self.json {
+                    #[derive(Serialize)]
+                    struct Line<'a> {
+                        demotion_reset: Reset<'a>,
+                    }
+                    #[derive(Serialize)]
+                    struct Reset<'a> {
+                        experiment: &'a str,
+                        was_demoted: bool,
+                    }
+                    self.json_line(&Line {
+                        demotion_reset: Reset {
+                            experiment,
+                            was_demoted,
+                        },
+                    })
+                } else if was_demoted {
+                    self.text(&format!(
+                        "demotion of {experiment} lifted: its plugin serves again\n"
+                    ))
+                } else {
+                    self.text(&format!(
+                        "{experiment}: no demoted plugin serves it; nothing to reset\n"
+                    ))
+                }
+            }
+            _ => {
+                eprintln!(
+                    "abkit watch: unknown command {line:?}; commands: `reset-demotion EXPERIMENT`, `status`"
+                );
+                Ok(())
+            }
+        }
     }
 
     fn report(&mut self, report: &ReloadReport) -> Result<(), CliError> {
