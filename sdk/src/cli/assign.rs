@@ -1,10 +1,9 @@
-//! `abkit assign`: one unit, or a file of unit ids streamed to CSV.
+//! `abkit assign`: one unit, or a units file (the reader of `simulate`) streamed to CSV.
 
 use super::CliError;
-use crate::bulk::BulkError;
-use crate::files::{InputLimit, LineCap, DEFAULT_MAX_LINE_BYTES};
+use crate::files::DEFAULT_MAX_LINE_BYTES;
+use crate::simulate::{self, AssignUnitsOptions, InputFormat, UnitSource};
 use crate::{Attribute, Sdk, Unit};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,16 +20,30 @@ pub struct Args {
     /// One unit id: prints the variant name, or `-` when not enrolled (reason on stderr).
     #[arg(long)]
     unit: Option<String>,
-    /// A file with one unit id per line (`-` for stdin): writes `unit_id,variant` CSV to stdout.
+    /// A units file (`-` for stdin): one id per line, or CSV with a header (see
+    /// --id-column); gzip is detected by its magic bytes. Writes `unit_id,variant` CSV to
+    /// stdout (variant empty when not enrolled), one row per unit, in input order. The same
+    /// reader as `abkit simulate`: a malformed line stops the run with exit 1, after the rows
+    /// before it were written, and the error says how many were (use --skip-bad-lines to skip
+    /// and count such lines instead).
     #[arg(long)]
     units: Option<PathBuf>,
+    /// With --units: the input is CSV with a header; this column holds the unit id, the other
+    /// columns become attributes of each unit (one record per line: a quote must close on
+    /// its line).
+    #[arg(long, value_name = "NAME", requires = "units")]
+    id_column: Option<String>,
+    /// With --units: skip malformed lines (bad UTF-8, wrong field count, unclosed quote,
+    /// empty id, too long), warn about them on stderr and count them, instead of stopping.
+    #[arg(long, requires = "units")]
+    skip_bad_lines: bool,
     /// A unit attribute `key=value` (repeatable), for targeting and attribute-based strategies.
+    /// With --units it applies to every unit; a CSV column of the same name wins.
     #[arg(long = "attr", value_name = "KEY=VALUE", value_parser = parse_attr)]
     attrs: Vec<(String, String)>,
-    /// With --units (ignored otherwise): longest line accepted, in bytes, not counting the
-    /// line end (default 65536); a longer line is an error naming it. Input is read in
-    /// bounded memory.
-    #[arg(long, value_name = "N", value_parser = super::simulate::parse_line_bytes)]
+    /// With --units: longest line accepted, in bytes, not counting the line end (default
+    /// 65536); a longer line is a malformed line. Input is read in bounded memory.
+    #[arg(long, value_name = "N", value_parser = super::simulate::parse_line_bytes, requires = "units")]
     max_line_bytes: Option<usize>,
 }
 
@@ -63,35 +76,28 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
         )));
     }
     if let Some(path) = &args.units {
-        let stdout = std::io::stdout().lock();
-        // Pipes are fine here (stdin, a FIFO), but every line is capped, so an input without
-        // line ends (`/dev/zero`) fails at once instead of filling the memory.
-        let input: Box<dyn BufRead> = if path.as_os_str() == "-" {
-            Box::new(std::io::stdin().lock())
-        } else {
-            let file = std::fs::File::open(path).map_err(|e| {
-                CliError::Invalid(format!("cannot open units file {}: {e}", path.display()))
-            })?;
-            Box::new(BufReader::with_capacity(1 << 16, file))
-        };
-        let max = args.max_line_bytes.unwrap_or(DEFAULT_MAX_LINE_BYTES);
-        let mut capped = LineCap::new(input, max, false);
-        let result = crate::bulk::assign_csv(&snapshot, &args.experiment, &mut capped, stdout);
-        let stats = result.map_err(|e| match e {
-            BulkError::Io(ref io) => match InputLimit::of(io) {
-                Some(InputLimit::Line { line, max }) => CliError::Invalid(format!(
-                    "{} line {line}: the line is longer than {max} bytes, the limit for one line; \
-                     unit ids are short, so check that this is a file of unit ids, or raise the \
-                     limit with --max-line-bytes",
-                    path.display()
-                )),
-                _ => CliError::Invalid(format!("{}: {e}", path.display())),
+        let format = match &args.id_column {
+            Some(c) => InputFormat::Csv {
+                id_column: c.clone(),
             },
-            _ => CliError::Invalid(format!("{}: {e}", path.display())),
-        })?;
+            None => InputFormat::Plain,
+        };
+        let source = UnitSource::open(path, format)
+            .map_err(|e| CliError::Invalid(e.to_string()))?
+            .with_max_line_bytes(args.max_line_bytes.unwrap_or(DEFAULT_MAX_LINE_BYTES));
+        let opts = AssignUnitsOptions {
+            skip_bad_lines: args.skip_bad_lines,
+            attributes: args.attrs.clone(),
+        };
+        let stdout = std::io::stdout().lock();
+        let done = simulate::assign_units(&snapshot, &args.experiment, source, &opts, stdout)
+            .map_err(|e| CliError::Invalid(e.to_string()))?;
+        super::simulate::warn_skipped(&done.skipped);
         tracing::info!(
-            units = stats.units,
-            enrolled = stats.enrolled,
+            rows_read = done.rows_read,
+            units = done.written,
+            skipped = done.skipped.count,
+            enrolled = done.enrolled,
             "bulk assignment done"
         );
         return Ok(ExitCode::SUCCESS);

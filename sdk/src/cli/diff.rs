@@ -43,9 +43,7 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
     let report = simulate::diff(&from.snapshot(), &to.snapshot(), source, &opts)
         .map_err(|e| CliError::Invalid(e.to_string()))?;
     bar.finish("diff", report.units, report.threads);
-    for b in &report.skipped_lines.examples {
-        eprintln!("warning: skipped line {}: {}", b.line, b.problem);
-    }
+    super::simulate::warn_skipped(&report.skipped_lines);
     match args.format {
         Format::Table => print!("{}", report.to_table()),
         Format::Json => println!("{}", report.to_json()),

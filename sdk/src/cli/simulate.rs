@@ -28,13 +28,19 @@ pub(super) struct InputArgs {
     /// A synthetic attribute, e.g. `country=US:60,CA:40` (repeatable; deterministic per unit id).
     #[arg(long = "attr-dist", value_name = "NAME=VALUE:WEIGHT,...", requires = "synthetic", value_parser = parse_dist)]
     attr_dist: Vec<AttributeDistribution>,
-    /// The input is CSV with a header; this column holds the unit id, the others become attributes.
+    /// The input is CSV with a header; this column holds the unit id, the others become
+    /// attributes. One record per line: a quote must close on its line.
     #[arg(long, value_name = "NAME", conflicts_with = "synthetic")]
     id_column: Option<String>,
     /// Skip malformed lines (bad UTF-8, wrong field count, empty id, too long), counting them,
     /// instead of stopping at the first.
     #[arg(long)]
     skip_bad_lines: bool,
+    /// Accept an input with no units (empty, a CSV header alone, every line skipped) and
+    /// report on it. By default that is an error (exit 1): a report on no data would read
+    /// as a healthy split. No chart is drawn for it either way.
+    #[arg(long)]
+    allow_empty: bool,
     /// Longest input line accepted, in bytes (not counting the line end). A longer line is a
     /// malformed line: an error naming it, or skipped and counted with --skip-bad-lines.
     #[arg(long, value_name = "N", default_value_t = crate::files::DEFAULT_MAX_LINE_BYTES, value_parser = parse_line_bytes)]
@@ -106,6 +112,7 @@ impl InputArgs {
             now_ms,
             threads: self.threads,
             skip_bad_lines: self.skip_bad_lines,
+            allow_empty: self.allow_empty,
             ..SimulateOptions::default()
         };
         Ok((source, opts))
@@ -168,6 +175,16 @@ impl Bar {
     }
 }
 
+/// Prints the malformed lines skipped (the first few) and their total, on stderr.
+pub(super) fn warn_skipped(skipped: &simulate::SkippedLines) {
+    for b in &skipped.examples {
+        eprintln!("warning: skipped line {}: {}", b.line, b.problem);
+    }
+    if skipped.count > skipped.examples.len() as u64 {
+        eprintln!("warning: skipped {} malformed lines in all", skipped.count);
+    }
+}
+
 /// Output format of `simulate`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Format {
@@ -193,7 +210,8 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
-    /// Also write a bar chart of observed vs expected share per variant to this SVG file.
+    /// Also write a chart to this SVG file: per variant, observed minus expected share in
+    /// percentage points with its 95% interval. Not written when no unit was read.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
 }
@@ -205,15 +223,7 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
     let report = simulate::run(&sdk.snapshot(), source, &opts)
         .map_err(|e| CliError::Invalid(e.to_string()))?;
     bar.finish("simulate", report.units, report.threads);
-    for b in &report.skipped_lines.examples {
-        eprintln!("warning: skipped line {}: {}", b.line, b.problem);
-    }
-    if report.skipped_lines.count > report.skipped_lines.examples.len() as u64 {
-        eprintln!(
-            "warning: skipped {} malformed lines in all",
-            report.skipped_lines.count
-        );
-    }
+    warn_skipped(&report.skipped_lines);
     let text = match args.format {
         Format::Table => report.to_table(),
         Format::Json => report.to_json() + "\n",
@@ -221,8 +231,15 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
     };
     print!("{text}");
     if let Some(path) = &args.plot {
-        simulate::write_svg(&report, path).map_err(|e| CliError::Invalid(e.to_string()))?;
-        eprintln!("abkit: chart written to {}", path.display());
+        if report.units == 0 {
+            eprintln!(
+                "warning: no chart written to {}: no units were read",
+                path.display()
+            );
+        } else {
+            simulate::write_svg(&report, path).map_err(|e| CliError::Invalid(e.to_string()))?;
+            eprintln!("abkit: chart written to {}", path.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,8 @@ use std::time::Duration;
 pub struct DiffReport {
     /// Units compared.
     pub units: u64,
+    /// Data rows read (lines after a CSV header): always `units + skipped_lines.count`.
+    pub rows_read: u64,
     /// Where the units came from.
     pub input: String,
     /// The fixed clock both configurations saw, in ms since the Unix epoch.
@@ -175,6 +177,7 @@ pub fn diff(
         .collect();
     Ok(DiffReport {
         units,
+        rows_read: outcome.rows_read,
         input,
         now_ms,
         skipped_lines: outcome.skipped,

@@ -29,11 +29,14 @@ pub(crate) trait Tally: Sync {
 pub(crate) struct Outcome {
     pub(crate) counts: Vec<u64>,
     pub(crate) skipped: SkippedLines,
+    /// Data rows read: `units + skipped.count` (checked); the units for synthetic input.
+    pub(crate) rows_read: u64,
     pub(crate) threads: usize,
     pub(crate) elapsed: Duration,
 }
 
-/// Runs `tally` over every unit of `source`.
+/// Runs `tally` over every unit of `source`. Fails when no unit was read (unless
+/// `opts.allow_empty`), and when the rows read do not add up to units plus skipped lines.
 pub(crate) fn drive<T: Tally>(
     tally: &T,
     source: UnitSource,
@@ -58,12 +61,13 @@ pub(crate) fn drive<T: Tally>(
     let width = tally.width();
     let mut total = vec![0u64; width];
     let mut units = 0u64;
+    let input = source.name();
     let report = |units: u64, bytes: u64| {
         if let Some(p) = &opts.progress {
             p(Progress { units, bytes });
         }
     };
-    let skipped = match source.kind {
+    let (skipped, rows_read) = match source.kind {
         SourceKind::Synthetic(spec) => {
             let mut lo = 0u64;
             while lo < spec.count {
@@ -74,20 +78,20 @@ pub(crate) fn drive<T: Tally>(
                 lo = hi;
                 report(units, 0);
             }
-            SkippedLines::default()
+            (SkippedLines::default(), units)
         }
         SourceKind::Reader(src) => {
             let bytes = std::sync::Arc::clone(&src.bytes_read);
             let mut reader = ChunkReader::new(src, opts.skip_bad_lines, opts.chunk_units)?;
-            std::thread::scope(|s| -> Result<SkippedLines, SimulateError> {
+            std::thread::scope(|s| -> Result<(SkippedLines, u64), SimulateError> {
                 // Parsing runs one chunk ahead of counting; at most three chunks exist at once.
                 let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(1);
                 let (back_tx, back_rx) = std::sync::mpsc::channel::<Chunk>();
-                let producer = s.spawn(move || -> Result<SkippedLines, SimulateError> {
+                let producer = s.spawn(move || -> Result<(SkippedLines, u64), SimulateError> {
                     loop {
                         let mut chunk = back_rx.try_recv().unwrap_or_default();
                         if !reader.fill(&mut chunk)? || tx.send(chunk).is_err() {
-                            return Ok(reader.skipped);
+                            return Ok((reader.skipped, reader.rows_read));
                         }
                     }
                 });
@@ -105,9 +109,26 @@ pub(crate) fn drive<T: Tally>(
             })?
         }
     };
+    // Every row is a unit or a skipped line: a report that loses rows is never produced.
+    if units != total[0] || units.checked_add(skipped.count) != Some(rows_read) {
+        return Err(SimulateError::RowAccounting {
+            input,
+            rows_read,
+            units: total[0],
+            skipped: skipped.count,
+        });
+    }
+    if units == 0 && !opts.allow_empty {
+        return Err(SimulateError::NoUnits {
+            input,
+            rows_read,
+            skipped: skipped.count,
+        });
+    }
     Ok(Outcome {
         counts: total,
         skipped,
+        rows_read,
         threads: pool.current_num_threads(),
         elapsed: started.elapsed(),
     })

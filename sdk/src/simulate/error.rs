@@ -35,8 +35,9 @@ pub enum SimulateError {
         /// What is wrong with it.
         problem: LineProblem,
     },
-    /// A CSV record whose quoted fields span lines runs on past the cap (an unclosed quote,
-    /// most likely); it cannot be skipped, since where it ends is unknown.
+    /// A record runs on past the cap. Not produced since unit inputs are read as one record
+    /// per line (a quote must close on its line, [`LineProblem::UnclosedQuote`]); kept so
+    /// that code matching on it still compiles.
     #[error(
         "{input}: the CSV record starting at line {line} runs on for more than {max} bytes, \
          most likely an unclosed quote (\"); fix the quoting, or raise --max-line-bytes if \
@@ -49,6 +50,39 @@ pub enum SimulateError {
         line: u64,
         /// The cap for one record, in bytes.
         max: u64,
+    },
+    /// No unit was read (an empty input, a header alone, or every row malformed and skipped),
+    /// and [`SimulateOptions::allow_empty`](super::SimulateOptions::allow_empty) is off: a
+    /// report on no data would read as a healthy split.
+    #[error(
+        "no units read from {input} ({}); check that this is the right file (and --id-column), \
+         or pass --allow-empty to accept an empty population",
+        no_units_detail(*rows_read, *skipped)
+    )]
+    NoUnits {
+        /// The input's name.
+        input: String,
+        /// Data rows read (lines after the CSV header).
+        rows_read: u64,
+        /// Of which malformed and skipped.
+        skipped: u64,
+    },
+    /// The rows read do not add up to the units counted plus the lines skipped. A bug in
+    /// abkit, never expected: the report is withheld rather than leave rows unaccounted for.
+    #[error(
+        "internal error: {input}: {rows_read} rows read but {units} units counted and {skipped} \
+         skipped; no report was produced because it would not account for every row; please \
+         report this bug"
+    )]
+    RowAccounting {
+        /// The input's name.
+        input: String,
+        /// Data rows read.
+        rows_read: u64,
+        /// Units counted.
+        units: u64,
+        /// Malformed lines skipped.
+        skipped: u64,
     },
     /// The CSV header lacks the id column.
     #[error("{input}: the header has no column \"{column}\" (columns: {columns}); pass --id-column with one of them")]
@@ -120,6 +154,17 @@ pub enum SimulateError {
     },
 }
 
+/// The parenthesis of a [`SimulateError::NoUnits`] message.
+fn no_units_detail(rows_read: u64, skipped: u64) -> String {
+    if rows_read == 0 {
+        "it has no data rows".to_string()
+    } else if skipped == rows_read {
+        format!("all {rows_read} rows were malformed and skipped")
+    } else {
+        format!("{rows_read} rows read, {skipped} skipped")
+    }
+}
+
 /// What is wrong with one input line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -143,6 +188,31 @@ pub enum LineProblem {
         /// The cap, in bytes, not counting the line end.
         max: usize,
     },
+    /// A CSV field opens a quote that does not close on the same line. Unit inputs are one
+    /// record per line, so this is a stray quote; it spoils this line only.
+    UnclosedQuote {
+        /// 1-based field number.
+        field: usize,
+        /// Its column name, when the header has one there.
+        column: Option<String>,
+    },
+    /// A quoted CSV field has text after its closing quote (`"a"b`).
+    TextAfterQuote {
+        /// 1-based field number.
+        field: usize,
+        /// Its column name, when the header has one there.
+        column: Option<String>,
+    },
+    /// A CSV data line is empty.
+    EmptyLine,
+}
+
+/// `field 3 ("os")`, or `field 3` without a column name.
+fn field_name(field: usize, column: &Option<String>) -> String {
+    match column {
+        Some(c) => format!("field {field} (\"{c}\")"),
+        None => format!("field {field}"),
+    }
 }
 
 impl fmt::Display for LineProblem {
@@ -163,6 +233,22 @@ impl fmt::Display for LineProblem {
                 "the line is longer than {max} bytes, the limit for one line (unit ids are \
                  short: check that this is a units file, or raise the limit with --max-line-bytes)"
             ),
+            LineProblem::UnclosedQuote { field, column } => write!(
+                f,
+                "{} opens a quote (\") that is not closed on this line; each record of a units \
+                 file is one line, so a quoted field may hold commas and doubled quotes (\"\") \
+                 but not line breaks: close the quote, or double it if it is part of the value",
+                field_name(*field, column)
+            ),
+            LineProblem::TextAfterQuote { field, column } => write!(
+                f,
+                "{} has text after its closing quote; quote the whole value and double any quote \
+                 inside it (\"\")",
+                field_name(*field, column)
+            ),
+            LineProblem::EmptyLine => {
+                f.write_str("the line is empty; a CSV data line is one record")
+            }
         }
     }
 }

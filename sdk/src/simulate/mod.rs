@@ -25,6 +25,15 @@
 //! println!("{}", report.to_table());
 //! ```
 //!
+//! # Every row is accounted for
+//!
+//! Inputs are read one record per line (a CSV quote must close on its line, see
+//! [`InputFormat::Csv`]), and every data line is a unit or a malformed line: failing the run
+//! (naming the line) or, with [`SimulateOptions::skip_bad_lines`], counted and skipped.
+//! Reports carry `rows_read = units + skipped_lines.count`, checked before a report is made
+//! ([`SimulateError::RowAccounting`]). An input with no units is an error
+//! ([`SimulateError::NoUnits`]) unless [`SimulateOptions::allow_empty`].
+//!
 //! # What is computed
 //!
 //! Per experiment: units per variant (split into placed *by the strategy* and *overridden*),
@@ -51,14 +60,17 @@
 //!
 //! # JSON contract
 //!
-//! [`SimulationReport::to_json`] prints `{"units", "experiments": [{"key", "enrolled",
+//! [`SimulationReport::to_json`] prints `{"units", "rows_read", "skipped_lines": {"count",
+//! "examples"}, "experiments": [{"key", "enrolled",
 //! "not_enrolled": {reason: count}, "variants": [{"name", "count", "expected_share",
 //! "observed_share"}], "srm": {"chi2", "p_value", "verdict"}}], "layers": [...],
-//! "independence": [...]}`; [`DiffReport::to_json`] prints `{"units", "experiments": [{"key",
+//! "independence": [...]}`; [`DiffReport::to_json`] prints `{"units", "rows_read",
+//! "skipped_lines", "experiments": [{"key",
 //! "moved", "moved_share", "entered", "left", "transitions": [{"from", "to", "count"}]}]}` with
 //! `from`/`to` a variant name or `null`. More fields are present; these names stay. An infinite
 //! chi-square (a count where nothing is expected) is `null`.
 
+mod assign;
 mod diff;
 mod engine;
 mod error;
@@ -73,6 +85,7 @@ mod time;
 
 use std::sync::Arc;
 
+pub use assign::{assign_units, AssignUnitsError, AssignUnitsOptions, UnitsAssigned};
 pub use diff::{diff, DiffReport, ExperimentDiff, Transition};
 pub use error::{LineProblem, SimulateError};
 pub use input::{BadLine, InputFormat, ProgressTotal, SkippedLines, UnitSource, BAD_LINE_EXAMPLES};
@@ -109,6 +122,10 @@ pub struct SimulateOptions {
     pub threads: Option<usize>,
     /// Skip malformed input lines and count them, instead of failing on the first.
     pub skip_bad_lines: bool,
+    /// Accept an input with no units (empty, a CSV header alone, or every line skipped) and
+    /// report on it; by default that is [`SimulateError::NoUnits`], since a report on no
+    /// data reads as a healthy split.
+    pub allow_empty: bool,
     /// Units read and counted per chunk (memory is proportional to it). Default 65536.
     pub chunk_units: usize,
     /// Called after each chunk.
@@ -122,6 +139,7 @@ impl Default for SimulateOptions {
             now_ms: None,
             threads: None,
             skip_bad_lines: false,
+            allow_empty: false,
             chunk_units: 1 << 16,
             progress: None,
         }
@@ -135,6 +153,7 @@ impl std::fmt::Debug for SimulateOptions {
             .field("now_ms", &self.now_ms)
             .field("threads", &self.threads)
             .field("skip_bad_lines", &self.skip_bad_lines)
+            .field("allow_empty", &self.allow_empty)
             .field("chunk_units", &self.chunk_units)
             .field("progress", &self.progress.as_ref().map(|_| "Fn(Progress)"))
             .finish()

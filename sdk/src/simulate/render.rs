@@ -69,6 +69,16 @@ pub(crate) fn thousands(n: u64) -> String {
     out
 }
 
+/// `rows read 100,000 = units 99,999 + skipped 1 (malformed)`: every row accounted for.
+fn rows_line(rows: u64, units: u64, skipped: u64) -> String {
+    format!(
+        "rows read {} = units {} + skipped {} (malformed)",
+        thousands(rows),
+        thousands(units),
+        thousands(skipped)
+    )
+}
+
 fn pct(x: f64) -> String {
     format!("{:.2}%", 100.0 * x)
 }
@@ -117,13 +127,11 @@ impl SimulationReport {
             if self.experiments.len() == 1 { "" } else { "s" },
             self.now_ms
         );
-        if self.skipped_lines.count > 0 {
-            let _ = writeln!(
-                out,
-                "skipped {} malformed line(s)",
-                thousands(self.skipped_lines.count)
-            );
-        }
+        let _ = writeln!(
+            out,
+            "{}",
+            rows_line(self.rows_read, self.units, self.skipped_lines.count)
+        );
         for e in &self.experiments {
             let layer = e.layer.as_ref().map_or("no layer".to_string(), |l| {
                 format!("layer {} [{}, {})", l.name, l.start, l.end)
@@ -234,7 +242,7 @@ impl SimulationReport {
     }
 
     /// Long-format CSV: `section,experiment,name,count,observed_share,expected_share,chi2,df,p_value,verdict`.
-    /// Sections: `units`, `variant`, `not_enrolled` (name = reason), `srm` (name = `split` or
+    /// Sections: `units`, `rows_read`, `skipped_lines` (count = each number), `variant`, `not_enrolled` (name = reason), `srm` (name = `split` or
     /// `coverage`, count = units tested), `layer` (experiment = layer, name = its experiments
     /// joined by `;`, count = units in more than one by strategy), `independence`
     /// (experiment = a, name = b, count = units in both).
@@ -263,18 +271,13 @@ impl SimulationReport {
                 t.p_value.to_string(),
             ]
         };
-        row([
-            "units",
-            "",
-            "",
-            &self.units.to_string(),
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-        ]);
+        for (section, n) in [
+            ("units", self.units),
+            ("rows_read", self.rows_read),
+            ("skipped_lines", self.skipped_lines.count),
+        ] {
+            row([section, "", "", &n.to_string(), "", "", "", "", "", ""]);
+        }
         for e in &self.experiments {
             for v in &e.variants {
                 row([
@@ -368,10 +371,11 @@ impl DiffReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{} units from {}, clock {} ms\n",
+            "{} units from {}, clock {} ms\n{}\n",
             thousands(self.units),
             self.input,
-            self.now_ms
+            self.now_ms,
+            rows_line(self.rows_read, self.units, self.skipped_lines.count)
         );
         let mut t = Table::new(
             &[

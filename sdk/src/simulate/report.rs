@@ -14,6 +14,8 @@ use std::time::Duration;
 pub struct SimulationReport {
     /// Units simulated (malformed lines skipped are not units).
     pub units: u64,
+    /// Data rows read (lines after a CSV header): always `units + skipped_lines.count`.
+    pub rows_read: u64,
     /// Where the units came from (a path, `<stdin>`, `synthetic(N)`).
     pub input: String,
     /// The fixed clock every assignment saw, in ms since the Unix epoch.

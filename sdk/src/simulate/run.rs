@@ -87,6 +87,7 @@ pub fn run(
         .collect();
     Ok(SimulationReport {
         units,
+        rows_read: outcome.rows_read,
         input,
         now_ms,
         skipped_lines: outcome.skipped,
@@ -458,5 +459,80 @@ mod tests {
             err.to_string(),
             "experiment \"nope\" is not in the configuration; known experiments: e"
         );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod accounting_tests {
+    use super::*;
+    use crate::simulate::{InputFormat, SimulateError, UnitSource};
+    use crate::Sdk;
+
+    fn sdk() -> Sdk {
+        Sdk::from_toml_str("[[experiments]]\nkey=\"e\"\nvariants=[{name=\"a\",weight=1}]\n")
+            .unwrap()
+    }
+
+    fn csv(bytes: &'static [u8]) -> UnitSource {
+        UnitSource::from_reader(
+            "units.csv",
+            bytes,
+            InputFormat::Csv {
+                id_column: "id".into(),
+            },
+        )
+    }
+
+    #[test]
+    fn no_units_is_an_error_unless_allowed() {
+        // Before: an empty input gave a report of 0 units with "SRM ok, p = 1".
+        let opts = SimulateOptions {
+            now_ms: Some(0),
+            skip_bad_lines: true,
+            ..SimulateOptions::default()
+        };
+        for (input, detail) in [
+            (&b""[..], "it has no data rows"),
+            (&b"id,country\n"[..], "it has no data rows"),
+            (
+                &b"id,country\n,US\nu2\n"[..],
+                "all 2 rows were malformed and skipped",
+            ),
+        ] {
+            let e = run(&sdk().snapshot(), csv(input), &opts).unwrap_err();
+            assert!(matches!(e, SimulateError::NoUnits { .. }), "{e}");
+            let msg = e.to_string();
+            assert!(msg.starts_with("no units read from units.csv ("), "{msg}");
+            assert!(
+                msg.contains(detail) && msg.contains("--allow-empty"),
+                "{msg}"
+            );
+        }
+        let allow = SimulateOptions {
+            allow_empty: true,
+            ..opts
+        };
+        let r = run(&sdk().snapshot(), csv(b"id,country\n"), &allow).unwrap();
+        assert_eq!((r.units, r.rows_read), (0, 0));
+    }
+
+    #[test]
+    fn rows_read_is_units_plus_skipped() {
+        let opts = SimulateOptions {
+            now_ms: Some(0),
+            skip_bad_lines: true,
+            chunk_units: 2,
+            ..SimulateOptions::default()
+        };
+        let r = run(
+            &sdk().snapshot(),
+            csv(b"id,c\nu1,x\nu2,\"x\nu3,x\n\nu5,x\n"),
+            &opts,
+        )
+        .unwrap();
+        assert_eq!((r.rows_read, r.units, r.skipped_lines.count), (5, 3, 2));
+        assert!(r.to_json().contains("\"rows_read\": 5"));
+        assert!(r.to_table().contains("rows read 5 = units 3 + skipped 2"));
     }
 }
