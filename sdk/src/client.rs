@@ -78,6 +78,16 @@ impl SdkBuilder {
     /// The guards a reload candidate must pass (sample ratio, reassignment).
     pub fn guards(mut self, guards: GuardConfig) -> Self {
         self.guards = guards;
+        self.options.guard_population = guards.population;
+        self
+    }
+
+    /// Runs every plugin artifact not yet accepted in this process in a child process first
+    /// (`abkit preflight`; see [`crate::config::PreflightConfig`]); `[preflight]` in the
+    /// configuration wins. A child that crashes, exits without a result or times out refuses
+    /// the artifact, which this process then never maps.
+    pub fn preflight(mut self, preflight: crate::config::PreflightConfig) -> Self {
+        self.options.preflight = Some(preflight);
         self
     }
 
@@ -271,6 +281,7 @@ impl Sdk {
         let (mut resolution, pending) = control.plugins.resolve(&config, now);
         let blocking = resolution.blocking.take();
         let forced = std::mem::take(&mut resolution.forced);
+        let answers = std::mem::take(&mut resolution.guard_answers);
         let candidate = match Snapshot::build_resolved(config, current.generation() + 1, resolution)
         {
             Ok(s) => Arc::new(s),
@@ -291,7 +302,7 @@ impl Sdk {
             let now_ms = now
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
-            report.guards = match run_guards(&current, &candidate, &control, now_ms) {
+            report.guards = match run_guards(&current, &candidate, &control, now_ms, answers) {
                 Ok(results) => results,
                 Err(refusal) => {
                     report.refusal = Some(refusal);
@@ -352,13 +363,14 @@ fn run_guards(
     candidate: &Arc<Snapshot>,
     control: &Control,
     now_ms: u64,
+    answers: rustc_hash::FxHashMap<String, guard::GuardAnswers>,
 ) -> Result<Vec<guard::GuardResult>, Refusal> {
     let per_plugin = control.plugins.deadline_for(candidate.config());
     let plugins = u32::try_from(candidate.config().plugins.len().max(1)).unwrap_or(u32::MAX);
     let limit = per_plugin.saturating_mul(plugins);
     let (current, candidate, cfg) = (Arc::clone(current), Arc::clone(candidate), control.guards);
     crate::deadline::call("the reload guards", limit, move || {
-        guard::check(&current, &candidate, &cfg, now_ms)
+        guard::check_with(&current, &candidate, &cfg, now_ms, &answers)
     })
     .map_err(|e| {
         Refusal::new(

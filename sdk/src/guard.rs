@@ -80,6 +80,75 @@ fn with_unit<R>(i: usize, attrs: &[(String, String)], f: impl FnOnce(&Unit<'_>) 
     f(&Unit::new(&id).with_attributes(&attrs))
 }
 
+/// The candidate's answers to the guard populations for one experiment: what the guards need
+/// from the plugin. Computed in this process, or by the preflight child (which runs the plugin
+/// there, so the serving process never calls it 20,000 times itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub(crate) struct GuardAnswers {
+    /// Whether a plugin decides the experiment in the candidate.
+    pub(crate) plugin_decides: bool,
+    /// Sample-ratio population (targeting attributes only): the variant index when the plugin
+    /// decided and enrolled the unit, else `None`.
+    pub(crate) sample: Vec<Option<u32>>,
+    /// Reassignment population (targeting and strategy attributes): the candidate's variant
+    /// index, `None` when not enrolled. Empty when the experiment has no `max_reassignment`.
+    pub(crate) reassign: Vec<Option<u32>>,
+}
+
+fn strategy_keys_of(e: &ExperimentConfig) -> Vec<String> {
+    crate::probe::probe_attribute_keys(e)
+        .into_iter()
+        .filter(|k| !e.targeting.iter().any(|(t, _)| t == k))
+        .collect()
+}
+
+/// Evaluates `candidate` on the guard populations of experiment `e`.
+pub(crate) fn candidate_answers(
+    candidate: &Snapshot,
+    e: &ExperimentConfig,
+    cfg: &GuardConfig,
+    now_ms: u64,
+) -> GuardAnswers {
+    let plugin_decides = matches!(
+        candidate
+            .assign_at(&e.key, &Unit::new("abkit-guard-probe"), now_ms)
+            .decided_by,
+        DecidedBy::Plugin(_)
+    );
+    let mut sample = Vec::new();
+    if plugin_decides {
+        sample = (0..cfg.population)
+            .map(|i| {
+                // Targeting attributes only: a strategy randomising by another attribute
+                // enrols nobody here and is skipped (its split is not by unit).
+                let attrs = attributes(e, &[], i);
+                let a = with_unit(i, &attrs, |u| candidate.assign_at(&e.key, u, now_ms));
+                match (a.variant, a.decided_by) {
+                    (Some(v), DecidedBy::Plugin(_)) => Some(v.index),
+                    _ => None,
+                }
+            })
+            .collect();
+    }
+    let mut reassign = Vec::new();
+    if e.max_reassignment.is_some() {
+        let keys = strategy_keys_of(e);
+        reassign = (0..cfg.population)
+            .map(|i| {
+                let attrs = attributes(e, &keys, i);
+                with_unit(i, &attrs, |u| candidate.assign_at(&e.key, u, now_ms))
+                    .variant
+                    .map(|v| v.index)
+            })
+            .collect();
+    }
+    GuardAnswers {
+        plugin_decides,
+        sample,
+        reassign,
+    }
+}
+
 /// Runs both guards for every experiment of `candidate`.
 pub fn check(
     current: &Snapshot,
@@ -87,44 +156,49 @@ pub fn check(
     cfg: &GuardConfig,
     now_ms: u64,
 ) -> Vec<GuardResult> {
+    check_with(current, candidate, cfg, now_ms, &Default::default())
+}
+
+/// [`check`], taking the candidate's answers for some experiments from `precomputed` (the
+/// preflight child's) instead of calling their plugin here.
+pub(crate) fn check_with(
+    current: &Snapshot,
+    candidate: &Snapshot,
+    cfg: &GuardConfig,
+    now_ms: u64,
+    precomputed: &rustc_hash::FxHashMap<String, GuardAnswers>,
+) -> Vec<GuardResult> {
     let mut out = Vec::new();
     for e in &candidate.config().experiments {
-        let strategy_keys: Vec<String> = crate::probe::probe_attribute_keys(e)
-            .into_iter()
-            .filter(|k| !e.targeting.iter().any(|(t, _)| t == k))
-            .collect();
-        let plugin_decides = matches!(
-            candidate
-                .assign_at(&e.key, &Unit::new("abkit-guard-probe"), now_ms)
-                .decided_by,
-            DecidedBy::Plugin(_)
-        );
-        if plugin_decides {
+        let answers = match precomputed.get(&e.key) {
+            Some(a) if a.sample.len() == cfg.population || !a.plugin_decides => a.clone(),
+            _ => candidate_answers(candidate, e, cfg, now_ms),
+        };
+        if answers.plugin_decides {
             let mut counts = vec![0u64; e.variants.len()];
-            for i in 0..cfg.population {
-                // Targeting attributes only: a strategy randomising by another attribute
-                // enrols nobody here and is skipped (its split is not by unit).
-                let attrs = attributes(e, &[], i);
-                let a = with_unit(i, &attrs, |u| candidate.assign_at(&e.key, u, now_ms));
-                if let (Some(v), DecidedBy::Plugin(_)) = (a.variant, a.decided_by) {
-                    counts[v.index as usize] += 1;
+            for v in answers.sample.iter().flatten() {
+                if let Some(c) = counts.get_mut(*v as usize) {
+                    *c += 1;
                 }
             }
             out.push(sample_ratio(&e.key, &counts, &e.weights(), cfg));
         }
         if let (Some(limit), Some(_)) = (e.max_reassignment, current.experiment(&e.key)) {
+            let keys = strategy_keys_of(e);
             let (mut enrolled, mut moved) = (0u64, 0u64);
             for i in 0..cfg.population {
-                let attrs = attributes(e, &strategy_keys, i);
-                let (before, after) = with_unit(i, &attrs, |u| {
-                    (
-                        current.assign_at(&e.key, u, now_ms).variant,
-                        candidate.assign_at(&e.key, u, now_ms).variant,
-                    )
-                });
+                let attrs = attributes(e, &keys, i);
+                let before = with_unit(i, &attrs, |u| current.assign_at(&e.key, u, now_ms).variant);
+                let after = answers
+                    .reassign
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .and_then(|idx| e.variants.get(idx as usize))
+                    .map(|v| v.name.as_str());
                 if let Some(before) = before {
                     enrolled += 1;
-                    if after.map(|v| v.name) != Some(before.name) {
+                    if after != Some(before.name) {
                         moved += 1;
                     }
                 }
@@ -179,7 +253,13 @@ fn sample_ratio(key: &str, counts: &[u64], weights: &[u32], cfg: &GuardConfig) -
             chi2 += (c as f64 - expected).powi(2) / expected;
             df += 1;
         } else if c > 0 {
-            return result(false, format!("{c} units got a variant of weight 0"));
+            return result(
+                false,
+                format!(
+                    "{c} unit{} got a variant of weight 0",
+                    if c == 1 { "" } else { "s" }
+                ),
+            );
         }
     }
     let p = match df.checked_sub(1).filter(|&d| d > 0) {

@@ -41,6 +41,7 @@ mod intern;
 pub mod loader;
 mod metrics;
 mod plugins;
+mod preflight;
 pub mod probe;
 pub mod registry;
 pub mod reload;

@@ -35,6 +35,9 @@ pub(crate) struct Resolution {
     /// Experiments moved off a plugin version that may no longer serve (its key revoked, its
     /// signature expired): the reassignment guard reports their move but does not refuse it.
     pub(crate) forced: Vec<String>,
+    /// The preflight child's answers to the guard populations, by experiment: the guards use
+    /// them instead of calling those (new) plugins in this process.
+    pub(crate) guard_answers: FxHashMap<String, crate::guard::GuardAnswers>,
 }
 
 /// What to remember once a candidate goes live (nothing is remembered for a refused one).
@@ -59,6 +62,10 @@ pub(crate) struct PluginOptions {
     pub(crate) max_libraries: usize,
     /// Deadline of each plugin call a reload makes, unless `[reload] deadline_ms` sets one.
     pub(crate) deadline: std::time::Duration,
+    /// Child-process preflight, unless `[preflight]` sets one.
+    pub(crate) preflight: Option<crate::config::PreflightConfig>,
+    /// The guards' population size (the preflight child evaluates the same units).
+    pub(crate) guard_population: usize,
 }
 
 impl Default for PluginOptions {
@@ -68,6 +75,8 @@ impl Default for PluginOptions {
             demotion: DemotionPolicy::default(),
             max_libraries: 256,
             deadline: crate::deadline::DEFAULT_DEADLINE,
+            preflight: None,
+            guard_population: crate::guard::GuardConfig::default().population,
         }
     }
 }
@@ -93,6 +102,8 @@ pub(crate) struct PluginManager {
     call_deadline: std::time::Duration,
     /// The plugin strategies of the serving snapshot, by experiment (see `instantiate_all`).
     live: FxHashMap<String, Arc<PluginStrategy>>,
+    /// Guard answers of the preflights run in the resolution under way.
+    preflight_answers: FxHashMap<String, crate::guard::GuardAnswers>,
 }
 
 impl PluginManager {
@@ -158,6 +169,7 @@ impl PluginManager {
         now: SystemTime,
     ) -> (Resolution, PendingCommit) {
         self.call_deadline = self.deadline_for(config);
+        self.preflight_answers.clear();
         let mut res = Resolution::default();
         let mut pending = PendingCommit::default();
         let users = |name: &str| -> Vec<&ExperimentConfig> {
@@ -285,6 +297,7 @@ impl PluginManager {
                 }
             }
         }
+        res.guard_answers = std::mem::take(&mut self.preflight_answers);
         (res, pending)
     }
 
@@ -352,7 +365,8 @@ impl PluginManager {
             max_libraries: self.options.max_libraries,
         };
         let trusted_before = &self.trusted_before;
-        let (loaded, meta) = loader::load(p, &cx).map_err(|e| match &e {
+        let refusal_of = |e: LoadError| {
+            match &e {
             LoadError::Trust(TrustError::UnknownKeyId { key_id, .. })
                 if trusted_before.contains(key_id) =>
             {
@@ -366,7 +380,39 @@ impl PluginManager {
                 )
             }
             _ => Refusal::new(e.step(), e.reason(), e.to_string()),
-        })?;
+        }
+        };
+        let verified = loader::verify(p, &cx).map_err(refusal_of)?;
+        // A new artifact runs in a child process first; this process maps it only if the child
+        // survived it (and then takes the guard answers from the child).
+        let preflight = config
+            .preflight
+            .as_ref()
+            .or(self.options.preflight.as_ref());
+        if let (Some(pf), false) = (preflight, verified.already_accepted()) {
+            let now_ms = now
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let guards = crate::guard::GuardConfig {
+                population: self.options.guard_population,
+                ..Default::default()
+            };
+            let request = crate::preflight::Request::new(
+                &p.name,
+                exps,
+                config,
+                &self.options.probe,
+                &guards,
+                now_ms,
+                self.call_deadline,
+            );
+            let response = crate::preflight::run(pf, &request, &verified.bytes)?;
+            if let Some(refusal) = response.refusal {
+                return Err(refusal.into_refusal());
+            }
+            self.preflight_answers.extend(response.answers);
+        }
+        let (loaded, meta) = loader::map(p, &cx, verified).map_err(refusal_of)?;
         let (strategies, refused) = self.instantiate_all(loaded, exps, now)?;
         tracing::info!(plugin = %p.name, version = meta.version, experiments = strategies.len(), "plugin candidate passed load and probe");
         Ok((loaded, meta, strategies, refused))
@@ -386,77 +432,100 @@ impl PluginManager {
         let now_ms = now
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let mut ok = Vec::new();
-        let mut refused = Vec::new();
-        let limit = self.call_deadline;
-        let deadline_refusal = |err: crate::deadline::DeadlineError| {
-            Refusal::new(
-                "deadline",
-                "deadline_exceeded",
-                format!(
-                    "plugin \"{}\": {err}; fix the plugin, or raise [reload] deadline_ms",
-                    loaded.identity.name
-                ),
-            )
-        };
-        for e in exps {
-            // Unchanged plugin identity and spec: the serving strategy carries over with its
-            // health, so a demotion survives unchanged reloads (no flapping on SIGHUP).
-            if let Some(live) = self.live.get(&e.key).filter(|s| {
-                std::ptr::eq(s.identity, loaded.identity) && *s.spec() == StrategySpec::of(e)
-            }) {
-                ok.push((e.key.clone(), Arc::clone(live)));
+        instantiate(
+            loaded,
+            exps,
+            now_ms,
+            &self.options.probe,
+            self.options.demotion,
+            self.call_deadline,
+            Some(&self.live),
+        )
+    }
+}
+
+/// Instantiates and probes `loaded` for each experiment, every plugin call under `deadline`;
+/// strategies in `live` whose plugin identity and spec are unchanged are reused as they are.
+/// Used by reloads here and by the preflight child.
+#[allow(clippy::type_complexity)]
+pub(crate) fn instantiate(
+    loaded: LoadedPlugin,
+    exps: &[&ExperimentConfig],
+    now_ms: u64,
+    probe_cfg: &ProbeConfig,
+    demotion: DemotionPolicy,
+    deadline: std::time::Duration,
+    live: Option<&FxHashMap<String, Arc<PluginStrategy>>>,
+) -> Result<(Vec<(String, Arc<PluginStrategy>)>, Vec<(String, Refusal)>), Refusal> {
+    let mut ok = Vec::new();
+    let mut refused = Vec::new();
+    let limit = deadline;
+    let deadline_refusal = |err: crate::deadline::DeadlineError| {
+        Refusal::new(
+            "deadline",
+            "deadline_exceeded",
+            format!(
+                "plugin \"{}\": {err}; fix the plugin, or raise [reload] deadline_ms",
+                loaded.identity.name
+            ),
+        )
+    };
+    for e in exps {
+        // Unchanged plugin identity and spec: the serving strategy carries over with its
+        // health, so a demotion survives unchanged reloads (no flapping on SIGHUP).
+        if let Some(live) = live.and_then(|l| l.get(&e.key)).filter(|s| {
+            std::ptr::eq(s.identity, loaded.identity) && *s.spec() == StrategySpec::of(e)
+        }) {
+            ok.push((e.key.clone(), Arc::clone(live)));
+            continue;
+        }
+        let module = loaded.module;
+        let config_json = e.strategy_config_json.clone();
+        let built = crate::deadline::call(
+            &format!("new_strategy for experiment \"{}\"", e.key),
+            limit,
+            move || module.new_strategy()(RStr::from_str(&config_json)),
+        )
+        .map_err(deadline_refusal)?;
+        let instance = match built {
+            RResult::ROk(s) => s,
+            RResult::RErr(msg) => {
+                let message = format!(
+                    "plugin \"{}\" rejected the strategy_config of experiment \"{}\": {}",
+                    loaded.identity.name,
+                    e.key,
+                    crate::status::ClippedText(msg.as_str())
+                );
+                refused.push((
+                    e.key.clone(),
+                    Refusal::new("instantiate", "strategy_config_rejected", message),
+                ));
                 continue;
             }
-            let module = loaded.module;
-            let config_json = e.strategy_config_json.clone();
-            let built = crate::deadline::call(
-                &format!("new_strategy for experiment \"{}\"", e.key),
-                limit,
-                move || module.new_strategy()(RStr::from_str(&config_json)),
+        };
+        let strategy = Arc::new(PluginStrategy::new(
+            loaded.identity,
+            instance,
+            StrategySpec::of(e),
+            demotion,
+        ));
+        let (probed, experiment, cfg) = (Arc::clone(&strategy), (*e).clone(), *probe_cfg);
+        crate::deadline::call(
+            &format!("the probe of experiment \"{}\"", e.key),
+            limit,
+            move || probe::probe(&probed, &experiment, &cfg, now_ms),
+        )
+        .map_err(deadline_refusal)?
+        .map_err(|err| {
+            Refusal::new(
+                "probe",
+                err.reason(),
+                format!("experiment \"{}\": {err}", e.key),
             )
-            .map_err(deadline_refusal)?;
-            let instance = match built {
-                RResult::ROk(s) => s,
-                RResult::RErr(msg) => {
-                    let message = format!(
-                        "plugin \"{}\" rejected the strategy_config of experiment \"{}\": {}",
-                        loaded.identity.name,
-                        e.key,
-                        crate::status::ClippedText(msg.as_str())
-                    );
-                    refused.push((
-                        e.key.clone(),
-                        Refusal::new("instantiate", "strategy_config_rejected", message),
-                    ));
-                    continue;
-                }
-            };
-            let strategy = Arc::new(PluginStrategy::new(
-                loaded.identity,
-                instance,
-                StrategySpec::of(e),
-                self.options.demotion,
-            ));
-            let (probed, experiment, cfg) =
-                (Arc::clone(&strategy), (*e).clone(), self.options.probe);
-            crate::deadline::call(
-                &format!("the probe of experiment \"{}\"", e.key),
-                limit,
-                move || probe::probe(&probed, &experiment, &cfg, now_ms),
-            )
-            .map_err(deadline_refusal)?
-            .map_err(|err| {
-                Refusal::new(
-                    "probe",
-                    err.reason(),
-                    format!("experiment \"{}\": {err}", e.key),
-                )
-            })?;
-            ok.push((e.key.clone(), strategy));
-        }
-        Ok((ok, refused))
+        })?;
+        ok.push((e.key.clone(), strategy));
     }
+    Ok((ok, refused))
 }
 
 /// Why version `v` may no longer serve under `trust` at `now_secs`: its signer's key is not

@@ -188,12 +188,22 @@ pub struct Status {
     pub last_reload: Option<crate::reload::ReloadReport>,
 }
 
+/// `1 plugin library`, `2 plugin libraries`: the count with the right form of the noun.
+pub(crate) fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "generation {} | {} plugin libraries mapped",
-            self.generation, self.loaded_libraries
+            "generation {} | {} mapped",
+            self.generation,
+            plural(
+                self.loaded_libraries as u64,
+                "plugin library",
+                "plugin libraries"
+            )
         )?;
         if self.danger_unsigned_plugins {
             writeln!(
@@ -204,8 +214,8 @@ impl std::fmt::Display for Status {
         if self.abandoned_plugin_calls > 0 {
             writeln!(
                 f,
-                "!! {} plugin call(s) abandoned past their deadline (their threads still run) !!",
-                self.abandoned_plugin_calls
+                "!! {} abandoned past their deadline (their threads still run) !!",
+                plural(self.abandoned_plugin_calls, "plugin call", "plugin calls")
             )?;
         }
         if let Some(problem) = &self.ledger_problem {
@@ -263,7 +273,15 @@ impl std::fmt::Display for Status {
             }
         }
         if let Some(r) = &self.last_reload {
-            write!(f, "last {r}")?;
+            // Refusals printed above are not printed again in the report.
+            let shown: Vec<&Refusal> = self
+                .plugins
+                .iter()
+                .filter_map(|p| p.refusal.as_ref())
+                .chain(self.experiments.iter().filter_map(|e| e.refusal.as_ref()))
+                .collect();
+            write!(f, "last ")?;
+            r.write_skipping(f, &shown)?;
         }
         Ok(())
     }

@@ -325,8 +325,9 @@ fn warnings_reach_stderr_only_and_follow_quiet_verbose_and_rust_log() {
     let c = write(dir.path(), "abkit.toml", DANGER_WITH_PLUGIN.as_bytes());
 
     // Before: no subscriber was installed and the warning was dropped.
+    // (Exit 1: the plugin is refused, which `status` reports with its exit code.)
     let out = abkit(&["status", "--config", &c, "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", all(&out));
     let err = text(&out.stderr);
     assert!(err.contains("DANGER: loading an UNSIGNED plugin"), "{err}");
     assert!(err.contains("plugin refused"), "{err}");
@@ -355,7 +356,7 @@ fn warnings_reach_stderr_only_and_follow_quiet_verbose_and_rust_log() {
     for quiet in [&["-q", "status"][..], &["status", "--quiet"][..]] {
         let args = [quiet, &["--config", &c, "--json"]].concat();
         let out = abkit(&args);
-        assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+        assert_eq!(out.status.code(), Some(1), "{}", all(&out));
         assert!(
             !text(&out.stderr).contains("DANGER"),
             "{}",

@@ -109,7 +109,10 @@ pub fn guarded_static_str(f: impl FnOnce() -> &'static str) -> RStr<'static> {
 
 /// Installs, once, a quiet panic hook in the plugin's own copy of std (a cdylib links its own
 /// std, so this affects the plugin's panics only): one line with the message and location for
-/// the first 10 panics, then nothing, and never a backtrace. Every panic is still caught and
+/// the first 10 panics (worded "caught a panic at FILE:LINE", never "panicked at", so logs of
+/// a healthy host do not read like a crash), then nothing, and never a backtrace, whatever
+/// `RUST_BACKTRACE` says. A plugin that exports its root module without the macro may call
+/// this itself, first thing in its root-module function. Every panic is still caught and
 /// returned to the SDK as an error, which counts it. Without this, a plugin that panics on
 /// some inputs would capture and symbolicate a backtrace per panic when `RUST_BACKTRACE` is
 /// set — milliseconds and retained memory on the caller's hot path. Called by the root-module
@@ -122,7 +125,14 @@ pub fn install_quiet_panic_hook(plugin: &'static str) {
         std::panic::set_hook(Box::new(move |info| {
             let n = PRINTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if n < 10 {
-                eprintln!("abkit plugin {plugin}: caught a panic (returned to the SDK as an error): {info}");
+                // Not `{info}`: its "panicked at" reads like a failure in test and service logs.
+                let at = info
+                    .location()
+                    .map_or(String::new(), |l| format!(" at {}:{}", l.file(), l.line()));
+                eprintln!(
+                    "abkit plugin {plugin}: caught a panic{at} (returned to the SDK as an error): {}",
+                    panic_message(info.payload())
+                );
             }
             if n == 9 {
                 eprintln!("abkit plugin {plugin}: further panics are not printed; the SDK counts them");

@@ -738,3 +738,66 @@ fn rollback_protection_survives_a_change_of_state_dir() {
     assert!(!report.accepted, "{report}");
     assert_eq!(report.refusal.as_ref().unwrap().reason, "rollback");
 }
+
+/// Set in the child run of [`plugin_panics_are_quiet_even_with_rust_backtrace`].
+const QUIET_PANIC_CHILD: &str = "ABKIT_TEST_QUIET_PANIC_CHILD";
+
+/// The child half: a constructor that panics (init-panics, exported without the macro) and
+/// assigns that panic (runtime-hostile), under RUST_BACKTRACE=1. A no-op in a normal run.
+#[test]
+fn quiet_panic_child() {
+    if std::env::var_os(QUIET_PANIC_CHILD).is_none() {
+        return;
+    }
+    let env = TestEnv::new();
+    let lib = env.install(&fixture("init-panics"), "plugins/init.so", "init-panics", 1);
+    assert_refused(
+        &sdk_for(&env, "init-panics", &lib, None),
+        "init-panics",
+        "init_failed",
+    );
+    let env = TestEnv::new();
+    let sdk = runtime_hostile_sdk(&env);
+    for i in 0..3 {
+        let a = sdk.assign("exp", &Unit::new(&format!("panic-{i}")));
+        assert_eq!(
+            a.decided_by,
+            DecidedBy::Fallback(FallbackReason::StrategyError)
+        );
+    }
+}
+
+#[test]
+fn plugin_panics_are_quiet_even_with_rust_backtrace() {
+    // Before: with RUST_BACKTRACE=1 in the environment, a passing run printed a backtrace for
+    // the init-panics fixture and a "panicked at" line per caught plugin panic.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "quiet_panic_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(QUIET_PANIC_CHILD, "1")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "{stdout}");
+    assert!(!stderr.contains("panicked at"), "{stderr}");
+    assert!(!stderr.contains("stack backtrace"), "{stderr}");
+    // The panics still happened and are still reported, one line each.
+    assert!(
+        stderr.contains("abkit plugin init-panics: caught a panic at"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr
+            .matches("abkit plugin runtime-hostile: caught a panic at")
+            .count(),
+        3,
+        "{stderr}"
+    );
+}

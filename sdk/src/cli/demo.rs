@@ -26,10 +26,10 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
         .map_err(crate::Error::from)?;
     let sdk = Sdk::from_config(config)?;
     let snap = sdk.snapshot();
-    println!("== part 1: the built-in bucketer ==");
+    let n = snap.config().experiments.len();
     println!(
-        "== abkit demo: {} experiments from the embedded demo.toml ==\n",
-        snap.config().experiments.len()
+        "== part 1: the built-in bucketer ({n} experiment{} from the embedded demo.toml) ==\n",
+        if n == 1 { "" } else { "s" }
     );
 
     println!("-- single assignments (variant, reason, strategy) --");

@@ -21,6 +21,8 @@ fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Runs `cargo build ARGS` with cargo's own progress on stderr (inherited, not `--quiet`): the
+/// first run compiles for minutes, and a silent terminal reads as a hang.
 fn cargo_build(args: &[&str], target_dir: &Path) -> Result<(), CliError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(&cargo)
@@ -53,8 +55,8 @@ fn build_plugins(prebuilt: Option<&Path>) -> Result<(PathBuf, PathBuf), CliError
         return Ok((dir.to_path_buf(), dir.to_path_buf()));
     }
     let target = workspace_root().join("target");
-    eprintln!("[demo] building the three strategy plugins (release; the first run compiles for a few minutes) ...");
-    let mut args = vec!["--release", "--quiet"];
+    eprintln!("[demo] step 1/2: building the three strategy plugins (release; the first run compiles for a few minutes, cargo's progress below) ...");
+    let mut args = vec!["--release"];
     let packages: Vec<String> = STRATEGIES
         .iter()
         .map(|s| format!("abkit-strategy-{s}"))
@@ -63,17 +65,11 @@ fn build_plugins(prebuilt: Option<&Path>) -> Result<(PathBuf, PathBuf), CliError
         args.extend(["-p", p.as_str()]);
     }
     cargo_build(&args, &target.join("demo-plugins"))?;
-    eprintln!("[demo] building the deliberately biased test strategy (tests/fixtures/biased) ...");
+    eprintln!("[demo] step 2/2: building the deliberately biased test strategy (tests/fixtures/biased) ...");
     let manifest = workspace_root().join("tests/fixtures/Cargo.toml");
     let manifest = manifest.to_string_lossy().into_owned();
     cargo_build(
-        &[
-            "--quiet",
-            "--manifest-path",
-            &manifest,
-            "-p",
-            "fixture-biased",
-        ],
+        &["--manifest-path", &manifest, "-p", "fixture-biased"],
         &target.join("demo-fixtures"),
     )?;
     Ok((
@@ -245,10 +241,16 @@ pub(super) fn run(prebuilt: Option<&Path>) -> Result<(), CliError> {
     let sdk = Arc::new(
         Sdk::builder()
             .guards(GuardConfig::default())
+            // Every new artifact runs in a child `abkit preflight` first (this very binary).
+            .preflight(crate::config::PreflightConfig::new(
+                std::env::current_exe().map_err(|e| {
+                    CliError::Invalid(format!("cannot find this abkit binary for preflight: {e}"))
+                })?,
+            ))
             .build_from_file(&config)?,
     );
     println!(
-        "\nloaded, verified and probed in {:.1} ms:\n",
+        "\nloaded, verified, preflighted in a child process and probed in {:.1} ms:\n",
         t.elapsed().as_secs_f64() * 1e3
     );
     print!("{}", sdk.status());

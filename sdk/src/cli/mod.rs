@@ -13,6 +13,7 @@ mod demo;
 mod demo_plugins;
 mod diff;
 mod keygen;
+mod preflight;
 mod sign;
 mod simulate;
 mod status;
@@ -78,7 +79,8 @@ fn init_logging(verbose: u8, quiet: bool) {
 enum Command {
     /// Assign one unit (prints the variant, or `-`), or a file of unit ids (CSV to stdout).
     Assign(assign::Args),
-    /// Validate a configuration and print every problem (exit 1 if any).
+    /// Validate a configuration and every file it names (keys, plugins, signatures), short of
+    /// loading code; print every problem (exit 1 if any).
     Check(check::Args),
     /// Run the built-in demo (embedded configuration, no server needed).
     Demo(demo::Args),
@@ -94,6 +96,9 @@ enum Command {
     Sign(sign::Args),
     /// Verify a plugin's signature and signed metadata against trusted public keys.
     Verify(verify::Args),
+    /// The child side of `[preflight]`: exercises one plugin read from stdin (started by the SDK).
+    #[command(hide = true)]
+    Preflight(preflight::Args),
     /// Serve a configuration and print every reload as it happens (file edits, SIGHUP).
     Watch(watch::Args),
 }
@@ -133,6 +138,7 @@ pub fn main() -> ExitCode {
         Command::Sign(a) => sign::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Watch(a) => watch::run(a),
+        Command::Preflight(a) => preflight::run(a),
     };
     match result {
         Ok(code) => code,

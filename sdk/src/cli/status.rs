@@ -1,5 +1,11 @@
 //! `abkit status`: load a configuration the way a service would (verify, load, probe every
 //! plugin) and show what would serve, and why anything was refused.
+//!
+//! Exit codes, one rule (the README's tool table says the same): 0 when everything serves as
+//! configured; 1 when any plugin or experiment is refused (the status is still printed, each
+//! refusal also goes to stderr, so a script sees it), or the configuration cannot be read;
+//! with `--strict`, 1 also when unsigned plugins are allowed or the accepted-versions ledger
+//! could not be persisted; 2 for usage errors.
 
 use super::CliError;
 use crate::status::{PluginState, Status};
@@ -16,9 +22,9 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
-    /// Exit 1 when anything is not as a production deploy needs it: a plugin or experiment
-    /// refused, unsigned plugins allowed (`danger_allow_unsigned`), accepted versions not
-    /// persisted. Each reason goes to stderr.
+    /// Also exit 1 when anything else is not as a production deploy needs it: unsigned plugins
+    /// allowed (`danger_allow_unsigned`), accepted versions not persisted. Each reason goes to
+    /// stderr. (A refused plugin or experiment exits 1 with or without it.)
     #[arg(long)]
     strict: bool,
 }
@@ -33,12 +39,13 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
     } else {
         print!("{status}");
     }
-    if !args.strict {
-        return Ok(ExitCode::SUCCESS);
-    }
-    let reasons = strict_failures(&status);
+    let (reasons, label) = if args.strict {
+        (strict_failures(&status), "status --strict")
+    } else {
+        (refusals(&status), "status")
+    };
     for reason in &reasons {
-        eprintln!("abkit: status --strict: {reason}");
+        eprintln!("abkit: {label}: {reason}");
     }
     Ok(if reasons.is_empty() {
         ExitCode::SUCCESS
@@ -47,8 +54,9 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
     })
 }
 
-/// Why `status --strict` fails: one line per reason, empty when all is well. A new condition
-/// is one more `if` pushing a line that says what is wrong and what to do.
+/// Why `status --strict` fails: [`refusals`], plus anything else a production deploy must not
+/// run with; one line per reason, empty when all is well. A new condition is one more `if`
+/// pushing a line that says what is wrong and what to do.
 fn strict_failures(status: &Status) -> Vec<String> {
     let mut reasons = Vec::new();
     if status.danger_unsigned_plugins {
@@ -64,6 +72,14 @@ fn strict_failures(status: &Status) -> Vec<String> {
              across restarts is not guaranteed; fix the state directory (space, permissions)"
         ));
     }
+    reasons.extend(refusals(status));
+    reasons
+}
+
+/// Why plain `status` fails: every refused plugin and experiment (something does not serve as
+/// configured), one line each; empty when everything serves as configured.
+fn refusals(status: &Status) -> Vec<String> {
+    let mut reasons = Vec::new();
     for p in &status.plugins {
         if p.state != PluginState::Active {
             let why = p.refusal.as_ref().map_or(String::new(), |r| {
@@ -119,5 +135,7 @@ mod tests {
         let reasons = strict_failures(&unpersisted);
         assert_eq!(reasons.len(), 1);
         assert!(reasons[0].contains("could not be persisted"), "{reasons:?}");
+        // Neither is a refusal: plain `status` exits 0 on them.
+        assert!(refusals(&unsigned).is_empty() && refusals(&unpersisted).is_empty());
     }
 }

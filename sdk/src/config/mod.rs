@@ -35,6 +35,8 @@ pub struct Config {
     pub plugins: Vec<PluginConfig>,
     /// The `[reload]` table.
     pub reload: ReloadConfig,
+    /// The `[preflight]` table: run every new plugin artifact in a child process first.
+    pub preflight: Option<PreflightConfig>,
     /// Directory that relative paths are resolved against (the config file's directory).
     pub base_dir: PathBuf,
 }
@@ -124,6 +126,32 @@ pub struct LayerConfig {
     pub salt: String,
 }
 
+/// The `[preflight]` table (or `SdkBuilder::preflight`): before an artifact not yet accepted in
+/// this process is mapped here, `COMMAND preflight` maps it in a child process, builds its
+/// strategies, runs the probe and the guard populations, and reports; a child that crashes,
+/// exits without a result or times out refuses the artifact (`preflight_crashed`,
+/// `preflight_timeout`) and the serving process never maps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreflightConfig {
+    /// An `abkit` binary: an absolute path, or a name looked up on `PATH`.
+    pub command: std::path::PathBuf,
+    /// How long the child may take (default 20 s); past it, it is killed.
+    pub timeout: std::time::Duration,
+}
+
+impl PreflightConfig {
+    /// The default child timeout: 20 s.
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+    /// Preflight with `command` and the default timeout.
+    pub fn new(command: impl Into<std::path::PathBuf>) -> Self {
+        PreflightConfig {
+            command: command.into(),
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
 /// The `[reload]` table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReloadConfig {
@@ -209,7 +237,14 @@ impl fmt::Display for ConfigError {
             if n == 1 { "" } else { "s" }
         )?;
         for issue in &self.issues {
-            write!(f, "\n  - {issue}")?;
+            // A multi-line message (a TOML syntax error's "expected ..." line) stays under its
+            // item: continuation lines are indented past the bullet.
+            let text = issue.to_string();
+            let mut lines = text.lines();
+            write!(f, "\n  - {}", lines.next().unwrap_or_default())?;
+            for line in lines {
+                write!(f, "\n    {line}")?;
+            }
         }
         Ok(())
     }

@@ -15,6 +15,15 @@ pub(crate) struct RawConfig {
     pub trust: Option<RawTrust>,
     pub plugins: Vec<RawPlugin>,
     pub reload: Option<RawReload>,
+    pub preflight: Option<RawPreflight>,
+}
+
+/// The `[preflight]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawPreflight {
+    pub command: Option<String>,
+    pub timeout_ms: Option<u64>,
 }
 
 /// The `[reload]` table.

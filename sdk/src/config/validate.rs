@@ -156,6 +156,7 @@ fn validate(raw: RawConfig, base_dir: &Path, issues: &mut Issues) -> Config {
         trust,
         plugins,
         reload: validate_reload(raw.reload.as_ref(), issues),
+        preflight: validate_preflight(raw.preflight.as_ref(), issues),
         base_dir: base_dir.to_path_buf(),
     }
 }
@@ -473,6 +474,42 @@ fn validate_reload(raw: Option<&super::raw::RawReload>, issues: &mut Issues) -> 
         ms => ms.map(std::time::Duration::from_millis),
     };
     ReloadConfig { deadline }
+}
+
+fn validate_preflight(
+    raw: Option<&super::raw::RawPreflight>,
+    issues: &mut Issues,
+) -> Option<super::PreflightConfig> {
+    let p = raw?;
+    let command = match p.command.as_deref().map(str::trim) {
+        None | Some("") => {
+            issues.add(
+                "preflight.command",
+                "missing: name an abkit binary, as an absolute path or a name on PATH (e.g. \"abkit\")",
+            );
+            return None;
+        }
+        Some(c) if c.contains('/') && !c.starts_with('/') => {
+            issues.add(
+                "preflight.command",
+                format!("{c:?} is a relative path; give an absolute path or a bare name looked up on PATH"),
+            );
+            return None;
+        }
+        Some(c) => std::path::PathBuf::from(c),
+    };
+    let timeout = match p.timeout_ms {
+        None => super::PreflightConfig::DEFAULT_TIMEOUT,
+        Some(ms) if ms == 0 || ms > 3_600_000 => {
+            issues.add(
+                "preflight.timeout_ms",
+                format!("{ms} is outside 1..=3600000 milliseconds"),
+            );
+            return None;
+        }
+        Some(ms) => std::time::Duration::from_millis(ms),
+    };
+    Some(super::PreflightConfig { command, timeout })
 }
 
 fn validate_trust(raw: &RawConfig, base_dir: &Path, issues: &mut Issues) -> TrustConfig {

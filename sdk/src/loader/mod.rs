@@ -15,7 +15,7 @@
 //! through an in-process map from SHA-256 to the loaded module; [`loaded_libraries`] counts them.
 
 pub mod elf;
-mod paths;
+pub(crate) mod paths; // `abkit check` applies the same path rules
 mod sealed;
 
 use crate::config::PluginConfig;
@@ -318,12 +318,28 @@ pub(crate) struct LoadContext<'a> {
     pub(crate) max_libraries: usize,
 }
 
-/// Runs the whole pipeline for one plugin. On success the caller records the version in the
-/// ledger once the plugin is accepted (after probing).
-pub(crate) fn load(
-    cfg: &PluginConfig,
-    cx: &LoadContext<'_>,
-) -> Result<(LoadedPlugin, SignedMetadata), LoadError> {
+/// Verified bytes of a plugin, not mapped yet: everything up to `dlopen` passed on them.
+pub(crate) struct Verified {
+    /// The exact bytes that were verified (and will be mapped).
+    pub(crate) bytes: Vec<u8>,
+    /// Their signed metadata.
+    pub(crate) meta: SignedMetadata,
+}
+
+impl Verified {
+    /// Whether these bytes already passed `dlopen` and every check in this process (a preflight
+    /// then has nothing to add: they were accepted before).
+    pub(crate) fn already_accepted(&self) -> bool {
+        libraries()
+            .lock()
+            .ok()
+            .is_some_and(|m| matches!(m.get(&self.meta.sha256), Some(Mapped::Module(_))))
+    }
+}
+
+/// Every check before `dlopen`: path, capped read, signature and metadata, rollback, ELF
+/// structure, dynamic section and dependency policy. Maps nothing, runs nothing.
+pub(crate) fn verify(cfg: &PluginConfig, cx: &LoadContext<'_>) -> Result<Verified, LoadError> {
     paths::check(&cfg.path)?;
     let bytes = trust::read_capped(&cfg.path, trust::PLUGIN_MAX_BYTES, trust::FileKind::Plugin)?;
     let meta = if cx.allow_unsigned {
@@ -358,6 +374,17 @@ pub(crate) fn load(
         path: cfg.path.clone(),
         source,
     })?;
+    Ok(Verified { bytes, meta })
+}
+
+/// Maps verified bytes from a sealed memfd (or reuses the library mapped from the same bytes)
+/// and checks the root module: the only step that runs plugin code.
+pub(crate) fn map(
+    cfg: &PluginConfig,
+    cx: &LoadContext<'_>,
+    verified: Verified,
+) -> Result<(LoadedPlugin, SignedMetadata), LoadError> {
+    let Verified { bytes, meta } = verified;
     let cached = libraries()
         .lock()
         .ok()
@@ -493,4 +520,42 @@ fn map_library_error(e: LibraryError, path: &Path) -> LoadError {
             detail: other.to_string(),
         },
     }
+}
+
+/// The preflight child's side: maps bytes the parent verified (and sent over a pipe), after
+/// the same library checks, and checks the root module's name. The child process exists only
+/// to run this plugin's code away from the service.
+pub(crate) fn map_for_preflight(
+    name: &str,
+    bytes: Vec<u8>,
+    allowed_libraries: &[String],
+) -> Result<LoadedPlugin, LoadError> {
+    let path = PathBuf::from(format!("<preflight:{name}>"));
+    check_library(&bytes, allowed_libraries).map_err(|source| LoadError::Elf {
+        path: path.clone(),
+        source,
+    })?;
+    let cfg = PluginConfig {
+        name: name.to_string(),
+        path: path.clone(),
+        signature: path,
+    };
+    let meta = SignedMetadata {
+        name: name.to_string(),
+        version: 0,
+        sha256: Sha256::digest(&bytes).into(),
+        expires: None,
+        key_id: "PREFLIGHT".into(),
+    };
+    let trust = TrustStore::default();
+    let ledger = VersionLedger::in_memory();
+    let cx = LoadContext {
+        trust: &trust,
+        ledger: &ledger,
+        allowed_libraries,
+        allow_unsigned: false,
+        now: SystemTime::now(),
+        max_libraries: usize::MAX,
+    };
+    map(&cfg, &cx, Verified { bytes, meta }).map(|(loaded, _)| loaded)
 }

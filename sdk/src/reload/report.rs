@@ -41,8 +41,13 @@ pub struct PluginChange {
     pub change: &'static str,
     /// What served before.
     pub from: Option<ServingPlugin>,
-    /// What the candidate serves.
+    /// What the candidate serves (for `refused`: the last good version that keeps serving, if
+    /// any — not what was tried; see `tried`).
     pub to: Option<ServingPlugin>,
+    /// For `refused`: the version the refused artifact is signed as, as its signature file
+    /// claims (parsed, not verified, so it can be named even when verification refused it);
+    /// `None` when that signature cannot be read or parsed, or in unsigned mode.
+    pub tried: Option<u64>,
     /// Why the candidate artifact was refused, if it was.
     pub refusal: Option<Refusal>,
 }
@@ -82,11 +87,17 @@ impl ReloadReport {
                 (None, _, Some(b), Some(a)) if b == a => "unchanged",
                 _ => "updated",
             };
+            let tried = if change == "refused" {
+                tried_version(new, &p.name)
+            } else {
+                None
+            };
             plugins.push(PluginChange {
                 name: p.name.clone(),
                 change,
                 from: before,
                 to: p.serving.clone(),
+                tried,
                 refusal: p.refusal.clone(),
             });
         }
@@ -97,6 +108,7 @@ impl ReloadReport {
                     change: "removed",
                     from: o.serving.clone(),
                     to: None,
+                    tried: None,
                     refusal: None,
                 });
             }
@@ -160,6 +172,25 @@ impl ReloadReport {
     }
 }
 
+/// The version a refused candidate of plugin `name` is signed as, per its signature file
+/// (parsed, not verified): the report names what was tried, not what keeps serving.
+fn tried_version(candidate: &Snapshot, name: &str) -> Option<u64> {
+    let config = candidate.config();
+    if config.trust.danger_allow_unsigned {
+        return None;
+    }
+    let plugin = config.plugins.iter().find(|p| p.name == name)?;
+    crate::trust::read_claimed_metadata(&plugin.signature)
+        .ok()
+        .map(|claimed| claimed.version)
+}
+
+/// Whether `r` says nothing `printed` did not: the same refusal, or the same one that a
+/// reload's headline names its plugin in (`plugin "x": <the plugin's message>`).
+fn same_refusal(printed: &Refusal, r: &Refusal) -> bool {
+    printed.step == r.step && printed.reason == r.reason && printed.message.ends_with(&r.message)
+}
+
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -168,39 +199,114 @@ pub(crate) fn now_ms() -> u64 {
 
 impl fmt::Display for ReloadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_skipping(f, &[])
+    }
+}
+
+impl ReloadReport {
+    /// The text of [`Display`](fmt::Display), leaving out the refusals in `shown` (printed
+    /// already, e.g. by the status this report is part of): each refusal is printed once.
+    /// In a refused report, what the candidate would have changed is listed under
+    /// `would have changed (not applied):`, never as if it went live.
+    pub(crate) fn write_skipping(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        shown: &[&Refusal],
+    ) -> fmt::Result {
         let verdict = if self.accepted { "ACCEPTED" } else { "REFUSED" };
         writeln!(
             f,
             "reload ({}) {verdict}: serving generation {} [{} µs]",
             self.trigger, self.generation, self.duration_us
         )?;
+        let mut printed: Vec<&Refusal> = shown.to_vec();
+        let is_printed =
+            |printed: &[&Refusal], r: &Refusal| printed.iter().any(|p| same_refusal(p, r));
         if let Some(r) = &self.refusal {
-            writeln!(f, "  refused at {} ({}): {}", r.step, r.reason, r.message)?;
+            if !is_printed(&printed, r) {
+                writeln!(f, "  refused at {} ({}): {}", r.step, r.reason, r.message)?;
+            }
+            printed.push(r);
         }
-        for p in &self.plugins {
-            let v = |s: &Option<ServingPlugin>| {
-                s.as_ref().map_or("-".to_string(), |s| {
-                    format!("v{} {}", s.version, &s.sha256[..s.sha256.len().min(12)])
-                })
-            };
+        let refusal = |f: &mut fmt::Formatter<'_>, r: &Refusal, indent: &str| {
+            if is_printed(&printed, r) {
+                return Ok(());
+            }
             writeln!(
                 f,
-                "  plugin {:<16} {:<9} {} -> {}",
-                p.name,
-                p.change,
-                v(&p.from),
-                v(&p.to)
-            )?;
+                "{indent}refused at {} ({}): {}",
+                r.step, r.reason, r.message
+            )
+        };
+        let version =
+            |s: &ServingPlugin| format!("v{} {}", s.version, &s.sha256[..s.sha256.len().min(12)]);
+        let v = |s: &Option<ServingPlugin>| s.as_ref().map_or("-".to_string(), version);
+        let plugin_line = |f: &mut fmt::Formatter<'_>, p: &PluginChange, indent: &str| {
+            if p.change == "refused" {
+                let tried = p
+                    .tried
+                    .map_or("a candidate of unknown version".to_string(), |t| {
+                        format!("v{t}")
+                    });
+                let keeps = p.to.as_ref().map_or(
+                    "nothing of it serves (its experiments on builtin:hash-v1)".to_string(),
+                    |s| format!("{} keeps serving", version(s)),
+                );
+                writeln!(
+                    f,
+                    "{indent}plugin {:<16} {:<9} tried {tried}; {keeps}",
+                    p.name, p.change
+                )
+            } else {
+                writeln!(
+                    f,
+                    "{indent}plugin {:<16} {:<9} {} -> {}",
+                    p.name,
+                    p.change,
+                    v(&p.from),
+                    v(&p.to)
+                )
+            }
+        };
+        // What happened (accepted), or what stands (refused: the refusals, the unchanged).
+        let applies = |change: &str| self.accepted || change == "refused" || change == "unchanged";
+        for p in self.plugins.iter().filter(|p| applies(p.change)) {
+            plugin_line(f, p, "  ")?;
             if let Some(r) = &p.refusal {
-                writeln!(f, "    refused at {} ({}): {}", r.step, r.reason, r.message)?;
+                refusal(f, r, "    ")?;
             }
         }
-        for e in self.experiments.iter().filter(|e| e.change != "unchanged") {
+        let experiment_line = |f: &mut fmt::Formatter<'_>, e: &ExperimentChange, indent: &str| {
             writeln!(
                 f,
-                "  experiment {:<18} {:<9} serving {}",
+                "{indent}experiment {:<18} {:<9} serving {}",
                 e.key, e.change, e.serving
-            )?;
+            )
+        };
+        if self.accepted {
+            for e in self.experiments.iter().filter(|e| e.change != "unchanged") {
+                experiment_line(f, e, "  ")?;
+            }
+        } else {
+            let plugins: Vec<&PluginChange> =
+                self.plugins.iter().filter(|p| !applies(p.change)).collect();
+            let experiments: Vec<&ExperimentChange> = self
+                .experiments
+                .iter()
+                .filter(|e| e.change != "unchanged")
+                .collect();
+            if !plugins.is_empty() || !experiments.is_empty() {
+                writeln!(f, "  would have changed (not applied):")?;
+            }
+            for p in plugins {
+                plugin_line(f, p, "    ")?;
+                if let Some(r) = &p.refusal {
+                    refusal(f, r, "      ")?;
+                }
+            }
+            for e in experiments {
+                experiment_line(f, e, "    ")?;
+            }
         }
         for g in self.guards.iter().filter(|g| !g.passed) {
             writeln!(

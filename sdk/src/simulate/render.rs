@@ -120,8 +120,9 @@ impl SimulationReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{} units from {}, {} experiment{}, clock {} ms",
+            "{} unit{} from {}, {} experiment{}, clock {} ms",
             thousands(self.units),
+            if self.units == 1 { "" } else { "s" },
             self.input,
             self.experiments.len(),
             if self.experiments.len() == 1 { "" } else { "s" },
@@ -371,8 +372,9 @@ impl DiffReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{} units from {}, clock {} ms\n{}\n",
+            "{} unit{} from {}, clock {} ms\n{}\n",
             thousands(self.units),
+            if self.units == 1 { "" } else { "s" },
             self.input,
             self.now_ms,
             rows_line(self.rows_read, self.units, self.skipped_lines.count)

@@ -106,10 +106,43 @@ pub fn read_capped(path: &Path, cap: u64, what: FileKind) -> Result<Vec<u8>, Tru
     })
 }
 
+/// What a signature file claims, read ([`read_capped`]) and parsed but **not verified**: the
+/// minisign envelope decodes and its trusted comment is v1 metadata ([`parse_trusted_comment`]).
+/// For `abkit check` (a signature that cannot even be parsed) and for reports naming the version
+/// a refused candidate was signed as; never a reason to trust anything.
+pub fn read_claimed_metadata(path: &Path) -> Result<ParsedComment, TrustError> {
+    let bytes = read_capped(path, SIGNATURE_MAX_BYTES, FileKind::Signature)?;
+    let text = signature_text(&bytes)?;
+    envelope::decode(text)?;
+    let sig = minisign_verify::Signature::decode(text)
+        .map_err(|e| TrustError::malformed(e.to_string().to_lowercase()))?;
+    parse_trusted_comment(sig.trusted_comment())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn claimed_metadata_is_parsed_without_verification() {
+        let dir = tempfile::tempdir().unwrap();
+        let sig = dir.path().join("p.so.minisig");
+        let comment = format!(
+            "abkit-plugin v1 name=p version=7 sha256={}",
+            "ab".repeat(32)
+        );
+        std::fs::write(&sig, envelope::tests::synthetic(b"ED", &[1; 8], &comment)).unwrap();
+        let claimed = read_claimed_metadata(&sig).unwrap();
+        assert_eq!((claimed.name.as_str(), claimed.version), ("p", 7));
+        std::fs::write(&sig, "junk").unwrap();
+        assert_eq!(
+            read_claimed_metadata(&sig).unwrap_err().reason(),
+            "malformed_signature"
+        );
+        let missing = read_claimed_metadata(&dir.path().join("none.minisig")).unwrap_err();
+        assert_eq!(missing.reason(), "signature_missing");
+    }
 
     #[test]
     fn read_capped_refuses_missing_oversized_and_odd_files_naming_them() {
