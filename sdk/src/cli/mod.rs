@@ -44,7 +44,10 @@ pub struct Cli {
 
 /// Installs the log output: `tracing` events to stderr, at the level `-v`/`-q` ask for, or
 /// else as `RUST_LOG` says, or else warnings and errors.
-fn init_logging(verbose: u8, quiet: bool) {
+///
+/// `default` is the level without flags or `RUST_LOG`: warnings, except for the demo, which
+/// prints every reload report itself and would otherwise show each refusal twice.
+fn init_logging(verbose: u8, quiet: bool, default: tracing_subscriber::filter::LevelFilter) {
     use tracing_subscriber::filter::{EnvFilter, LevelFilter};
     let flag_level = match (quiet, verbose) {
         (true, _) => Some(LevelFilter::ERROR),
@@ -61,9 +64,9 @@ fn init_logging(verbose: u8, quiet: bool) {
                     "abkit: warning: RUST_LOG={spec:?} is not a valid filter ({e}); \
                          logging warnings and errors (e.g. RUST_LOG=info or RUST_LOG=abkit=debug)"
                 );
-                EnvFilter::default().add_directive(LevelFilter::WARN.into())
+                EnvFilter::default().add_directive(default.into())
             }),
-            _ => EnvFilter::default().add_directive(LevelFilter::WARN.into()),
+            _ => EnvFilter::default().add_directive(default.into()),
         },
     };
     // Fails only if a subscriber is already installed (the tool calls this once).
@@ -126,7 +129,11 @@ impl From<std::io::Error> for CliError {
 /// Parses the process arguments and runs the subcommand; returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse(); // exits with code 2 on usage errors
-    init_logging(cli.verbose, cli.quiet);
+    let default = match cli.command {
+        Command::Demo(_) => tracing_subscriber::filter::LevelFilter::ERROR,
+        _ => tracing_subscriber::filter::LevelFilter::WARN,
+    };
+    init_logging(cli.verbose, cli.quiet, default);
     let result = match cli.command {
         Command::Assign(a) => assign::run(a),
         Command::Check(a) => check::run(a),
