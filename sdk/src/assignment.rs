@@ -43,7 +43,7 @@ pub struct Variant {
     pub name: &'static str,
 }
 
-/// Why a unit got its answer, in the evaluation order of `spec/bucketing-v1.md`.
+/// Why a unit got its answer, in the evaluation order of `docs/bucketing-v1.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Reason {

@@ -1,4 +1,4 @@
-//! `builtin:hash-v1`: the built-in bucketer of `spec/bucketing-v1.md`, compiled per experiment.
+//! `builtin:hash-v1`: the built-in bucketer of `docs/bucketing-v1.md`, compiled per experiment.
 
 use abkit_bucketing::{bucket, RangesError, VariantRanges};
 

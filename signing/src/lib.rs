@@ -23,7 +23,7 @@
 //!
 //! Signatures are standard prehashed (`ED`) minisign signatures whose trusted comment is
 //! the v1 signed metadata ([`metadata`]), so the reference `minisign -V` verifies them and
-//! keys from `minisign -G` sign with [`sign`] (`spec/plugin-signing.md`).
+//! keys from `minisign -G` sign with [`sign`] (`docs/plugin-signing.md`).
 
 mod error;
 mod keys;

@@ -4,7 +4,7 @@
 //! abkit-plugin v1 name=<name> version=<version> sha256=<hex> [expires=YYYY-MM-DDTHH:MM:SSZ]
 //! ```
 //!
-//! This module only *writes* the format (`spec/plugin-signing.md`). The strict parser lives
+//! This module only *writes* the format (`docs/plugin-signing.md`). The strict parser lives
 //! in the SDK (`abkit::trust::parse_trusted_comment`), which does not depend on this crate;
 //! the cross-crate tests check that every comment written here parses there.
 

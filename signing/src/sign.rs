@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// Largest plugin loaders accept (`spec/plugin-signing.md`): larger files are not signed.
+/// Largest plugin loaders accept (`docs/plugin-signing.md`): larger files are not signed.
 pub const PLUGIN_MAX_BYTES: u64 = 256 << 20;
 
 /// What [`sign_plugin`] wrote.

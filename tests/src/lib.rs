@@ -7,7 +7,7 @@ pub mod marker;
 
 use std::path::PathBuf;
 
-/// One case of `spec/bucketing-v1-vectors.json`.
+/// One case of the bucketing-v1 conformance vectors (`tests/data/bucketing-v1-vectors.json`).
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct VectorCase {
     /// Salt.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 pub use validate::STRATEGY_BUILTIN;
 
-/// Name pattern shared by plugins: `[a-z0-9][a-z0-9_-]{0,63}` (see `spec/plugin-signing.md`).
+/// Name pattern shared by plugins: `[a-z0-9][a-z0-9_-]{0,63}` (see `docs/plugin-signing.md`).
 pub fn is_valid_plugin_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()

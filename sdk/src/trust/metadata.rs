@@ -2,7 +2,7 @@
 //!
 //! `abkit-plugin v1 name=<name> version=<version> sha256=<hex> [expires=YYYY-MM-DDTHH:MM:SSZ]`:
 //! single spaces, this field order; an unknown, duplicate, missing or malformed field is
-//! refused with an error naming it (`spec/plugin-signing.md`). The writer is in
+//! refused with an error naming it (`docs/plugin-signing.md`). The writer is in
 //! `abkit-signing`; the cross-crate tests check the two agree.
 
 use super::TrustError;

@@ -1,4 +1,4 @@
-//! Trust: the first gate of the plugin loader (`spec/plugin-signing.md`).
+//! Trust: the first gate of the plugin loader (`docs/plugin-signing.md`).
 //!
 //! Nothing of a plugin is mapped or run before these checks pass on the exact bytes that
 //! will be loaded:

@@ -90,7 +90,7 @@ impl TrustStore {
         }
     }
 
-    /// Checks a plugin: every check of `spec/plugin-signing.md` except rollback (see
+    /// Checks a plugin: every check of `docs/plugin-signing.md` except rollback (see
     /// [`VersionLedger`](super::VersionLedger)), on the exact bytes that will be loaded.
     ///
     /// In order: the signature decodes -> it is prehashed (`ED`) -> its key is trusted ->

@@ -1,4 +1,4 @@
-//! `weighted-hash`: exactly `builtin:hash-v1` (`spec/bucketing-v1.md`), shipped as a plugin.
+//! `weighted-hash`: exactly `builtin:hash-v1` (`docs/bucketing-v1.md`), shipped as a plugin.
 //!
 //! `bucket(salt, unit_id)`, then the variant ranges of the request's `weights` and
 //! `coverage_bp`, all computed by `abkit-bucketing`, the same code as the builtin bucketer:
