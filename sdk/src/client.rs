@@ -278,6 +278,9 @@ impl Sdk {
         let mut control = self.control.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.registry.snapshot();
         let now = SystemTime::now();
+        // Fresh sample-ratio units for this reload; the preflight child evaluates the same.
+        let seed = guard::fresh_seed();
+        control.plugins.options.guard_seed = seed;
         let (mut resolution, pending) = control.plugins.resolve(&config, now);
         let blocking = resolution.blocking.take();
         let forced = std::mem::take(&mut resolution.forced);
@@ -302,7 +305,8 @@ impl Sdk {
             let now_ms = now
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
-            report.guards = match run_guards(&current, &candidate, &control, now_ms, answers) {
+            report.guards = match run_guards(&current, &candidate, &control, now_ms, seed, answers)
+            {
                 Ok(results) => results,
                 Err(refusal) => {
                     report.refusal = Some(refusal);
@@ -363,6 +367,7 @@ fn run_guards(
     candidate: &Arc<Snapshot>,
     control: &Control,
     now_ms: u64,
+    seed: u64,
     answers: rustc_hash::FxHashMap<String, guard::GuardAnswers>,
 ) -> Result<Vec<guard::GuardResult>, Refusal> {
     let per_plugin = control.plugins.deadline_for(candidate.config());
@@ -370,7 +375,7 @@ fn run_guards(
     let limit = per_plugin.saturating_mul(plugins);
     let (current, candidate, cfg) = (Arc::clone(current), Arc::clone(candidate), control.guards);
     crate::deadline::call("the reload guards", limit, move || {
-        guard::check_with(&current, &candidate, &cfg, now_ms, &answers)
+        guard::check_with(&current, &candidate, &cfg, now_ms, seed, &answers)
     })
     .map_err(|e| {
         Refusal::new(

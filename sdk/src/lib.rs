@@ -45,6 +45,7 @@ mod preflight;
 pub mod probe;
 pub mod registry;
 pub mod reload;
+mod srm;
 pub mod status;
 pub mod strategy;
 pub mod trust;

@@ -66,6 +66,8 @@ pub(crate) struct PluginOptions {
     pub(crate) preflight: Option<crate::config::PreflightConfig>,
     /// The guards' population size (the preflight child evaluates the same units).
     pub(crate) guard_population: usize,
+    /// The seed of the current reload's sample-ratio units (set by each reload).
+    pub(crate) guard_seed: u64,
 }
 
 impl Default for PluginOptions {
@@ -77,6 +79,7 @@ impl Default for PluginOptions {
             deadline: crate::deadline::DEFAULT_DEADLINE,
             preflight: None,
             guard_population: crate::guard::GuardConfig::default().population,
+            guard_seed: 0,
         }
     }
 }
@@ -397,15 +400,18 @@ impl PluginManager {
                 population: self.options.guard_population,
                 ..Default::default()
             };
-            let request = crate::preflight::Request::new(
-                &p.name,
-                exps,
-                config,
-                &self.options.probe,
-                &guards,
-                now_ms,
-                self.call_deadline,
-            );
+            let request = crate::preflight::Request {
+                guard_seed: self.options.guard_seed,
+                ..crate::preflight::Request::new(
+                    &p.name,
+                    exps,
+                    config,
+                    &self.options.probe,
+                    &guards,
+                    now_ms,
+                    self.call_deadline,
+                )
+            };
             let response = crate::preflight::run(pf, &request, &verified.bytes)?;
             if let Some(refusal) = response.refusal {
                 return Err(refusal.into_refusal());

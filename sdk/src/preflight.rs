@@ -16,9 +16,9 @@
 //! times itself. What stays out of reach: a plugin that crashes only later, under real traffic
 //! or on inputs neither the probe nor the guards tried.
 
-use crate::config::{
-    Config, ExperimentConfig, LayerConfig, LayerSlice, PreflightConfig, StrategyRef, VariantConfig,
-};
+use crate::config::{Config, ExperimentConfig, PreflightConfig};
+#[cfg(feature = "cli")]
+use crate::config::{LayerConfig, LayerSlice, StrategyRef, VariantConfig};
 use crate::guard::{GuardAnswers, GuardConfig};
 use crate::probe::ProbeConfig;
 use crate::status::Refusal;
@@ -29,6 +29,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Largest request line the child reads (the experiments of one plugin).
+#[cfg(feature = "cli")]
 const REQUEST_MAX_BYTES: u64 = 16 << 20;
 /// Largest response the parent reads (guard answers: a few bytes per unit and experiment).
 const RESPONSE_MAX_BYTES: u64 = 256 << 20;
@@ -46,6 +47,9 @@ pub(crate) struct Request {
     pub(crate) probe_p99_budget_us: u64,
     pub(crate) probe_deadline_ms: u64,
     pub(crate) guard_population: usize,
+    /// The seed of this reload's sample-ratio units: the child evaluates the very units the
+    /// parent's guards would (`guard::sample_id`).
+    pub(crate) guard_seed: u64,
     pub(crate) now_ms: u64,
     pub(crate) deadline_ms: u64,
     /// Length of the plugin bytes that follow the request line.
@@ -91,6 +95,7 @@ impl WireExperiment {
         }
     }
 
+    #[cfg(feature = "cli")]
     fn into_config(self, plugin: &str) -> ExperimentConfig {
         ExperimentConfig {
             key: self.key,
@@ -125,6 +130,7 @@ pub(crate) struct WireRefusal {
 }
 
 impl WireRefusal {
+    #[cfg(feature = "cli")]
     fn of(r: &Refusal) -> Self {
         WireRefusal {
             step: r.step.to_string(),
@@ -211,6 +217,8 @@ impl Request {
             probe_p99_budget_us: probe.p99_budget.as_micros() as u64,
             probe_deadline_ms: probe.deadline.as_millis() as u64,
             guard_population: guards.population,
+            // Set by the caller: the seed of the reload this request belongs to.
+            guard_seed: 0,
             now_ms,
             deadline_ms: deadline.as_millis() as u64,
             bytes: 0,
@@ -362,6 +370,7 @@ fn signal_name(signal: i32) -> &'static str {
     }
 }
 
+#[cfg(feature = "cli")]
 /// Child side (`abkit preflight`): reads the request and the bytes from stdin, runs the plugin,
 /// and writes the response to `result` (not stdout: the plugin's own prints go to stderr).
 pub(crate) fn child(mut input: impl Read, mut result: impl Write) -> std::io::Result<()> {
@@ -392,6 +401,7 @@ pub(crate) fn child(mut input: impl Read, mut result: impl Write) -> std::io::Re
     result.flush()
 }
 
+#[cfg(feature = "cli")]
 fn exercise(request: &Request, bytes: Vec<u8>) -> Response {
     let refuse = |r: Refusal| Response {
         refusal: Some(WireRefusal::of(&r)),
@@ -469,14 +479,18 @@ fn exercise(request: &Request, bytes: Vec<u8>) -> Response {
     };
     let mut answers = Vec::new();
     for key in built {
-        let (snap, now_ms) = (std::sync::Arc::clone(&snapshot), request.now_ms);
+        let (snap, now_ms, seed) = (
+            std::sync::Arc::clone(&snapshot),
+            request.now_ms,
+            request.guard_seed,
+        );
         let Some(e) = snap.config().experiment(&key).cloned() else {
             continue;
         };
         let got = crate::deadline::call(
             &format!("the guard populations of experiment \"{key}\""),
             deadline,
-            move || crate::guard::candidate_answers(&snap, &e, &guards, now_ms),
+            move || crate::guard::candidate_answers(&snap, &e, &guards, seed, now_ms),
         );
         match got {
             Ok(a) => answers.push((key, a)),

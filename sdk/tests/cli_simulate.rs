@@ -133,10 +133,10 @@ fn simulate_table_csv_and_plot() {
         None,
     );
     let csv = text(&out.stdout);
-    assert!(csv.starts_with("section,experiment,name,count,observed_share,expected_share,chi2,df,p_value,verdict\nunits,,,5000,"), "{csv}");
+    assert!(csv.starts_with("section,experiment,name,count,observed_share,expected_share,chi2,df,p_value,verdict,p_adjusted\nunits,,,5000,"), "{csv}");
     assert!(csv.contains("\nvariant,price_banner,banner,"), "{csv}");
     assert!(
-        csv.contains("\nlayer,checkout,price_banner;free_shipping,0,,,,,,ok\n"),
+        csv.contains("\nlayer,checkout,price_banner;free_shipping,0,,,,,,ok,\n"),
         "{csv}"
     );
 }

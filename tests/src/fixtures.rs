@@ -108,3 +108,34 @@ pub fn abkit_binary() -> PathBuf {
     })
     .clone()
 }
+
+/// The example service (`sdk/examples/service.rs`): `ABKIT_SERVICE_BIN` if set, else the one
+/// `cargo test --workspace --all-features` builds into `<target>/debug/examples/service`, else
+/// built into its own target dir.
+pub fn service_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // An explicit binary (e.g. a release build, to measure): ABKIT_SERVICE_BIN.
+        if let Some(bin) = std::env::var_os("ABKIT_SERVICE_BIN") {
+            return PathBuf::from(bin);
+        }
+        // The profile of this test binary: a `--release` test run measures a release service.
+        let profile = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        };
+        let built = target_base().join(profile).join("examples/service");
+        if built.exists() {
+            return built;
+        }
+        let own = target_base().join("test-bin");
+        let mut args = vec!["-p", "abkit", "--features", "watch", "--example", "service"];
+        if profile == "release" {
+            args.push("--release");
+        }
+        cargo_build(&args, &own);
+        own.join(profile).join("examples/service")
+    })
+    .clone()
+}

@@ -40,3 +40,16 @@ pub fn assert_never_ran(marker: &Path) {
         );
     }
 }
+
+/// Distinct sealed images (by inode) this process maps under the memfd name `abkit:<name>`:
+/// how a test sees whether, and how often, a plugin's bytes were mapped here.
+pub fn images_named(name: &str) -> usize {
+    let needle = format!("/memfd:abkit:{name} ");
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("read /proc/self/maps");
+    let inodes: std::collections::BTreeSet<&str> = maps
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .collect();
+    inodes.len()
+}

@@ -510,3 +510,76 @@ fn reassignment_guard_assesses_targeted_experiments() {
         "guard_reassignment"
     );
 }
+
+// ---- issue 12: fresh guard units per reload ----
+
+/// With fixed guard ids, salt `search_ranking_3687` (50/50, weighted-hash) was refused on every
+/// reload (counts 10,316 / 9,684, p 7.9e-6): an honest plugin frozen by its salt. Each reload
+/// now draws fresh ids (the seed is in the report) and refuses only when two independent
+/// samples both fail, so the same salt passes reload after reload.
+#[test]
+fn search_ranking_3687_through_weighted_hash_is_accepted_on_every_reload() {
+    let env = TestEnv::new();
+    let wh = deploy(&env, &reference("weighted-hash"), "weighted-hash");
+    let body = plugin_toml("weighted-hash", &wh)
+        + &experiment_toml("search_ranking_3687", "plugin:weighted-hash", &[50, 50], "");
+    let sdk = build(&env, &body);
+    let mut seeds = Vec::new();
+    for round in 0..3 {
+        // An unrelated edit each time (a second, builtin experiment appears and disappears).
+        let extra = if round % 2 == 0 {
+            experiment_toml("unrelated", "builtin:hash-v1", &[1, 1], "")
+        } else {
+            String::new()
+        };
+        env.write_config(&format!("{body}{extra}"), false);
+        let report = sdk.reload();
+        assert!(report.accepted, "round {round}: {report}");
+        let g = guard(&report, "sample_ratio", "search_ranking_3687");
+        assert!(g.passed, "{g:?}");
+        let seed = g
+            .detail
+            .split("seed ")
+            .nth(1)
+            .and_then(|s| s.split(|c: char| !c.is_ascii_hexdigit()).next())
+            .unwrap_or_else(|| panic!("no seed in {g:?}"))
+            .to_string();
+        seeds.push(seed);
+    }
+    seeds.dedup();
+    assert_eq!(seeds.len(), 3, "every reload draws a fresh seed: {seeds:?}");
+}
+
+/// A plugin whose split is right but that ignores coverage (enrols everybody at coverage 0.3)
+/// passed the split-only guard; the coverage test of both samples now refuses it.
+#[test]
+fn sample_ratio_guard_refuses_a_plugin_that_ignores_coverage() {
+    let env = TestEnv::new();
+    let wh = deploy(&env, &reference("weighted-hash"), "weighted-hash");
+    let serving = plugin_toml("weighted-hash", &wh)
+        + &experiment_toml("exp", "plugin:weighted-hash", &[50, 50], "coverage = 0.3");
+    let sdk = build(&env, &serving);
+    let before = observe(&sdk, &["exp", "cov_exp"]);
+    let lib = deploy(&env, &fixture("ignores-coverage"), "ignores-coverage");
+    let body = format!(
+        "{serving}\n{}{}",
+        plugin_toml("ignores-coverage", &lib),
+        experiment_toml(
+            "cov_exp",
+            "plugin:ignores-coverage",
+            &[50, 50],
+            "coverage = 0.3"
+        )
+    );
+    env.write_config(&body, false);
+    let report = sdk.reload();
+    assert_refused_and_unchanged(&sdk, &report, "guard_sample_ratio", &before);
+    let g = guard(&report, "sample_ratio", "cov_exp");
+    assert!(
+        !g.passed && g.detail.contains("sample A FAILS") && g.detail.contains("sample B FAILS"),
+        "{g:?}"
+    );
+    assert!(g.detail.contains("coverage 20000 of 20000"), "{g:?}");
+    // The honest plugin at the same coverage passes, its coverage share inside the range.
+    assert!(guard(&report, "sample_ratio", "exp").passed, "{report}");
+}

@@ -13,6 +13,7 @@ use abkit::status::PluginState;
 use abkit::{DecidedBy, Sdk, Unit};
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};
 use abkit_tests::fixtures::{abkit_binary, fixture, reference};
+use abkit_tests::marker::images_named;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -37,18 +38,6 @@ fn build(config: PathBuf) -> Sdk {
         .preflight(preflight())
         .build_from_file(config)
         .unwrap()
-}
-
-/// Distinct sealed images mapped in this process under the memfd name `abkit:<name>`.
-fn images_named(name: &str) -> usize {
-    let needle = format!("/memfd:abkit:{name} ");
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let inodes: std::collections::BTreeSet<&str> = maps
-        .lines()
-        .filter(|l| l.contains(&needle))
-        .filter_map(|l| l.split_whitespace().nth(4))
-        .collect();
-    inodes.len()
 }
 
 fn serves(sdk: &Sdk, plugin: &str) -> bool {

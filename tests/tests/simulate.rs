@@ -79,7 +79,9 @@ fn a_correct_split_passes_every_srm_test() {
     }
     assert!(report.all_ok(), "{}", report.to_table());
     let search = report.experiment("search_ranking").unwrap();
-    assert!((search.variants[2].expected_share - 0.2 / 3.0).abs() < 1e-12);
+    // Nominal 0.2 / 3; expected from the exact range: [6666, 10000) at 20% is 666 buckets.
+    assert!((search.variants[2].nominal_share - 0.2 / 3.0).abs() < 1e-12);
+    assert!((search.variants[2].expected_share - 0.0666).abs() < 1e-12);
     assert_eq!(search.srm.df, 2);
 }
 
@@ -448,4 +450,188 @@ fn the_json_contract_names_are_present() {
     assert!(t
         .iter()
         .any(|t| t["from"].is_null() && t["to"] == "control" && t["count"].as_u64().unwrap() > 0));
+}
+
+// ---- issue 12: a correct bucketer or strategy is never reported as a mismatch ----
+
+/// bucketing-v1 written again from `spec/bucketing-v1.md`, independently of `abkit_bucketing`.
+fn spec_bucket(salt: &str, id: &str) -> u32 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(format!("{salt}:{id}").as_bytes());
+    let x = u64::from_be_bytes(d[..8].try_into().unwrap());
+    ((u128::from(x) * 10_000) >> 64) as u32
+}
+
+fn experiments_toml(n: usize, weights: &[u32], extra: &str) -> String {
+    let variants: Vec<String> = weights
+        .iter()
+        .enumerate()
+        .map(|(i, w)| format!("{{ name = \"v{i}\", weight = {w} }}"))
+        .collect();
+    (0..n)
+        .map(|k| {
+            format!(
+                "[[experiments]]\nkey = \"exp_{k}\"\nvariants = [{}]\n{extra}\n",
+                variants.join(", ")
+            )
+        })
+        .collect()
+}
+
+/// Builds an SDK serving `plugin` (signed, deployed in `env`) from `body`.
+fn plugin_sdk(env: &abkit_tests::env::TestEnv, plugin: &str, body: &str) -> Sdk {
+    let built = env.stripped(&abkit_tests::fixtures::reference(plugin), plugin);
+    let path = env.install(&built, &format!("plugins/{plugin}.so"), plugin, 1);
+    let toml = format!(
+        "[[plugins]]\nname = \"{plugin}\"\npath = {}\n\n{body}",
+        abkit_tests::toml_string(&path.display().to_string())
+    );
+    let config = env.write_config(&toml, false);
+    Sdk::builder().build_from_file(config).unwrap()
+}
+
+fn values(name: &str, prefix: &str, n: usize) -> AttributeDistribution {
+    AttributeDistribution::new(name, (0..n).map(|i| (format!("{prefix}{i}"), 1)).collect()).unwrap()
+}
+
+#[test]
+fn a_400_team_cluster_experiment_is_tested_per_team_and_not_flagged() {
+    let env = abkit_tests::env::TestEnv::new();
+    let sdk = plugin_sdk(
+        &env,
+        "cluster",
+        "[[experiments]]\nkey = \"teams\"\nstrategy = \"plugin:cluster\"\nstrategy_config = { cluster_attribute = \"team\" }\ncoverage = 0.5\nvariants = [ { name = \"a\", weight = 1 }, { name = \"b\", weight = 1 } ]\n",
+    );
+    let spec = SyntheticSpec::new(40_000).with_attribute(values("team", "team-", 400));
+    let report = simulate::run(&sdk.snapshot(), UnitSource::synthetic(spec), &opts()).unwrap();
+    let e = report.experiment("teams").unwrap();
+    assert_ne!(e.srm.verdict, Verdict::Mismatch, "{}", report.to_table());
+    assert_ne!(
+        e.srm.coverage.verdict,
+        Verdict::Mismatch,
+        "{}",
+        report.to_table()
+    );
+    assert!(report.all_ok(), "{}", report.to_table());
+    // Tested at the level that is randomised: one count per team, all 400 teams.
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json["experiments"][0]["srm"]["unit"], "team", "{json}");
+    let clusters = e.srm.clusters.as_ref().expect("cluster counts");
+    assert_eq!(
+        clusters.iter().sum::<u64>(),
+        400 - e.srm.clusters_outside_coverage
+    );
+    assert_eq!(e.srm.split.df, 1);
+    // The cluster counts, computed here independently: the cluster plugin hashes the team
+    // with the salt (bucketing-v1); 50/50 at 50% coverage is [0, 2500) and [5000, 7500).
+    let mut want = [0u64; 2];
+    let mut outside = 0;
+    for t in 0..400 {
+        match spec_bucket("teams", &format!("team-{t}")) {
+            b if b < 2_500 => want[0] += 1,
+            b if (5_000..7_500).contains(&b) => want[1] += 1,
+            _ => outside += 1,
+        }
+    }
+    assert_eq!(clusters.as_slice(), &want[..]);
+    assert_eq!(e.srm.clusters_outside_coverage, outside);
+}
+
+#[test]
+fn a_50_city_switchback_is_tested_per_city_window_and_not_flagged() {
+    let env = abkit_tests::env::TestEnv::new();
+    let sdk = plugin_sdk(
+        &env,
+        "switchback",
+        "[[experiments]]\nkey = \"sb\"\nstrategy = \"plugin:switchback\"\nstrategy_config = { window_minutes = 30, region_attribute = \"city\" }\nvariants = [ { name = \"a\", weight = 1 }, { name = \"b\", weight = 1 } ]\n",
+    );
+    let spec = SyntheticSpec::new(50_000).with_attribute(values("city", "city-", 50));
+    let report = simulate::run(&sdk.snapshot(), UnitSource::synthetic(spec), &opts()).unwrap();
+    let e = report.experiment("sb").unwrap();
+    assert_ne!(e.srm.verdict, Verdict::Mismatch, "{}", report.to_table());
+    assert!(report.all_ok(), "{}", report.to_table());
+    let clusters = e.srm.clusters.as_ref().expect("cluster counts");
+    assert_eq!(clusters.iter().sum::<u64>(), 50);
+    // Computed here independently: the unit hashed is "<city>@<window>", window = now / 30 min.
+    let window = opts().now_ms.unwrap() / (30 * 60_000);
+    let a = (0..50)
+        .filter(|c| spec_bucket("sb", &format!("city-{c}@{window}")) < 5_000)
+        .count() as u64;
+    assert_eq!(clusters.as_slice(), &[a, 50 - a][..]);
+}
+
+#[test]
+fn six_arms_at_one_percent_coverage_over_2m_units_are_not_flagged() {
+    let toml = experiments_toml(1, &[1; 6], "coverage = 0.01");
+    let report = simulate::run(&snapshot(&toml), synthetic(2_000_000), &opts()).unwrap();
+    let e = report.experiment("exp_0").unwrap();
+    assert_eq!(e.srm.coverage.verdict, Verdict::Ok, "{}", report.to_table());
+    assert!(report.all_ok(), "{}", report.to_table());
+    // Expected shares from the exact floored ranges, computed here from the spec: boundaries
+    // floor(10000 i / 6), widths floor(len * 100 / 10000) = 16 buckets each = 0.16%.
+    for (i, v) in e.variants.iter().enumerate() {
+        let (lo, hi) = (10_000 * i as u32 / 6, 10_000 * (i as u32 + 1) / 6);
+        let width = (hi - lo) * 100 / 10_000;
+        assert_eq!(width, 16);
+        assert!(
+            (v.expected_share - f64::from(width) / 10_000.0).abs() < 1e-15,
+            "{v:?}"
+        );
+        assert!((v.nominal_share - 0.01 / 6.0).abs() < 1e-15, "{v:?}");
+    }
+}
+
+#[test]
+fn two_hundred_experiments_at_999_to_1_with_30_units_are_not_flagged() {
+    let toml = experiments_toml(200, &[999, 1], "");
+    let report = simulate::run(&snapshot(&toml), synthetic(30), &opts()).unwrap();
+    let flagged: Vec<&str> = report
+        .experiments
+        .iter()
+        .filter(|e| {
+            e.srm.verdict == Verdict::Mismatch || e.srm.coverage.verdict == Verdict::Mismatch
+        })
+        .map(|e| e.key.as_str())
+        .collect();
+    assert!(flagged.is_empty(), "{flagged:?}");
+    assert!(
+        report
+            .independence
+            .iter()
+            .all(|p| p.test.verdict != Verdict::Mismatch),
+        "an independence test of 30 units was flagged"
+    );
+    assert!(report.all_ok());
+    // An experiment with one unit in the 1-weight arm: the exact binomial p-value, computed
+    // here independently: P(X >= 1) for X ~ Bin(30, 0.001) (P(X = 0) is more likely than the observation).
+    if let Some(e) = report
+        .experiments
+        .iter()
+        .find(|e| e.variants[1].assigned == 1)
+    {
+        let want = 1.0 - (1.0f64 - 0.001).powi(30);
+        assert!((e.srm.p_value - want).abs() < 1e-9, "{:?} vs {want}", e.srm);
+    }
+}
+
+#[test]
+fn sixty_independent_experiments_give_an_ok_overall_verdict() {
+    let toml = experiments_toml(60, &[50, 50], "");
+    let n = 20_000;
+    let report = simulate::run(&snapshot(&toml), synthetic(n), &opts()).unwrap();
+    assert_eq!(report.independence.len(), 60 * 59 / 2);
+    assert!(report.all_ok(), "{}", report.to_table());
+    // Raw and adjusted p-values are both reported; the adjusted one is never smaller.
+    for e in &report.experiments {
+        assert!(e.srm.split.p_adjusted >= e.srm.split.p_value);
+    }
+    // Counts checked by a second implementation of bucketing-v1.
+    let spec = SyntheticSpec::new(n);
+    let mut id = String::new();
+    let mut want = [0u64; 2];
+    for i in 0..n {
+        spec.write_id(i, &mut id);
+        want[usize::from(spec_bucket("exp_7", &id) >= 5_000)] += 1;
+    }
+    assert_eq!(report.experiment("exp_7").unwrap().assigned_counts(), want);
 }

@@ -11,7 +11,7 @@ use abkit::{DecidedBy, Sdk, Unit};
 use abkit_tests::elf_patch::{patchelf, with_dynamic_value};
 use abkit_tests::env::{plugin_experiment_toml, sha256_hex, TestEnv};
 use abkit_tests::fixtures::reference;
-use abkit_tests::marker::{assert_never_ran, marker_library};
+use abkit_tests::marker::{assert_never_ran, images_named, marker_library};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -450,18 +450,6 @@ fn row36_megabytes_of_plugin_text_are_cut_before_status_and_reports() {
 }
 
 // ---- mapped-then-refused libraries: never stand in for other bytes, never mapped twice ----
-
-/// Distinct sealed images mapped under the memfd name `abkit:<name>`.
-fn images_named(name: &str) -> usize {
-    let needle = format!("/memfd:abkit:{name} ");
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let inodes: std::collections::BTreeSet<&str> = maps
-        .lines()
-        .filter(|l| l.contains(&needle))
-        .filter_map(|l| l.split_whitespace().nth(4))
-        .collect();
-    inodes.len()
-}
 
 #[test]
 fn a_library_refused_after_mapping_never_stands_in_for_later_bytes() {

@@ -26,6 +26,9 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
             return Ok(ExitCode::from(1));
         }
     };
+    for w in config.warnings() {
+        println!("warning: {}: {}", w.path, w.message);
+    }
     let issues = file_issues(&config);
     if !issues.is_empty() {
         let error = ConfigError {

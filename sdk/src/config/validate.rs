@@ -558,6 +558,34 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
     }
 }
 
+impl Config {
+    /// Problems that do not make the configuration invalid but that a reviewer should see
+    /// (`abkit check` prints them): two experiments not in one layer that share a salt place
+    /// every unit by the same hash, so their assignments are perfectly correlated (with equal
+    /// weights, the same units are in the first variant of both) and neither result can be
+    /// read independently of the other.
+    pub fn warnings(&self) -> Vec<ConfigIssue> {
+        let mut out = Vec::new();
+        for (j, b) in self.experiments.iter().enumerate() {
+            for (i, a) in self.experiments.iter().enumerate().take(j) {
+                let same_layer =
+                    matches!((&a.layer, &b.layer), (Some(x), Some(y)) if x.layer == y.layer);
+                if a.salt == b.salt && !same_layer {
+                    out.push(ConfigIssue {
+                        path: format!("experiments[{j}].salt"),
+                        message: format!(
+                            "experiment \"{}\" shares salt \"{}\" with experiments[{i}] (\"{}\") outside one layer: their assignments are perfectly correlated; give each experiment its own salt, or put them in one layer",
+                            b.key, b.salt, a.key
+                        ),
+                    });
+                    break;
+                }
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -565,6 +593,26 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         parse_and_validate(text, "test.toml", Path::new("/cfg"))
+    }
+
+    #[test]
+    fn shared_salts_outside_one_layer_are_warned() {
+        let c = parse(
+            "[[experiments]]\nkey = \"a\"\nsalt = \"s\"\nvariants = [{ name = \"c\", weight = 1 }]\n\
+             [[experiments]]\nkey = \"b\"\nsalt = \"s\"\nvariants = [{ name = \"c\", weight = 1 }]\n\
+             [[experiments]]\nkey = \"c\"\nvariants = [{ name = \"c\", weight = 1 }]\n",
+        )
+        .unwrap();
+        let w = c.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].path, "experiments[1].salt");
+        assert!(w[0].message.contains("perfectly correlated") && w[0].message.contains("\"a\""));
+        let layered = parse(
+            "[[experiments]]\nkey = \"a\"\nsalt = \"s\"\nvariants = [{ name = \"c\", weight = 1 }]\nlayer = { name = \"L\", range = [0, 5000] }\n\
+             [[experiments]]\nkey = \"b\"\nsalt = \"s\"\nvariants = [{ name = \"c\", weight = 1 }]\nlayer = { name = \"L\", range = [5000, 10000] }\n",
+        )
+        .unwrap();
+        assert!(layered.warnings().is_empty());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The loader: from a configured plugin file to a callable root module, refusing at the first
-//! failed check. The order is the security boundary (see `hostile-plugins.md`): nothing of the
+//! failed check. The order is the security boundary (see `docs/hostile-plugins.md`): nothing of the
 //! plugin is mapped or run before its exact bytes are verified.
 //!
 //! ```text
@@ -525,6 +525,7 @@ fn map_library_error(e: LibraryError, path: &Path) -> LoadError {
 /// The preflight child's side: maps bytes the parent verified (and sent over a pipe), after
 /// the same library checks, and checks the root module's name. The child process exists only
 /// to run this plugin's code away from the service.
+#[cfg(feature = "cli")]
 pub(crate) fn map_for_preflight(
     name: &str,
     bytes: Vec<u8>,

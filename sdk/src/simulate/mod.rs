@@ -39,19 +39,35 @@
 //! Per experiment: units per variant (split into placed *by the strategy* and *overridden*),
 //! not-enrolled units by [`Reason::as_str`](crate::Reason::as_str), and
 //!
-//! - **expected share** of variant *i* = `enabled * slice * coverage_bp / 10000 * w_i / W`, where
-//!   `slice = (end - start) / 10000` for an experiment in a layer (1 otherwise). Targeting and
-//!   overrides are not random, so the expectation is **conditional**: it is the share of the
-//!   *eligible* units (those that pass the disabled, override and targeting gates), and the
-//!   comparable **observed share** is `assigned_i / eligible`. The share of the whole population
-//!   (`count / units`, overrides included) is reported as `population_share`.
-//! - **SRM split test**: Pearson chi-square of the strategy-assigned counts against the declared
-//!   weights; verdict `ok` when `p >= 0.001`, else `mismatch`. Bucket boundaries are rounded to
-//!   1/10000, so the exact bucket-range shares differ from `w_i / W` by less than 1e-4 each; that
-//!   bias in the statistic (about `N * sum(d_i^2 / p_i)`) stays far below the threshold up to
-//!   about 10^8 units per experiment.
+//! - **expected share** of variant *i* = `enabled * slice * range_i / 10000` for
+//!   `builtin:hash-v1` and the `weighted-hash` plugin, where `range_i` is the exact width of the
+//!   variant's bucket range (bucketing-v1 floors its boundaries, so 6 variants at 1% coverage
+//!   enrol 6 x 16 buckets = 0.96%, not 1%), and `slice = (end - start) / 10000` for an
+//!   experiment in a layer (1 otherwise); for other strategies, the nominal share. The nominal
+//!   share `enabled * slice * coverage_bp / 10000 * w_i / W` is reported beside it
+//!   (`nominal_share`). Targeting and overrides are not random, so the expectation is
+//!   **conditional**: it is the share of the *eligible* units (those that pass the disabled,
+//!   override and targeting gates), and the comparable **observed share** is
+//!   `assigned_i / eligible`. The share of the whole population (`count / units`, overrides
+//!   included) is reported as `population_share`.
+//! - **SRM split test**: the strategy-assigned counts against the expected shares. Against
+//!   the nominal shares instead, the rounding bias alone grows like `N * sum(d_i^2 / p_i)` and
+//!   flags a correct builtin from well under a million units (about 670k eligible units for 6
+//!   variants at 1% coverage, about 1.2M for 150 variants at full coverage); hence the exact
+//!   ranges.
 //! - **SRM coverage test**: eligible units split into outside-layer / outside-coverage / assigned
-//!   against `1 - s`, `s (1 - c)`, `s c`.
+//!   against `1 - s`, `s (1 - c)`, `s c` (`c` the exact enrolled share for bucketing-v1).
+//! - **Which test**: Pearson's chi-square when every expected count is at least 5; below that,
+//!   the exact binomial test (two cells) or Fisher's exact test (2x2 independence tables), else
+//!   verdict `insufficient_data` (no p-value). See [`stats`].
+//! - **The randomised unit**: an experiment whose `strategy_config` names an attribute (a key
+//!   ending in `attribute`: cluster, switchback) is tested with one count per distinct value
+//!   of it (`srm.unit`, `srm.clusters`), or `not_applicable` with the reason in `srm.note`;
+//!   units of one cluster are not independent draws. Until strategies declare their
+//!   randomisation unit (ABI 0.2), that key is the guess.
+//! - **One verdict for many tests**: every p-value of a report (split, coverage, independence)
+//!   is adjusted with Holm's method (family-wise error rate 0.001 for the whole report);
+//!   `p_value` is raw, `p_adjusted` adjusted, and verdicts follow `p_adjusted`.
 //!
 //! Per layer (over the simulated experiments in it): units enrolled in more than one of its
 //! experiments (0 by strategy for a valid layer; overrides bypass layers). Per pair of simulated

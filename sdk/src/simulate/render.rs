@@ -84,7 +84,9 @@ fn pct(x: f64) -> String {
 }
 
 fn p_value(p: f64) -> String {
-    if p > 0.0 && p < 1e-4 {
+    if p.is_nan() {
+        "-".to_string()
+    } else if p > 0.0 && p < 1e-4 {
         format!("{p:.1e}")
     } else {
         format!("{p:.4}")
@@ -101,11 +103,13 @@ fn chi2(x: f64) -> String {
 
 fn test_line(t: &ChiSquare) -> String {
     format!(
-        "chi2 {} df {} p {} {}",
+        "chi2 {} df {} p {} adjusted {} {} ({})",
         chi2(t.chi2),
         t.df,
         p_value(t.p_value),
-        t.verdict.as_str()
+        p_value(t.p_adjusted),
+        t.verdict.as_str(),
+        t.method
     )
 }
 
@@ -156,8 +160,9 @@ impl SimulationReport {
                     "overridden",
                     "observed",
                     "expected",
+                    "nominal",
                 ],
-                &[false, true, true, true, true, true, true],
+                &[false, true, true, true, true, true, true, true],
             );
             for v in &e.variants {
                 t.row(vec![
@@ -172,6 +177,7 @@ impl SimulationReport {
                         pct(v.observed_share)
                     },
                     pct(v.expected_share),
+                    pct(v.nominal_share),
                 ]);
             }
             t.render("  ", &mut out);
@@ -198,8 +204,21 @@ impl SimulationReport {
                     ne.join(", ")
                 }
             );
+            if let Some(c) = &e.srm.clusters {
+                let list: Vec<String> = c.iter().map(|n| thousands(*n)).collect();
+                let _ = writeln!(
+                    out,
+                    "  clusters ({}) per variant: {}; outside coverage {}",
+                    e.srm.unit,
+                    list.join(" / "),
+                    thousands(e.srm.clusters_outside_coverage)
+                );
+            }
             let _ = writeln!(out, "  SRM split:    {}", test_line(&e.srm.split));
             let _ = writeln!(out, "  SRM coverage: {}", test_line(&e.srm.coverage));
+            if let Some(note) = &e.srm.note {
+                let _ = writeln!(out, "  note: {note}");
+            }
         }
         if !self.layers.is_empty() {
             out.push_str("\nlayers (units enrolled in more than one experiment of the layer)\n");
@@ -219,12 +238,12 @@ impl SimulationReport {
             t.render("  ", &mut out);
         }
         if !self.independence.is_empty() {
-            out.push_str(
-                "\nindependence (chi-square over units both strategies placed in a variant)\n",
-            );
+            out.push_str("\nindependence (over units both strategies placed in a variant)\n");
             let mut t = Table::new(
-                &["a", "b", "units", "chi2", "df", "p", "verdict"],
-                &[false, false, true, true, true, true, false],
+                &[
+                    "a", "b", "units", "chi2", "df", "p", "adjusted", "verdict", "method",
+                ],
+                &[false, false, true, true, true, true, true, false, false],
             );
             for p in &self.independence {
                 t.row(vec![
@@ -234,11 +253,19 @@ impl SimulationReport {
                     chi2(p.test.chi2),
                     p.test.df.to_string(),
                     p_value(p.test.p_value),
+                    p_value(p.test.p_adjusted),
                     p.test.verdict.as_str().to_string(),
+                    p.test.method.to_string(),
                 ]);
             }
             t.render("  ", &mut out);
         }
+        let _ = writeln!(
+            out,
+            "\np-values adjusted across the report's {} tests by Holm's method; verdicts use the adjusted p-value (mismatch below {})",
+            self.tests,
+            super::stats::ALPHA
+        );
         out
     }
 
@@ -249,11 +276,11 @@ impl SimulationReport {
     /// (experiment = a, name = b, count = units in both).
     pub fn to_csv(&self) -> String {
         let mut out = String::from(
-            "section,experiment,name,count,observed_share,expected_share,chi2,df,p_value,verdict\n",
+            "section,experiment,name,count,observed_share,expected_share,chi2,df,p_value,verdict,p_adjusted\n",
         );
-        let mut row = |cells: [&str; 10]| {
-            let mut line = Vec::with_capacity(10);
-            for c in cells {
+        let mut row = |cells: [&str; 10], adjusted: &str| {
+            let mut line = Vec::with_capacity(11);
+            for c in cells.into_iter().chain([adjusted]) {
                 let mut buf = Vec::new();
                 let _ = crate::bulk::write_csv_field(&mut buf, c);
                 line.push(String::from_utf8_lossy(&buf).into_owned());
@@ -270,6 +297,7 @@ impl SimulationReport {
                 },
                 t.df.to_string(),
                 t.p_value.to_string(),
+                t.p_adjusted.to_string(),
             ]
         };
         for (section, n) in [
@@ -277,85 +305,103 @@ impl SimulationReport {
             ("rows_read", self.rows_read),
             ("skipped_lines", self.skipped_lines.count),
         ] {
-            row([section, "", "", &n.to_string(), "", "", "", "", "", ""]);
+            row(
+                [section, "", "", &n.to_string(), "", "", "", "", "", ""],
+                "",
+            );
         }
         for e in &self.experiments {
             for v in &e.variants {
-                row([
-                    "variant",
-                    &e.key,
-                    &v.name,
-                    &v.count.to_string(),
-                    &v.observed_share.to_string(),
-                    &v.expected_share.to_string(),
+                row(
+                    [
+                        "variant",
+                        &e.key,
+                        &v.name,
+                        &v.count.to_string(),
+                        &v.observed_share.to_string(),
+                        &v.expected_share.to_string(),
+                        "",
+                        "",
+                        "",
+                        "",
+                    ],
                     "",
-                    "",
-                    "",
-                    "",
-                ]);
+                );
             }
             for (r, n) in &e.not_enrolled.0 {
-                row([
-                    "not_enrolled",
-                    &e.key,
-                    r,
-                    &n.to_string(),
+                row(
+                    [
+                        "not_enrolled",
+                        &e.key,
+                        r,
+                        &n.to_string(),
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                    ],
                     "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                ]);
+                );
             }
             let total: u64 = e.variants.iter().map(|v| v.assigned).sum();
             for (name, t, n) in [
                 ("split", &e.srm.split, total),
                 ("coverage", &e.srm.coverage, e.eligible),
             ] {
-                let [c, d, p] = test(t);
-                row([
-                    "srm",
-                    &e.key,
-                    name,
-                    &n.to_string(),
+                let [c, d, p, adj] = test(t);
+                row(
+                    [
+                        "srm",
+                        &e.key,
+                        name,
+                        &n.to_string(),
+                        "",
+                        "",
+                        &c,
+                        &d,
+                        &p,
+                        t.verdict.as_str(),
+                    ],
+                    &adj,
+                );
+            }
+        }
+        for l in &self.layers {
+            row(
+                [
+                    "layer",
+                    &l.name,
+                    &l.experiments.join(";"),
+                    &l.units_in_more_than_one_by_strategy.to_string(),
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    l.verdict.as_str(),
+                ],
+                "",
+            );
+        }
+        for p in &self.independence {
+            let [c, d, pv, adj] = test(&p.test);
+            row(
+                [
+                    "independence",
+                    &p.a,
+                    &p.b,
+                    &p.units.to_string(),
                     "",
                     "",
                     &c,
                     &d,
-                    &p,
-                    t.verdict.as_str(),
-                ]);
-            }
-        }
-        for l in &self.layers {
-            row([
-                "layer",
-                &l.name,
-                &l.experiments.join(";"),
-                &l.units_in_more_than_one_by_strategy.to_string(),
-                "",
-                "",
-                "",
-                "",
-                "",
-                l.verdict.as_str(),
-            ]);
-        }
-        for p in &self.independence {
-            let [c, d, pv] = test(&p.test);
-            row([
-                "independence",
-                &p.a,
-                &p.b,
-                &p.units.to_string(),
-                "",
-                "",
-                &c,
-                &d,
-                &pv,
-                p.test.verdict.as_str(),
-            ]);
+                    &pv,
+                    p.test.verdict.as_str(),
+                ],
+                &adj,
+            );
         }
         out
     }

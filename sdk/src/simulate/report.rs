@@ -28,6 +28,11 @@ pub struct SimulationReport {
     pub layers: Vec<LayerReport>,
     /// One entry per pair of enabled simulated experiments not in the same layer.
     pub independence: Vec<IndependenceReport>,
+    /// How p-values are adjusted across the report: `holm` (family-wise error rate 0.001 over
+    /// every SRM and independence test of the report).
+    pub p_adjustment: &'static str,
+    /// Number of tests with a p-value in that family.
+    pub tests: usize,
     /// Worker threads used (not serialised: the JSON is identical for any thread count).
     #[serde(skip)]
     pub threads: usize,
@@ -42,16 +47,43 @@ impl SimulationReport {
         self.experiments.iter().find(|e| e.key == key)
     }
 
-    /// Whether every test passed (SRM split and coverage, layer exclusivity, independence).
+    /// Whether no test is a mismatch (SRM split and coverage, layer exclusivity,
+    /// independence), on Holm-adjusted p-values; `insufficient_data` and `not_applicable` are
+    /// not failures.
     pub fn all_ok(&self) -> bool {
-        self.experiments
-            .iter()
-            .all(|e| e.srm.verdict == Verdict::Ok && e.srm.coverage.verdict == Verdict::Ok)
-            && self.layers.iter().all(|l| l.verdict == Verdict::Ok)
+        self.experiments.iter().all(|e| {
+            e.srm.verdict != Verdict::Mismatch && e.srm.coverage.verdict != Verdict::Mismatch
+        }) && self.layers.iter().all(|l| l.verdict != Verdict::Mismatch)
             && self
                 .independence
                 .iter()
-                .all(|p| p.test.verdict == Verdict::Ok)
+                .all(|p| p.test.verdict != Verdict::Mismatch)
+    }
+
+    /// Holm's adjustment across every test with a p-value; sets `p_adjusted` and verdicts.
+    pub(crate) fn adjust(&mut self) {
+        let mut tests: Vec<&mut ChiSquare> = Vec::new();
+        for e in &mut self.experiments {
+            tests.push(&mut e.srm.split);
+            tests.push(&mut e.srm.coverage);
+        }
+        for p in &mut self.independence {
+            tests.push(&mut p.test);
+        }
+        // Not in the family: tests that do not apply, and those with nothing to test (df 0,
+        // p = 1 by construction), which would only dilute the adjustment.
+        let in_family = |t: &ChiSquare| {
+            t.verdict != Verdict::NotApplicable && t.method != crate::srm::Method::Nothing.as_str()
+        };
+        let raw: Vec<f64> = tests
+            .iter()
+            .map(|t| if in_family(t) { t.p_value } else { f64::NAN })
+            .collect();
+        self.tests = raw.iter().filter(|p| !p.is_nan()).count();
+        for (t, p) in tests.into_iter().zip(crate::srm::holm(&raw)) {
+            let p = if in_family(t) { p } else { t.p_value };
+            t.set_adjusted(p);
+        }
     }
 }
 
@@ -147,9 +179,13 @@ pub struct VariantReport {
     pub assigned: u64,
     /// Of which forced by an override.
     pub overridden: u64,
-    /// `enabled * slice * coverage * w_i / W`: the share of *eligible* units the configuration
-    /// puts here (eligible = passed targeting and not overridden).
+    /// The share of *eligible* units (passed targeting, not overridden) the configuration puts
+    /// here: `enabled * slice * range_i / 10000` from the exact bucket range of variant *i* for
+    /// `builtin:hash-v1` and `weighted-hash` (bucketing-v1 floors its range boundaries), else
+    /// `nominal_share`.
     pub expected_share: f64,
+    /// `enabled * slice * coverage * w_i / W`: the nominal share.
+    pub nominal_share: f64,
     /// `assigned / eligible`: comparable with `expected_share`.
     pub observed_share: f64,
     /// `count / units`: the share of the whole population, overrides included.
@@ -157,15 +193,26 @@ pub struct VariantReport {
 }
 
 /// Sample-ratio-mismatch tests of one experiment. `chi2`, `df`, `p_value`, `verdict` are the
-/// split test: strategy-assigned counts vs the declared weights.
+/// split test: strategy-assigned counts vs the expected shares.
 #[derive(Debug, Clone, Serialize)]
 pub struct SrmReport {
     /// The split test.
     #[serde(flatten)]
     pub split: ChiSquare,
     /// The coverage test: eligible units outside the layer slice / outside coverage / assigned,
-    /// vs `1 - s`, `s (1 - c)`, `s c` (s = slice fraction, c = coverage).
+    /// vs `1 - s`, `s (1 - c)`, `s c` (s = slice fraction, c = coverage: the exact share of the
+    /// bucket ranges for bucketing-v1 strategies). For a cluster-randomised experiment: the
+    /// clusters enrolled among those the strategy decided, against coverage.
     pub coverage: ChiSquare,
+    /// What one count is: `unit` (unit id), or the attribute the strategy randomises by
+    /// (`strategy_config` key ending in `attribute`): then each distinct value is one count.
+    pub unit: String,
+    /// Cluster-level tests: clusters per variant (each distinct attribute value once).
+    pub clusters: Option<Vec<u64>>,
+    /// Cluster-level tests: clusters the strategy left outside coverage.
+    pub clusters_outside_coverage: u64,
+    /// Why a test does not apply, or how it was done, when that needs saying.
+    pub note: Option<String>,
 }
 
 impl std::ops::Deref for SrmReport {

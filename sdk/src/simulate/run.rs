@@ -8,7 +8,7 @@ use super::report::{
     ExperimentReport, IndependenceReport, LayerReport, LayerSliceReport, ReasonCounts,
     SimulationReport, SrmReport, VariantReport,
 };
-use super::stats::{goodness_of_fit, independence, Verdict};
+use super::stats::{goodness_of_fit, independence, ChiSquare, Verdict};
 use super::SimulateOptions;
 use crate::assignment::Reason;
 use crate::config::ExperimentConfig;
@@ -49,6 +49,7 @@ pub fn run(
         .iter()
         .map(|e| experiment_report(e, c, units))
         .collect();
+    let cluster_level = |i: usize| plan.exps[i].cluster.is_some();
     let layers = plan
         .layers
         .iter()
@@ -81,11 +82,16 @@ pub fn run(
                 a: plan.exps[p.a].config.key.clone(),
                 b: plan.exps[p.b].config.key.clone(),
                 units: table.iter().sum(),
-                test: independence(table, na, nb),
+                // Both randomised in clusters: units are not independent draws in either.
+                test: if cluster_level(p.a) && cluster_level(p.b) {
+                    ChiSquare::not_applicable()
+                } else {
+                    independence(table, na, nb)
+                },
             }
         })
         .collect();
-    Ok(SimulationReport {
+    let mut report = SimulationReport {
         units,
         rows_read: outcome.rows_read,
         input,
@@ -96,7 +102,11 @@ pub fn run(
         independence,
         threads: outcome.threads,
         elapsed: outcome.elapsed,
-    })
+        p_adjustment: "holm",
+        tests: 0,
+    };
+    report.adjust();
+    Ok(report)
 }
 
 /// The experiments to simulate: `keys` (checked), or all in configuration order.
@@ -147,7 +157,15 @@ struct ExpPlan<'s> {
     off_o: usize,
     /// `nv` counters: placed by the strategy.
     off_a: usize,
+    /// The attribute the strategy randomises by (guessed from `strategy_config`), if any.
+    cluster: Option<String>,
+    /// Per value of that attribute: bit `v` = some unit placed in variant `v` by the strategy,
+    /// bit 127 = some unit left outside coverage. A set: the same for any thread count.
+    clusters: std::sync::Mutex<rustc_hash::FxHashMap<String, u128>>,
 }
+
+/// Cluster bit: a unit of this cluster was left outside coverage by the strategy.
+const CLUSTER_DECLINED: u128 = 1 << 127;
 
 struct LayerPlan {
     name: String,
@@ -192,6 +210,8 @@ impl<'s> Plan<'s> {
                     off_ne: take(REASONS),
                     off_o: take(nv),
                     off_a: take(nv),
+                    cluster: crate::srm::randomisation_attribute(config),
+                    clusters: Default::default(),
                 }
             })
             .collect();
@@ -268,6 +288,22 @@ impl Tally for Plan<'_> {
                     0
                 }
             };
+            if let Some(value) = e.cluster.as_deref().and_then(|k| unit.attribute(k)) {
+                let bit = match (code, a.reason) {
+                    (c, _) if c & BY_STRATEGY != 0 => 1u128 << ((c & !BY_STRATEGY) - 1).min(126),
+                    (0, Reason::OutsideCoverage) => CLUSTER_DECLINED,
+                    _ => 0,
+                };
+                if bit != 0 {
+                    let mut map = e.clusters.lock().unwrap_or_else(|p| p.into_inner());
+                    match map.get_mut(value) {
+                        Some(bits) => *bits |= bit,
+                        None => {
+                            map.insert(value.to_string(), bit);
+                        }
+                    }
+                }
+            }
             codes.push(code);
         }
         for l in &self.layers {
@@ -322,6 +358,20 @@ fn experiment_report(e: &ExpPlan<'_>, c: &[u64], units: u64) -> ExperimentReport
         .map_or(1.0, |s| f64::from(s.end.saturating_sub(s.start)) / 10_000.0);
     let cov = f64::from(cfg.coverage_bp) / 10_000.0;
     let on = if cfg.enabled { 1.0 } else { 0.0 };
+    // bucketing-v1 strategies enrol the exact (floored) bucket ranges, not the nominal shares.
+    let ranges = crate::srm::range_shares(&cfg.weights(), cfg.coverage_bp)
+        .filter(|_| crate::srm::uses_bucketing_v1(&cfg.strategy));
+    let nominal = |i: usize| {
+        if total_w == 0 {
+            0.0
+        } else {
+            cov * f64::from(cfg.variants[i].weight) / total_w as f64
+        }
+    };
+    let expected = |i: usize| match &ranges {
+        Some(r) => r.get(i).copied().unwrap_or(0.0),
+        None => nominal(i),
+    };
     let share = |n: u64, of: u64| if of == 0 { 0.0 } else { n as f64 / of as f64 };
     let variants = cfg
         .variants
@@ -333,25 +383,32 @@ fn experiment_report(e: &ExpPlan<'_>, c: &[u64], units: u64) -> ExperimentReport
             count: assigned[i] + other[i],
             assigned: assigned[i],
             overridden: other[i],
-            expected_share: if total_w == 0 {
-                0.0
-            } else {
-                on * slice * cov * f64::from(v.weight) / total_w as f64
-            },
+            expected_share: on * slice * expected(i),
+            nominal_share: on * slice * nominal(i),
             observed_share: share(assigned[i], eligible),
             population_share: share(assigned[i] + other[i], units),
         })
         .collect();
-    let weights: Vec<f64> = cfg.variants.iter().map(|v| f64::from(v.weight)).collect();
-    let split = goodness_of_fit(assigned, &weights);
-    let coverage = goodness_of_fit(
-        &[
-            ne_of(Reason::OutsideLayer),
-            ne_of(Reason::OutsideCoverage),
-            by_strategy,
-        ],
-        &[1.0 - slice, slice * (1.0 - cov), slice * cov],
-    );
+    let weights: Vec<f64> = (0..cfg.variants.len()).map(expected).collect();
+    let c_exact: f64 = weights.iter().sum();
+    let mut srm = SrmReport {
+        split: goodness_of_fit(assigned, &weights),
+        coverage: goodness_of_fit(
+            &[
+                ne_of(Reason::OutsideLayer),
+                ne_of(Reason::OutsideCoverage),
+                by_strategy,
+            ],
+            &[1.0 - slice, slice * (1.0 - c_exact), slice * c_exact],
+        ),
+        unit: "unit".to_string(),
+        clusters: None,
+        clusters_outside_coverage: 0,
+        note: None,
+    };
+    if let Some(attr) = &e.cluster {
+        cluster_level(e, attr, &mut srm);
+    }
     ExperimentReport {
         key: cfg.key.clone(),
         strategy: cfg.strategy.to_string(),
@@ -366,8 +423,79 @@ fn experiment_report(e: &ExpPlan<'_>, c: &[u64], units: u64) -> ExperimentReport
         enrolled,
         not_enrolled,
         variants,
-        srm: SrmReport { split, coverage },
+        srm,
     }
+}
+
+/// Replaces the unit-level tests of an experiment randomised by attribute `attr` with tests
+/// at the level that is randomised: one count per distinct value (per cluster; for a
+/// switchback, per region in the one window of the fixed clock). Never a unit-level verdict:
+/// units of one cluster are not independent draws.
+fn cluster_level(e: &ExpPlan<'_>, attr: &str, srm: &mut SrmReport) {
+    let cfg = e.config;
+    srm.unit = attr.to_string();
+    let not_applicable = |srm: &mut SrmReport, why: String| {
+        srm.split = ChiSquare::not_applicable();
+        srm.coverage = ChiSquare::not_applicable();
+        srm.note = Some(format!("not applicable: randomised by {attr}; {why}"));
+    };
+    if attr.contains('+') {
+        return not_applicable(
+            srm,
+            "several attributes name the cluster, and the strategy does not declare which one (ABI 0.2 will)".into(),
+        );
+    }
+    if e.nv > 126 {
+        return not_applicable(srm, "more than 126 variants".into());
+    }
+    let map = e.clusters.lock().unwrap_or_else(|p| p.into_inner());
+    let mut per_variant = vec![0u64; e.nv];
+    let (mut declined, mut mixed) = (0u64, 0u64);
+    for &bits in map.values() {
+        if bits.count_ones() != 1 {
+            mixed += 1;
+        } else if bits == CLUSTER_DECLINED {
+            declined += 1;
+        } else {
+            per_variant[bits.trailing_zeros() as usize] += 1;
+        }
+    }
+    drop(map);
+    if mixed > 0 {
+        return not_applicable(
+            srm,
+            format!("{mixed} value{} of {attr} had units in different variants (or in and out of coverage), so {attr} alone is not the unit of randomisation", if mixed == 1 { "" } else { "s" }),
+        );
+    }
+    let total_w: f64 = cfg.variants.iter().map(|v| f64::from(v.weight)).sum();
+    let weights: Vec<f64> = cfg
+        .variants
+        .iter()
+        .map(|v| f64::from(v.weight) / total_w.max(1.0))
+        .collect();
+    srm.split = goodness_of_fit(&per_variant, &weights);
+    let enrolled: u64 = per_variant.iter().sum();
+    let nominal = f64::from(cfg.coverage_bp) / 10_000.0;
+    let floored = crate::srm::range_shares(&cfg.weights(), cfg.coverage_bp)
+        .map_or(nominal, |r| r.iter().sum());
+    let (p, method) = crate::srm::binomial_within(
+        enrolled,
+        enrolled + declined,
+        floored.min(nominal),
+        floored.max(nominal),
+    );
+    srm.coverage = ChiSquare::of(crate::srm::Fit {
+        chi2: 0.0,
+        df: u32::from(enrolled + declined > 0),
+        p_value: p,
+        method,
+    });
+    srm.clusters = Some(per_variant);
+    srm.clusters_outside_coverage = declined;
+    srm.note = Some(format!(
+        "tested per value of {attr} (the strategy_config names it; until strategies declare their randomisation unit in ABI 0.2): {} clusters",
+        enrolled + declined
+    ));
 }
 
 #[cfg(test)]

@@ -1,23 +1,32 @@
-//! Chi-square tests on integer counts: goodness of fit (sample-ratio mismatch) and
-//! independence of two experiments. p-values from the chi-squared survival function (`statrs`).
+//! Tests on integer counts: goodness of fit (sample-ratio mismatch) and independence of two
+//! experiments. Pearson's chi-square (p-values from the chi-squared survival function,
+//! `statrs`) when every expected count is at least 5; below that, the exact binomial test (two
+//! cells) or Fisher's exact test (2x2), else no p-value: verdict `insufficient_data`.
+//! A report adjusts all its p-values together with Holm's method (`p_adjusted`); verdicts
+//! follow the adjusted p-value.
 //!
 //! Everything here is a pure function of merged integer counts, so results do not depend on
 //! how many threads produced them.
 
+use crate::srm::{self, Fit};
 use serde::Serialize;
-use statrs::distribution::{ChiSquared, ContinuousCDF};
 
-/// Below this p-value a test's verdict is [`Verdict::Mismatch`].
+/// Below this (Holm-adjusted) p-value a test's verdict is [`Verdict::Mismatch`]: the
+/// family-wise error rate of a whole report.
 pub const ALPHA: f64 = 0.001;
 
 /// The outcome of a test against its expectation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Verdict {
-    /// Consistent with the expectation (`p >= 0.001`).
+    /// Consistent with the expectation (adjusted `p >= 0.001`).
     Ok,
-    /// Inconsistent with the expectation (`p < 0.001`).
+    /// Inconsistent with the expectation (adjusted `p < 0.001`).
     Mismatch,
+    /// An expected count below 5 and no exact test for this shape: no p-value, no verdict.
+    InsufficientData,
+    /// The test does not apply (see the report's note), e.g. units randomised in clusters.
+    NotApplicable,
 }
 
 impl Verdict {
@@ -26,46 +35,97 @@ impl Verdict {
         match self {
             Verdict::Ok => "ok",
             Verdict::Mismatch => "mismatch",
+            Verdict::InsufficientData => "insufficient_data",
+            Verdict::NotApplicable => "not_applicable",
         }
     }
 }
 
-/// A chi-square statistic, its degrees of freedom, p-value and verdict.
+/// A test's statistic, degrees of freedom, raw and adjusted p-values, method and verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ChiSquare {
-    /// The statistic (`f64::INFINITY` when a count falls where nothing is expected; JSON `null`).
+    /// Pearson's statistic (`f64::INFINITY` when a count falls where nothing is expected; JSON
+    /// `null`). Reported whatever the method.
     pub chi2: f64,
     /// Degrees of freedom (0: nothing to test; then `p_value` is 1, or 0 for an impossible count).
     pub df: u32,
-    /// Probability of a statistic at least this large under the expectation.
+    /// Raw p-value of the test `method` names (`NaN`, JSON `null`: insufficient data).
     pub p_value: f64,
-    /// `ok` if `p_value >= 0.001`, else `mismatch`.
+    /// The p-value after Holm's adjustment across every test of the report (equal to
+    /// `p_value` for a test on its own). Verdicts follow it.
+    pub p_adjusted: f64,
+    /// `chi-square`, `exact binomial`, `fisher exact`, `insufficient data`, `nothing to test`,
+    /// `impossible count`, or `not applicable`.
+    pub method: &'static str,
+    /// `ok` if `p_adjusted >= 0.001`, `mismatch` below, `insufficient_data` without a p-value,
+    /// `not_applicable` when the test does not apply.
     pub verdict: Verdict,
 }
 
 impl ChiSquare {
+    #[cfg(test)]
     fn new(chi2: f64, df: u32) -> ChiSquare {
-        let p_value = if chi2.is_infinite() {
-            0.0
-        } else if df == 0 || chi2 <= 0.0 {
+        use statrs::distribution::{ChiSquared, ContinuousCDF};
+        let p = if df == 0 || chi2 <= 0.0 {
             1.0
         } else {
-            match ChiSquared::new(f64::from(df)) {
-                Ok(dist) => dist.sf(chi2).clamp(0.0, 1.0),
-                Err(_) => 1.0, // df > 0 always builds; kept total for a hand-made caller
-            }
-        };
-        let verdict = if p_value >= ALPHA {
-            Verdict::Ok
-        } else {
-            Verdict::Mismatch
+            ChiSquared::new(f64::from(df)).map_or(1.0, |d| d.sf(chi2))
         };
         ChiSquare {
             chi2,
             df,
-            p_value,
-            verdict,
+            method: if df == 0 {
+                srm::Method::Nothing.as_str()
+            } else {
+                srm::Method::ChiSquare.as_str()
+            },
+            ..ChiSquare::of(Fit {
+                chi2,
+                df,
+                p_value: p,
+                method: srm::Method::ChiSquare,
+            })
         }
+    }
+
+    pub(crate) fn of(f: Fit) -> ChiSquare {
+        let mut t = ChiSquare {
+            chi2: f.chi2,
+            df: f.df,
+            p_value: f.p_value,
+            p_adjusted: f.p_value,
+            method: f.method.as_str(),
+            verdict: Verdict::Ok,
+        };
+        t.set_adjusted(f.p_value);
+        t
+    }
+
+    /// A test that does not apply (the reason is in the report).
+    pub(crate) fn not_applicable() -> ChiSquare {
+        ChiSquare {
+            chi2: 0.0,
+            df: 0,
+            p_value: f64::NAN,
+            p_adjusted: f64::NAN,
+            method: "not applicable",
+            verdict: Verdict::NotApplicable,
+        }
+    }
+
+    /// Sets the adjusted p-value and the verdict that follows from it.
+    pub(crate) fn set_adjusted(&mut self, p: f64) {
+        if self.verdict == Verdict::NotApplicable {
+            return;
+        }
+        self.p_adjusted = p;
+        self.verdict = if p.is_nan() {
+            Verdict::InsufficientData
+        } else if p >= ALPHA {
+            Verdict::Ok
+        } else {
+            Verdict::Mismatch
+        };
     }
 }
 
@@ -79,39 +139,13 @@ impl ChiSquare {
 /// assert_eq!(goodness_of_fit(&[6000, 4000], &[1.0, 1.0]).verdict, Verdict::Mismatch);
 /// ```
 pub fn goodness_of_fit(observed: &[u64], expected_weights: &[f64]) -> ChiSquare {
-    let n: u64 = observed.iter().sum();
-    let w: f64 = expected_weights
-        .iter()
-        .filter(|x| x.is_finite() && **x > 0.0)
-        .sum();
-    if n == 0 {
-        return ChiSquare::new(0.0, 0);
-    }
-    if w <= 0.0 {
-        return ChiSquare::new(f64::INFINITY, 0);
-    }
-    let mut chi2 = 0.0;
-    let mut cells = 0u32;
-    for (i, &o) in observed.iter().enumerate() {
-        let wi = expected_weights
-            .get(i)
-            .copied()
-            .filter(|x| x.is_finite() && *x > 0.0)
-            .unwrap_or(0.0);
-        let e = n as f64 * wi / w;
-        if e > 0.0 {
-            let d = o as f64 - e;
-            chi2 += d * d / e;
-            cells += 1;
-        } else if o > 0 {
-            chi2 = f64::INFINITY;
-        }
-    }
-    ChiSquare::new(chi2, cells.saturating_sub(1))
+    ChiSquare::of(srm::goodness_of_fit(observed, expected_weights))
 }
 
-/// Pearson's test of independence on a `rows x cols` contingency table (row-major).
-/// Empty rows and columns are left out; `df = (r - 1)(c - 1)` over the rest.
+/// Test of independence on a `rows x cols` contingency table (row-major): Pearson's
+/// chi-square, or Fisher's exact test for a 2x2 table with an expected count below 5 (larger
+/// tables with one: insufficient data). Empty rows and columns are left out;
+/// `df = (r - 1)(c - 1)` over the rest.
 ///
 /// ```
 /// use abkit::simulate::stats::{independence, Verdict};
@@ -119,31 +153,7 @@ pub fn goodness_of_fit(observed: &[u64], expected_weights: &[f64]) -> ChiSquare 
 /// assert_eq!(independence(&[500, 0, 0, 500], 2, 2).verdict, Verdict::Mismatch);
 /// ```
 pub fn independence(table: &[u64], rows: usize, cols: usize) -> ChiSquare {
-    let cell = |r: usize, c: usize| table.get(r * cols + c).copied().unwrap_or(0);
-    let row_sums: Vec<u64> = (0..rows)
-        .map(|r| (0..cols).map(|c| cell(r, c)).sum())
-        .collect();
-    let col_sums: Vec<u64> = (0..cols)
-        .map(|c| (0..rows).map(|r| cell(r, c)).sum())
-        .collect();
-    let n: u64 = row_sums.iter().sum();
-    let live_rows = row_sums.iter().filter(|&&s| s > 0).count() as u32;
-    let live_cols = col_sums.iter().filter(|&&s| s > 0).count() as u32;
-    if n == 0 || live_rows < 2 || live_cols < 2 {
-        return ChiSquare::new(0.0, 0);
-    }
-    let mut chi2 = 0.0;
-    for (r, &rs) in row_sums.iter().enumerate() {
-        for (c, &cs) in col_sums.iter().enumerate() {
-            if rs == 0 || cs == 0 {
-                continue;
-            }
-            let e = rs as f64 * cs as f64 / n as f64;
-            let d = cell(r, c) as f64 - e;
-            chi2 += d * d / e;
-        }
-    }
-    ChiSquare::new(chi2, (live_rows - 1) * (live_cols - 1))
+    ChiSquare::of(srm::independence(table, rows, cols))
 }
 
 #[cfg(test)]
