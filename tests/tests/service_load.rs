@@ -28,6 +28,29 @@ impl Drop for Service {
     }
 }
 
+/// Starts the service on a free loopback port; returns it and its address.
+fn start(config: &Path) -> (Service, String) {
+    let mut child = Command::new(service_binary())
+        .args(["--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let service = Service(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.split("http://").nth(1).map(str::to_string))
+        .expect("the service printed its address");
+    // Keep draining the service's stderr so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    (service, addr)
+}
+
 /// A plain HTTP/1.1 GET on loopback: (status, body).
 fn get(addr: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -145,24 +168,7 @@ fn assign_under_load_while_plugins_are_swapped_every_200_ms() {
         std::fs::rename(&tmp, &config).unwrap();
     };
 
-    let mut child = Command::new(service_binary())
-        .args(["--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .env("RUST_BACKTRACE", "0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let service = Service(child);
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| l.split("http://").nth(1).map(str::to_string))
-        .expect("the service printed its address");
-    // Keep draining the service's stderr so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    let (service, addr) = start(&config);
     assert_eq!(get(&addr, "/healthz").0, 200);
     let (code, ready) = get(&addr, "/readyz");
     assert_eq!(code, 200, "{ready}");
@@ -289,22 +295,7 @@ fn bad_requests_get_a_4xx_that_says_what_was_wrong() {
         "[[experiments]]\nkey = \"exp\"\nvariants = [ { name = \"control\", weight = 50 }, { name = \"treatment\", weight = 50 } ]\n",
         false,
     );
-    let mut child = Command::new(service_binary())
-        .args(["--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let _service = Service(child);
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| l.split("http://").nth(1).map(str::to_string))
-        .unwrap();
-    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    let (_service, addr) = start(&config);
     let post = |body: &[u8]| -> (u16, String) {
         let mut s = TcpStream::connect(&addr).unwrap();
         write!(
