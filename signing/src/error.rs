@@ -120,6 +120,21 @@ pub enum SigningError {
     },
 }
 
+impl From<crate::metadata::InvalidName> for SigningError {
+    fn from(e: crate::metadata::InvalidName) -> SigningError {
+        SigningError::InvalidName { name: e.name }
+    }
+}
+
+impl From<crate::metadata::TimeError> for SigningError {
+    fn from(e: crate::metadata::TimeError) -> SigningError {
+        SigningError::InvalidExpires {
+            value: e.value,
+            detail: e.detail,
+        }
+    }
+}
+
 impl SigningError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> SigningError {
         let path = path.into();
@@ -130,5 +145,38 @@ impl SigningError {
         SigningError::Minisign {
             detail: e.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::metadata::{format_trusted_comment, UtcTime};
+
+    #[test]
+    fn metadata_errors_become_the_signing_errors_with_their_messages() {
+        let e: SigningError = "2027-02-29T00:00:00Z"
+            .parse::<UtcTime>()
+            .unwrap_err()
+            .into();
+        assert!(
+            matches!(&e, SigningError::InvalidExpires { value, detail }
+                if value == "2027-02-29T00:00:00Z" && detail == "no such day in that month"),
+            "{e}"
+        );
+        assert!(e.to_string().starts_with("invalid expiry time "), "{e}");
+        assert!(e.to_string().contains("YYYY-MM-DDTHH:MM:SSZ"), "{e}");
+        let e: SigningError = format_trusted_comment("Bad", 1, &[0; 32], None)
+            .unwrap_err()
+            .into();
+        assert!(
+            matches!(&e, SigningError::InvalidName { name } if name == "Bad"),
+            "{e}"
+        );
+        assert!(
+            e.to_string().starts_with("invalid plugin name \"Bad\""),
+            "{e}"
+        );
     }
 }

@@ -1,16 +1,13 @@
 //! Signing a plugin file: a prehashed minisign signature with the v1 trusted comment.
 
 use crate::keys::{key_id_hex, load_secret_key};
-use crate::metadata::{format_trusted_comment, UtcTime};
+use crate::metadata::{format_trusted_comment, UtcTime, PLUGIN_MAX_BYTES};
 use crate::SigningError;
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
-
-/// Largest plugin loaders accept (`docs/plugin-signing.md`): larger files are not signed.
-pub const PLUGIN_MAX_BYTES: u64 = 256 << 20;
 
 /// What [`sign_plugin`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,7 +232,7 @@ mod tests {
         let expires: UtcTime = "2999-01-01T00:00:00Z".parse().unwrap();
         let signed = sign_plugin(&key, None, &plugin, "switchback", 3, Some(expires)).unwrap();
         assert_eq!(signed.signature_path, dir.path().join("libx.so.minisig"));
-        let digest = crate::metadata::hex(&Sha256::digest(b"not really a library").into());
+        let digest = crate::metadata::hex(&Sha256::digest(b"not really a library"));
         assert_eq!(
             signed.trusted_comment,
             format!("abkit-plugin v1 name=switchback version=3 sha256={digest} expires=2999-01-01T00:00:00Z")

@@ -1,4 +1,6 @@
-//! The `abkit` command-line tool (feature `cli`). Each subcommand lives in its own module.
+//! The subcommands of the `abkit` command-line tool (feature `cli`). Each lives in its own
+//! module. The binary (`sdk/src/bin/abkit/`) parses the command line: it flattens [`Command`]
+//! and [`LogArgs`] into its own parser and adds `abkit demo`, which lives in the binary, not here.
 //!
 //! Exit codes: 0 ok, 1 invalid input or configuration (or a refused check), 2 usage.
 //!
@@ -9,8 +11,6 @@
 
 mod assign;
 mod check;
-mod demo;
-mod demo_plugins;
 mod diff;
 mod keygen;
 mod preflight;
@@ -20,19 +20,12 @@ mod status;
 mod verify;
 mod watch;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use std::process::ExitCode;
 
-/// Command-line arguments of `abkit`.
-#[derive(Debug, Parser)]
-#[command(
-    name = "abkit",
-    version,
-    about = "Assign units to A/B-experiment variants; manage signed strategy plugins."
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    command: Command,
+/// The global log flags of `abkit` (`-v`, `-q`), flattened into the tool's parser.
+#[derive(Debug, clap::Args)]
+pub struct LogArgs {
     /// More log output on stderr: -v info, -vv debug, -vvv trace (default: warnings and
     /// errors). Overrides RUST_LOG.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -42,51 +35,65 @@ pub struct Cli {
     quiet: bool,
 }
 
-/// Installs the log output: `tracing` events to stderr, at the level `-v`/`-q` ask for, or
-/// else as `RUST_LOG` says, or else warnings and errors.
-///
-/// `default` is the level without flags or `RUST_LOG`: warnings, except for the demo, which
-/// prints every reload report itself and would otherwise show each refusal twice.
-fn init_logging(verbose: u8, quiet: bool, default: tracing_subscriber::filter::LevelFilter) {
-    use tracing_subscriber::filter::{EnvFilter, LevelFilter};
-    let flag_level = match (quiet, verbose) {
-        (true, _) => Some(LevelFilter::ERROR),
-        (false, 0) => None,
-        (false, 1) => Some(LevelFilter::INFO),
-        (false, 2) => Some(LevelFilter::DEBUG),
-        (false, _) => Some(LevelFilter::TRACE),
-    };
-    let filter = match flag_level {
-        Some(level) => EnvFilter::default().add_directive(level.into()),
-        None => match std::env::var("RUST_LOG") {
-            Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
-                eprintln!(
-                    "abkit: warning: RUST_LOG={spec:?} is not a valid filter ({e}); \
-                         logging warnings and errors (e.g. RUST_LOG=info or RUST_LOG=abkit=debug)"
-                );
-                EnvFilter::default().add_directive(default.into())
-            }),
-            _ => EnvFilter::default().add_directive(default.into()),
-        },
-    };
-    // Fails only if a subscriber is already installed (the tool calls this once).
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .try_init();
+/// The log level when neither `-v`/`-q` nor `RUST_LOG` chooses one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultLogLevel {
+    /// Warnings and errors (every subcommand but the demo).
+    Warn,
+    /// Errors only (the demo, which prints every reload report itself and would otherwise
+    /// show each refusal twice).
+    Error,
 }
 
+impl LogArgs {
+    /// Installs the log output: `tracing` events to stderr, at the level `-v`/`-q` ask for, or
+    /// else as `RUST_LOG` says, or else `default`. Call once, before running a subcommand.
+    pub fn init(&self, default: DefaultLogLevel) {
+        use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+        let default = match default {
+            DefaultLogLevel::Warn => LevelFilter::WARN,
+            DefaultLogLevel::Error => LevelFilter::ERROR,
+        };
+        let flag_level = match (self.quiet, self.verbose) {
+            (true, _) => Some(LevelFilter::ERROR),
+            (false, 0) => None,
+            (false, 1) => Some(LevelFilter::INFO),
+            (false, 2) => Some(LevelFilter::DEBUG),
+            (false, _) => Some(LevelFilter::TRACE),
+        };
+        let filter = match flag_level {
+            Some(level) => EnvFilter::default().add_directive(level.into()),
+            None => match std::env::var("RUST_LOG") {
+                Ok(spec) if !spec.trim().is_empty() => {
+                    EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+                        eprintln!(
+                            "abkit: warning: RUST_LOG={spec:?} is not a valid filter ({e}); \
+                                 logging warnings and errors (e.g. RUST_LOG=info or RUST_LOG=abkit=debug)"
+                        );
+                        EnvFilter::default().add_directive(default.into())
+                    })
+                }
+                _ => EnvFilter::default().add_directive(default.into()),
+            },
+        };
+        // Fails only if a subscriber is already installed (the tool calls this once).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .without_time()
+            .try_init();
+    }
+}
+
+/// The library-side subcommands of `abkit` (all but `demo`, which the binary adds).
 #[derive(Debug, Subcommand)]
-enum Command {
+pub enum Command {
     /// Assign one unit (prints the variant, or `-`), or a file of unit ids (CSV to stdout).
     Assign(assign::Args),
     /// Validate a configuration and every file it names (keys, plugins, signatures), short of
     /// loading code; print every problem (exit 1 if any).
     Check(check::Args),
-    /// Run the built-in demo (embedded configuration, no server needed).
-    Demo(demo::Args),
     /// Simulate a population: split per variant, SRM, layer and independence checks.
     Simulate(simulate::Args),
     /// Compare two configurations on a population: units moved, entered, left.
@@ -126,32 +133,20 @@ impl From<std::io::Error> for CliError {
     }
 }
 
-/// Parses the process arguments and runs the subcommand; returns the exit code.
-pub fn main() -> ExitCode {
-    let cli = Cli::parse(); // exits with code 2 on usage errors
-    let default = match cli.command {
-        Command::Demo(_) => tracing_subscriber::filter::LevelFilter::ERROR,
-        _ => tracing_subscriber::filter::LevelFilter::WARN,
-    };
-    init_logging(cli.verbose, cli.quiet, default);
-    let result = match cli.command {
-        Command::Assign(a) => assign::run(a),
-        Command::Check(a) => check::run(a),
-        Command::Demo(a) => demo::run(a),
-        Command::Status(a) => status::run(a),
-        Command::Simulate(a) => simulate::run(a),
-        Command::Diff(a) => diff::run(a),
-        Command::Keygen(a) => keygen::run(a),
-        Command::Sign(a) => sign::run(a),
-        Command::Verify(a) => verify::run(a),
-        Command::Watch(a) => watch::run(a),
-        Command::Preflight(a) => preflight::run(a),
-    };
-    match result {
-        Ok(code) => code,
-        Err(CliError::Invalid(msg)) => {
-            eprintln!("error: {msg}");
-            ExitCode::from(1)
+impl Command {
+    /// Runs the subcommand; returns the exit code, or the error to print (exit 1).
+    pub fn run(self) -> Result<ExitCode, CliError> {
+        match self {
+            Command::Assign(a) => assign::run(a),
+            Command::Check(a) => check::run(a),
+            Command::Status(a) => status::run(a),
+            Command::Simulate(a) => simulate::run(a),
+            Command::Diff(a) => diff::run(a),
+            Command::Keygen(a) => keygen::run(a),
+            Command::Sign(a) => sign::run(a),
+            Command::Verify(a) => verify::run(a),
+            Command::Watch(a) => watch::run(a),
+            Command::Preflight(a) => preflight::run(a),
         }
     }
 }

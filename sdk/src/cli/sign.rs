@@ -37,7 +37,8 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
         .expires
         .as_deref()
         .map(str::parse::<UtcTime>)
-        .transpose()?;
+        .transpose()
+        .map_err(SigningError::from)?;
     let password = if abkit_signing::key_is_encrypted(&args.key)? {
         match password_from_env()? {
             Some(p) => Some(p),

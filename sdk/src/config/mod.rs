@@ -12,15 +12,9 @@ use std::path::{Path, PathBuf};
 
 pub use validate::STRATEGY_BUILTIN;
 
-/// Name pattern shared by plugins: `[a-z0-9][a-z0-9_-]{0,63}` (see `docs/plugin-signing.md`).
-pub fn is_valid_plugin_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 64
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter()
-            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
-}
+/// Name pattern shared by plugins: `[a-z0-9][a-z0-9_-]{0,63}` (see `docs/plugin-signing.md`); the
+/// same rule the signer and the signed-metadata parser apply (one home: `abkit_signing::metadata`).
+pub use abkit_signing::metadata::is_valid_name as is_valid_plugin_name;
 
 /// A validated configuration: every experiment can be evaluated without error.
 #[derive(Debug, Clone, PartialEq)]

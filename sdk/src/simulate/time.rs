@@ -1,6 +1,8 @@
 //! The simulation clock: `--time` as RFC 3339 or milliseconds since the Unix epoch.
 
 use super::error::SimulateError;
+// The one UTC calendar of abkit (also behind signed expiry times): std only.
+use abkit_signing::metadata::{days_from_civil, days_in_month};
 
 /// The system clock now, in ms since the Unix epoch (0 if the clock is before 1970).
 pub fn now_ms() -> u64 {
@@ -86,22 +88,7 @@ pub fn parse_time(text: &str) -> Result<u64, SimulateError> {
         }
         _ => return Err(fail("it needs a UTC offset at the end: Z or +HH:MM")),
     };
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let days_in_month = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month[(month - 1) as usize] {
+    if !days_in_month(year, month).is_some_and(|n| (1..=n).contains(&day)) {
         return Err(fail("the date does not exist"));
     }
     if hour > 23 || minute > 59 || second > 60 {
@@ -126,17 +113,6 @@ impl WithPosition for SimulateError {
             other => other,
         }
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

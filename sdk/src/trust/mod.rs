@@ -39,9 +39,9 @@ mod ledger;
 mod metadata;
 mod store;
 
+pub(crate) use abkit_signing::metadata::format_utc;
 pub use error::TrustError;
 pub use ledger::{VersionLedger, LEDGER_FILE};
-pub(crate) use metadata::format_utc;
 pub use metadata::{parse_trusted_comment, ParsedComment, SignedMetadata};
 pub use store::{signature_text, TrustStore};
 
@@ -50,8 +50,8 @@ use std::path::Path;
 
 /// Largest signature file read: 4 KiB.
 pub const SIGNATURE_MAX_BYTES: u64 = 4096;
-/// Largest plugin file read: 256 MiB.
-pub const PLUGIN_MAX_BYTES: u64 = 256 << 20;
+/// Largest plugin file read: 256 MiB (the limit `abkit sign` enforces too: one constant for both).
+pub use abkit_signing::metadata::PLUGIN_MAX_BYTES;
 
 /// What a file is read as (for limits and messages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,9 +1,10 @@
 //! [`TrustStore`]: the trusted public keys, and the verification of one plugin against them.
 
 use super::envelope::{self, key_id_hex};
-use super::metadata::{format_utc, hex, parse_trusted_comment, SignedMetadata};
+use super::metadata::{parse_trusted_comment, SignedMetadata};
 use super::{read_capped, FileKind, TrustError};
 use crate::config::TrustConfig;
+use abkit_signing::metadata::{format_utc, hex};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use std::time::{SystemTime, UNIX_EPOCH};

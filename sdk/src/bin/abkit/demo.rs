@@ -1,13 +1,15 @@
 //! `abkit demo`: a guided tour on the embedded demo configuration. Ends by itself in seconds.
 
-use super::CliError;
-use crate::{Attribute, Config, Reason, Sdk, Unit};
+use abkit::cli::CliError;
+use abkit::{Attribute, Config, Reason, Sdk, Unit};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
+mod plugins;
+
 /// The embedded demo configuration.
-pub const DEMO_CONFIG: &str = include_str!("demo.toml");
+const DEMO_CONFIG: &str = include_str!("demo.toml");
 
 /// Arguments of `abkit demo`.
 #[derive(Debug, clap::Args)]
@@ -21,9 +23,9 @@ pub struct Args {
     plugins_dir: Option<std::path::PathBuf>,
 }
 
-pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
+pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
     let config = Config::from_toml_str(DEMO_CONFIG, "demo.toml (embedded)", Path::new("."))
-        .map_err(crate::Error::from)?;
+        .map_err(abkit::Error::from)?;
     let sdk = Sdk::from_config(config)?;
     let snap = sdk.snapshot();
     let n = snap.config().experiments.len();
@@ -124,7 +126,7 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
     }
     let ns = start.elapsed().as_nanos() as f64 / f64::from(n);
     println!("  {n} assignments of checkout_button: {ns:.0} ns each ({enrolled} enrolled); see README 'Performance' for the benchmark");
-    super::demo_plugins::run(args.plugins_dir.as_deref())?;
+    plugins::run(args.plugins_dir.as_deref())?;
     println!("\ndemo done.");
     Ok(ExitCode::SUCCESS)
 }

@@ -3,10 +3,11 @@
 //! a new signed version goes live, a rollback, a biased strategy and a tampered file are
 //! refused with their reasons, and a fresh start on the tampered file falls back to the builtin.
 
-use super::CliError;
-use crate::guard::GuardConfig;
-use crate::reload::ReloadReport;
-use crate::{Attribute, DecidedBy, Sdk, Unit};
+use abkit::cli::CliError;
+use abkit::config::PreflightConfig;
+use abkit::guard::GuardConfig;
+use abkit::reload::ReloadReport;
+use abkit::{Attribute, DecidedBy, Sdk, Unit};
 use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,8 @@ use std::time::Instant;
 
 const STRATEGIES: [&str; 3] = ["weighted-hash", "switchback", "cluster"];
 
+/// The workspace this binary was built from (the demo builds the plugins there: it is run from
+/// a checkout, with `cargo demo`).
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -242,11 +245,9 @@ pub(super) fn run(prebuilt: Option<&Path>) -> Result<(), CliError> {
         Sdk::builder()
             .guards(GuardConfig::default())
             // Every new artifact runs in a child `abkit preflight` first (this very binary).
-            .preflight(crate::config::PreflightConfig::new(
-                std::env::current_exe().map_err(|e| {
-                    CliError::Invalid(format!("cannot find this abkit binary for preflight: {e}"))
-                })?,
-            ))
+            .preflight(PreflightConfig::new(std::env::current_exe().map_err(
+                |e| CliError::Invalid(format!("cannot find this abkit binary for preflight: {e}")),
+            )?))
             .build_from_file(&config)?,
     );
     println!(
