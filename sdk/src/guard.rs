@@ -20,7 +20,7 @@
 //!   fails both samples (the 55/45 fixture: p ~ 1e-40 in each).
 //!
 //!   Strategies that randomise by an attribute (switchback, cluster: a `strategy_config` key
-//!   ending in `attribute`) are not assessed ("not assessed: randomised by <attribute>"): a
+//!   ending in `attribute`) are not assessed (`not assessed: randomised by <attribute>`): a
 //!   population without that attribute says nothing about them. Until strategies declare
 //!   their randomisation unit (ABI 0.2), that key is the guess.
 //! - **reassignment**: for experiments with `max_reassignment`, the share of units enrolled

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! No path on any file system is opened after verification: the bytes that are mapped are the
-//! bytes that were verified ([`sealed`]). Libraries are never unloaded (unloading Rust cdylibs
+//! bytes that were verified (the `sealed` module: a sealed memfd). Libraries are never unloaded (unloading Rust cdylibs
 //! is unsound in practice): each distinct set of bytes is mapped once per process and reused
 //! through an in-process map from SHA-256 to the loaded module; [`loaded_libraries`] counts them.
 
