@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{abkit, text};
+use common::{abkit, system_library, text};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -22,21 +22,6 @@ fn all(out: &Output) -> String {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// This machine's C library: a real ELF shared object that passes the ELF and dependency
-/// checks, standing in for a plugin (read at test time, never loaded by these tests).
-fn system_library() -> Vec<u8> {
-    [
-        "/lib/x86_64-linux-gnu/libc.so.6",
-        "/usr/lib/x86_64-linux-gnu/libc.so.6",
-        "/lib/aarch64-linux-gnu/libc.so.6",
-        "/usr/lib/aarch64-linux-gnu/libc.so.6",
-        "/lib64/libc.so.6",
-    ]
-    .iter()
-    .find_map(|p| std::fs::read(p).ok())
-    .expect("a C library to stand in for a plugin")
 }
 
 fn write(dir: &Path, name: &str, body: &[u8]) -> PathBuf {

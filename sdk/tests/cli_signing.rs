@@ -2,6 +2,9 @@
 #![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::system_library;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -32,19 +35,6 @@ fn expect(out: &Output, code: i32) -> (String, String) {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-fn system_library() -> Vec<u8> {
-    [
-        "/lib/x86_64-linux-gnu/libc.so.6",
-        "/usr/lib/x86_64-linux-gnu/libc.so.6",
-        "/lib/aarch64-linux-gnu/libc.so.6",
-        "/usr/lib/aarch64-linux-gnu/libc.so.6",
-        "/lib64/libc.so.6",
-    ]
-    .iter()
-    .find_map(|p| std::fs::read(p).ok())
-    .expect("a C library to stand in for a plugin")
 }
 
 struct Setup {

@@ -23,3 +23,19 @@ pub fn abkit(args: &[&str], stdin: Option<&[u8]>) -> Output {
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// This machine's C library: a real ELF shared object that passes the ELF and dependency
+/// checks, standing in for a plugin in CLI tests (read at test time, never committed, never
+/// loaded by the tests).
+pub fn system_library() -> Vec<u8> {
+    [
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        "/lib/aarch64-linux-gnu/libc.so.6",
+        "/usr/lib/aarch64-linux-gnu/libc.so.6",
+        "/lib64/libc.so.6",
+    ]
+    .iter()
+    .find_map(|p| std::fs::read(p).ok())
+    .expect("a C library to stand in for a plugin")
+}
