@@ -421,13 +421,27 @@ fn row17_other_major_api_version_is_refused() {
     let env = TestEnv::new();
     let lib = env.install(&fixture("api-v9"), "plugins/v9.so", "api-v9", 1);
     let sdk = sdk_for(&env, "api-v9", &lib, None);
-    assert_refused(&sdk, "api-v9", "incompatible_api_version");
+    assert_refused(&sdk, "api-v9", "abi_version");
     assert!(sdk.status().plugins[0]
         .refusal
         .clone()
         .unwrap()
         .message
         .contains("9.0.0"));
+}
+
+#[test]
+fn row17b_a_plugin_built_for_abi_0_1_is_refused_naming_both_versions() {
+    let env = TestEnv::new();
+    let lib = env.install(&fixture("api-v0-1"), "plugins/v01.so", "api-v0-1", 1);
+    let sdk = sdk_for(&env, "api-v0-1", &lib, None);
+    assert_refused(&sdk, "api-v0-1", "abi_version");
+    let message = sdk.status().plugins[0].refusal.clone().unwrap().message;
+    assert!(
+        message.contains("0.1.0") && message.contains("0.2.0"),
+        "both versions are named: {message}"
+    );
+    assert!(message.contains("rebuild"), "{message}");
 }
 
 #[test]

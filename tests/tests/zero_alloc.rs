@@ -41,6 +41,7 @@ fn assign_allocates_nothing_on_any_path() {
     let fr = [Attribute::new("country", "FR")];
     // Warm up: first use of thread-locals (arc-swap debts) may allocate once per thread.
     sdk.assign("full", &Unit::new("warm").with_attributes(&us));
+    let full = sdk.handle("full"); // resolved ahead: the handle path is measured too
 
     let region = Region::new(GLOBAL);
     let mut enrolled = 0u64;
@@ -57,6 +58,10 @@ fn assign_allocates_nothing_on_any_path() {
                     .is_enrolled(),
             );
         }
+    }
+    for id in &ids[..1000] {
+        let unit = Unit::new(id).with_attributes(&us);
+        enrolled += u64::from(sdk.assign_handle(&full, &unit).is_enrolled());
     }
     enrolled += u64::from(sdk.assign("full", &Unit::new("forced")).is_enrolled());
     enrolled += u64::from(
@@ -101,13 +106,15 @@ fn assign_through_a_loaded_plugin_allocates_nothing() {
         sdk.status()
     );
 
+    let handle = sdk.handle("exp");
     let region = Region::new(GLOBAL);
     let mut enrolled = 0u64;
     for id in &ids {
         enrolled += u64::from(sdk.assign("exp", &Unit::new(id)).is_enrolled());
+        enrolled += u64::from(sdk.assign_handle(&handle, &Unit::new(id)).is_enrolled());
     }
     let change = region.change();
-    assert_eq!(enrolled, 10_000);
+    assert_eq!(enrolled, 20_000);
     assert_eq!(
         (change.allocations, change.reallocations),
         (0, 0),
