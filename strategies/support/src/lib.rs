@@ -17,9 +17,6 @@
 //! ```
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-#[cfg(feature = "alloc-counter")]
-pub mod alloc_counter;
-
 use abkit_bucketing::{Salted, VariantRanges};
 use abkit_strategy_api::{Decision, ExperimentSpec};
 use serde::de::DeserializeOwned;

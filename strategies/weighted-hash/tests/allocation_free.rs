@@ -1,12 +1,15 @@
-//! `assign` allocates nothing once warm: a counting global allocator proves it.
+//! `assign` allocates nothing: `stats_alloc`'s counting global allocator proves it.
 #![allow(clippy::unwrap_used)]
 
 use abkit_strategy_api::{Decision, ExperimentSpec, Request};
-use abkit_strategy_support::alloc_counter::{allocations_during, CountingAllocator};
 use abkit_strategy_weighted_hash::abkit_root_module;
 
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use std::alloc::System;
+
+// Process-wide counts: this binary has one test, so nothing else allocates meanwhile.
 #[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 #[test]
 fn assign_through_the_exported_box_allocates_nothing_once_warm() {
@@ -18,14 +21,17 @@ fn assign_through_the_exported_box_allocates_nothing_once_warm() {
         .map(|i| format!("user-{i}-{}", "x".repeat(i % 150)))
         .collect();
 
-    let (enrolled, allocations) = allocations_during(|| {
+    let region = Region::new(GLOBAL);
+    let enrolled = (|| {
         let mut enrolled = 0;
         for id in &ids {
             let request = Request::at(id, &[], 0);
             enrolled += usize::from(matches!(strategy.assign(&request), Decision::Variant(_)));
         }
         enrolled
-    });
+    })();
+    let change = region.change();
+    let allocations = change.allocations + change.reallocations;
     assert!(enrolled > 1_000, "sanity: some units enrolled ({enrolled})");
     assert_eq!(allocations, 0);
 }
