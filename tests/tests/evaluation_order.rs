@@ -100,21 +100,18 @@ fn layer_bucket_uses_the_layer_salt_and_the_variant_the_experiment_salt() {
 #[test]
 fn a_unit_without_a_required_attribute_is_missing_attribute_and_the_plugin_is_not_called() {
     use abkit_tests::env::{plugin_experiment_toml, TestEnv};
-    for (plugin, config, attribute) in [
-        ("cluster", r#"{ cluster_attribute = "team" }"#, "team"),
+    use abkit_tests::fixtures::{reference, rf};
+    for (library, config, attribute) in [
+        (rf::CLUSTER, r#"{ cluster_attribute = "team" }"#, "team"),
         (
-            "switchback",
+            rf::SWITCHBACK,
             r#"{ window_minutes = 30, region_attribute = "city" }"#,
             "city",
         ),
     ] {
+        let plugin = library.name;
         let env = TestEnv::new();
-        let lib = env.install(
-            &abkit_tests::fixtures::reference(plugin),
-            "plugins/p.so",
-            plugin,
-            1,
-        );
+        let lib = env.install(&reference(library), "plugins/p.so", plugin, 1);
         let path = env.write_config(&plugin_experiment_toml(plugin, &lib, Some(config)), false);
         let sdk = Sdk::from_file(path).unwrap();
         let calls = |sdk: &Sdk| sdk.status().experiments[0].counters.unwrap().calls;

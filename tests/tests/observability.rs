@@ -5,7 +5,7 @@ use abkit::exposure::{Exposure, ExposureChannel};
 use abkit::probe::ProbeConfig;
 use abkit::{DecidedBy, Reason, Sdk, Unit};
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};
-use abkit_tests::fixtures::reference;
+use abkit_tests::fixtures::{reference, rf};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -68,7 +68,7 @@ fn a_full_exposure_channel_drops_and_counts_instead_of_blocking() {
 fn exposures_carry_the_plugin_provenance() {
     let env = TestEnv::new();
     let lib = env.install(
-        &reference("weighted-hash"),
+        &reference(rf::WEIGHTED_HASH),
         "plugins/wh.so",
         "weighted-hash",
         7,

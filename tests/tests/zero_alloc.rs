@@ -85,7 +85,7 @@ fn assign_through_a_loaded_plugin_allocates_nothing() {
     use abkit_tests::env::{plugin_experiment_toml, TestEnv};
     let env = TestEnv::new();
     let lib = env.install(
-        &abkit_tests::fixtures::reference("weighted-hash"),
+        &abkit_tests::fixtures::reference(abkit_tests::fixtures::rf::WEIGHTED_HASH),
         "plugins/wh.so",
         "weighted-hash",
         1,

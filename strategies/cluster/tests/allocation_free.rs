@@ -20,7 +20,7 @@ fn assign_through_the_exported_box_allocates_nothing_once_warm() {
     let teams: Vec<String> = (0..1_000).map(|i| format!("team-{i}")).collect();
 
     let region = Region::new(GLOBAL);
-    let enrolled = (|| {
+    let enrolled = {
         let mut enrolled = 0;
         for team in &teams {
             let attrs = [Attribute::new("team_id", team)];
@@ -33,7 +33,7 @@ fn assign_through_the_exported_box_allocates_nothing_once_warm() {
                 strategy.assign(&Request::at("user-2", &[], 0)),
                 Decision::Variant(_)
             ))
-    })();
+    };
     let change = region.change();
     let allocations = change.allocations + change.reallocations;
     assert_eq!(enrolled, 1_001);

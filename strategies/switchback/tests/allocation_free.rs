@@ -20,7 +20,7 @@ fn assign_through_the_exported_box_allocates_nothing_once_warm() {
     let cities: Vec<String> = (0..100).map(|i| format!("city-{i}")).collect();
 
     let region = Region::new(GLOBAL);
-    let enrolled = (|| {
+    let enrolled = {
         let mut enrolled = 0;
         for (i, city) in cities.iter().enumerate() {
             let attrs = [Attribute::new("city", city)];
@@ -32,7 +32,7 @@ fn assign_through_the_exported_box_allocates_nothing_once_warm() {
         // A unit without the region (not enrolled by default) allocates nothing either.
         enrolled
             + usize::from(strategy.assign(&Request::at("user-1", &[], 0)) == Decision::NotEnrolled)
-    })();
+    };
     let change = region.change();
     let allocations = change.allocations + change.reallocations;
     assert_eq!(enrolled, 100 * 100 + 1);

@@ -22,14 +22,14 @@ fn assign_through_the_exported_box_allocates_nothing_once_warm() {
         .collect();
 
     let region = Region::new(GLOBAL);
-    let enrolled = (|| {
+    let enrolled = {
         let mut enrolled = 0;
         for id in &ids {
             let request = Request::at(id, &[], 0);
             enrolled += usize::from(matches!(strategy.assign(&request), Decision::Variant(_)));
         }
         enrolled
-    })();
+    };
     let change = region.change();
     let allocations = change.allocations + change.reallocations;
     assert!(enrolled > 1_000, "sanity: some units enrolled ({enrolled})");
