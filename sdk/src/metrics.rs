@@ -7,6 +7,8 @@
 //! | `abkit_fallbacks_total` | `experiment`, `reason` (plugin errors, invalid answers, demotion) |
 //! | `abkit_assignments_total` | `experiment`, `variant` (empty when not enrolled) |
 //! | `abkit_exposures_dropped_total` | (none): exposure events dropped by a full [`crate::exposure::ExposureChannel`] |
+//! | `abkit_exposures_deduplicated_total` | (none): exposure events dropped as repeats by an [`crate::exposure::ExposureDedup`] |
+//! | `abkit_exposures_passed_total` | (none): exposure events an [`crate::exposure::ExposureDedup`] let through |
 //!
 //! Per-experiment handles are registered when a snapshot is built: install the recorder
 //! before building the [`crate::Sdk`] (a recorder installed later is picked up at the next reload).
