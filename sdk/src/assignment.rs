@@ -53,10 +53,17 @@ pub enum Reason {
     Disabled,
     /// A forced override for this unit id.
     Override,
+    /// A holdout covering the experiment holds the unit out.
+    Holdout,
     /// The unit's attributes do not meet the targeting conditions.
     NotTargeted,
+    /// The prerequisite experiment (`requires`) did not assign the unit to an admitted variant.
+    Prerequisite,
     /// The unit's layer bucket is outside the experiment's slice.
     OutsideLayer,
+    /// The unit has none of the attributes a `bucket_by` lists (of the experiment, its layer,
+    /// or a holdout covering it), so there is nothing to hash.
+    MissingBucketKey,
     /// The unit lacks an attribute (or has it empty) that the experiment's strategy declared
     /// it cannot decide without, e.g. the cluster a cluster strategy randomises by. The
     /// strategy was not called.
@@ -69,12 +76,15 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in evaluation order.
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 11] = [
         Reason::UnknownExperiment,
         Reason::Disabled,
         Reason::Override,
+        Reason::Holdout,
         Reason::NotTargeted,
+        Reason::Prerequisite,
         Reason::OutsideLayer,
+        Reason::MissingBucketKey,
         Reason::MissingAttribute,
         Reason::OutsideCoverage,
         Reason::Assigned,
@@ -86,7 +96,10 @@ impl Reason {
             Reason::UnknownExperiment => "unknown_experiment",
             Reason::Disabled => "disabled",
             Reason::Override => "override",
+            Reason::Holdout => "holdout",
             Reason::NotTargeted => "not_targeted",
+            Reason::Prerequisite => "prerequisite",
+            Reason::MissingBucketKey => "missing_bucket_key",
             Reason::OutsideLayer => "outside_layer",
             Reason::MissingAttribute => "missing_attribute",
             Reason::OutsideCoverage => "outside_coverage",

@@ -1,5 +1,5 @@
 //! The evaluation order of one experiment (spec `bucketing-v1`, "Evaluation order"):
-//! disabled -> override -> targeting -> layer slice -> strategy.
+//! disabled -> override -> holdout -> targeting -> prerequisite -> layer slice -> strategy.
 
 use crate::assignment::{Assignment, DecidedBy, FallbackReason, Reason, Variant};
 use crate::bucketer::{Bucketer, LayerGate};
@@ -97,6 +97,63 @@ impl std::fmt::Debug for Counters {
 /// One targeting condition: an attribute and the values it may take.
 type Targeting = (Box<str>, Box<[Box<str>]>);
 
+/// What a step hashes for a unit (`bucket_by`): the first listed attribute the unit has with a
+/// non-empty value, `"unit"` naming the unit id; with no list, the unit id.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BucketKey(Box<[Box<str>]>);
+
+impl BucketKey {
+    pub(crate) fn of(list: &[String]) -> Self {
+        BucketKey(list.iter().map(|k| k.as_str().into()).collect())
+    }
+
+    /// The value to hash, or `None` when the unit has none of the listed attributes.
+    #[inline]
+    pub(crate) fn value<'u>(&self, unit: &Unit<'u>) -> Option<&'u str> {
+        if self.0.is_empty() {
+            return Some(unit.id());
+        }
+        for k in self.0.iter() {
+            if &**k == "unit" {
+                return Some(unit.id());
+            }
+            if let Some(v) = unit.attribute(k).filter(|v| !v.is_empty()) {
+                return Some(v);
+            }
+        }
+        None
+    }
+}
+
+/// A holdout, compiled: its salt, share and bucket key.
+#[derive(Debug)]
+pub(crate) struct CompiledHoldout {
+    salt: abkit_bucketing::Salted,
+    coverage_bp: u32,
+    key: BucketKey,
+}
+
+impl CompiledHoldout {
+    pub(crate) fn new(h: &crate::config::HoldoutConfig) -> Self {
+        CompiledHoldout {
+            salt: abkit_bucketing::Salted::new(h.salt.as_bytes()),
+            coverage_bp: h.coverage_bp,
+            key: BucketKey::of(&h.bucket_by),
+        }
+    }
+
+    /// `Some(true)` held out, `Some(false)` not, `None` the unit has no bucket key for it.
+    #[inline]
+    fn holds_out(&self, unit: &Unit<'_>) -> Option<bool> {
+        let value = self.key.value(unit)?;
+        Some(self.salt.bucket(value.as_bytes()) < self.coverage_bp)
+    }
+}
+
+/// Deepest prerequisite chain evaluated (validation refuses longer chains and cycles; this is
+/// the belt to those braces).
+const MAX_DEPTH: u8 = crate::config::MAX_PREREQUISITE_DEPTH as u8;
+
 /// One experiment, compiled for evaluation: every lookup table precomputed.
 #[derive(Debug)]
 pub(crate) struct CompiledExperiment {
@@ -105,9 +162,13 @@ pub(crate) struct CompiledExperiment {
     variant_names: Box<[&'static str]>,
     overrides: FxHashMap<Box<str>, u32>,
     targeting: Box<[Targeting]>,
-    layer: Option<LayerGate>,
+    layer: Option<(LayerGate, BucketKey)>,
     bucketer: Bucketer,
     decider: Decider,
+    holdouts: Box<[Arc<CompiledHoldout>]>,
+    /// The prerequisite: index of the required experiment in the snapshot, admitted variants.
+    requires: Option<(usize, Box<[u32]>)>,
+    key: BucketKey,
 }
 
 impl CompiledExperiment {
@@ -125,13 +186,14 @@ impl CompiledExperiment {
         e: &ExperimentConfig,
         config: &Config,
         decider: Decider,
+        holdouts: &[(crate::config::HoldoutConfig, Arc<CompiledHoldout>)],
     ) -> Result<Self, abkit_bucketing::RangesError> {
         let bucketer = Bucketer::new(&e.salt, &e.weights(), e.coverage_bp)?;
         let layer = e.layer.as_ref().map(|s| {
-            let salt = config
-                .layer(&s.layer)
-                .map_or(s.layer.as_str(), |l| l.salt.as_str());
-            LayerGate::new(salt, s.start, s.end)
+            let layer = config.layer(&s.layer);
+            let salt = layer.map_or(s.layer.as_str(), |l| l.salt.as_str());
+            let key = layer.map_or_else(BucketKey::default, |l| BucketKey::of(&l.bucket_by));
+            (LayerGate::new(salt, s.start, s.end), key)
         });
         Ok(CompiledExperiment {
             counters: Counters::register(e),
@@ -155,7 +217,25 @@ impl CompiledExperiment {
             layer,
             bucketer,
             decider,
+            holdouts: holdouts
+                .iter()
+                .filter(|(h, _)| h.covers(e))
+                .map(|(_, c)| Arc::clone(c))
+                .collect(),
+            requires: None,
+            key: BucketKey::of(&e.bucket_by),
         })
+    }
+
+    /// Points the prerequisite at the required experiment's index in the snapshot (a key that
+    /// is not there leaves the experiment unable to enrol anybody: validation prevents it).
+    pub(crate) fn resolve_requirement(&mut self, index_of: impl Fn(&str) -> Option<usize>) {
+        self.requires = self.config.requires.as_ref().map(|r| {
+            (
+                index_of(&r.experiment).unwrap_or(usize::MAX),
+                r.variants.clone().into_boxed_slice(),
+            )
+        });
     }
 
     /// What decides, for status: a description and live counters when a plugin serves.
@@ -182,11 +262,17 @@ impl CompiledExperiment {
         }
     }
 
-    /// Evaluates one unit; live answers (the system clock) are counted in the metrics,
-    /// answers at a fixed time (simulations, probes, guards) are not. Allocation-free.
+    /// Evaluates one unit (`all`: every experiment of the snapshot, for prerequisites); live
+    /// answers (the system clock) are counted in the metrics, answers at a fixed time
+    /// (simulations, probes, guards) are not. Allocation-free.
     #[inline]
-    pub(crate) fn evaluate(&self, unit: &Unit<'_>, clock: Clock) -> Assignment {
-        let a = self.decide(unit, clock);
+    pub(crate) fn evaluate(
+        &self,
+        all: &[CompiledExperiment],
+        unit: &Unit<'_>,
+        clock: Clock,
+    ) -> Assignment {
+        let a = self.decide(all, unit, clock, 0);
         if let Clock::System = clock {
             self.counters.count(&a);
         }
@@ -194,7 +280,13 @@ impl CompiledExperiment {
     }
 
     #[inline]
-    fn decide(&self, unit: &Unit<'_>, clock: Clock) -> Assignment {
+    fn decide(
+        &self,
+        all: &[CompiledExperiment],
+        unit: &Unit<'_>,
+        clock: Clock,
+        depth: u8,
+    ) -> Assignment {
         if !self.config.enabled {
             return Assignment::not_enrolled(Reason::Disabled);
         }
@@ -207,25 +299,49 @@ impl CompiledExperiment {
                 };
             }
         }
+        for h in self.holdouts.iter() {
+            match h.holds_out(unit) {
+                Some(false) => {}
+                Some(true) => return Assignment::not_enrolled(Reason::Holdout),
+                None => return Assignment::not_enrolled(Reason::MissingBucketKey),
+            }
+        }
         for (key, allowed) in self.targeting.iter() {
             match unit.attribute(key) {
                 Some(value) if allowed.iter().any(|a| **a == *value) => {}
                 _ => return Assignment::not_enrolled(Reason::NotTargeted),
             }
         }
-        if let Some(gate) = &self.layer {
-            if !gate.admits(unit.id()) {
+        if let Some((required, variants)) = &self.requires {
+            let met = depth < MAX_DEPTH
+                && all.get(*required).is_some_and(|r| {
+                    r.decide(all, unit, clock, depth + 1)
+                        .variant
+                        .is_some_and(|v| variants.contains(&v.index))
+                });
+            if !met {
+                return Assignment::not_enrolled(Reason::Prerequisite);
+            }
+        }
+        if let Some((gate, key)) = &self.layer {
+            let Some(value) = key.value(unit) else {
+                return Assignment::not_enrolled(Reason::MissingBucketKey);
+            };
+            if !gate.admits(value) {
                 return Assignment::not_enrolled(Reason::OutsideLayer);
             }
         }
+        let Some(id) = self.key.value(unit) else {
+            return Assignment::not_enrolled(Reason::MissingBucketKey);
+        };
         match &self.decider {
-            Decider::Builtin => self.builtin(unit, DecidedBy::Builtin),
+            Decider::Builtin => self.builtin(id, DecidedBy::Builtin),
             Decider::Plugin(s) if !s.is_demoted() && s.lacks_required(unit) => Assignment {
                 variant: None,
                 reason: Reason::MissingAttribute,
                 decided_by: DecidedBy::Plugin(s.identity),
             },
-            Decider::Plugin(s) if !s.is_demoted() => match s.decide(unit, clock.fixed_ms()) {
+            Decider::Plugin(s) if !s.is_demoted() => match s.decide(unit, id, clock.fixed_ms()) {
                 Ok(Some(index)) => Assignment {
                     variant: Some(self.variant(index)),
                     reason: Reason::Assigned,
@@ -236,16 +352,17 @@ impl CompiledExperiment {
                     reason: Reason::OutsideCoverage,
                     decided_by: DecidedBy::Plugin(s.identity),
                 },
-                Err(why) => self.builtin(unit, DecidedBy::Fallback(why)),
+                Err(why) => self.builtin(id, DecidedBy::Fallback(why)),
             },
-            Decider::Plugin(_) => self.builtin(unit, DecidedBy::Fallback(FallbackReason::Demoted)),
-            Decider::Fallback(why) => self.builtin(unit, DecidedBy::Fallback(*why)),
+            Decider::Plugin(_) => self.builtin(id, DecidedBy::Fallback(FallbackReason::Demoted)),
+            Decider::Fallback(why) => self.builtin(id, DecidedBy::Fallback(*why)),
         }
     }
 
+    /// `builtin:hash-v1` on the bucket key value `id` (the unit id unless `bucket_by`).
     #[inline]
-    fn builtin(&self, unit: &Unit<'_>, decided_by: DecidedBy) -> Assignment {
-        match self.bucketer.decide(unit.id()) {
+    fn builtin(&self, id: &str, decided_by: DecidedBy) -> Assignment {
+        match self.bucketer.decide(id) {
             Some(index) => Assignment {
                 variant: Some(self.variant(index)),
                 reason: Reason::Assigned,

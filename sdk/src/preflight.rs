@@ -42,7 +42,9 @@ pub(crate) struct Request {
     pub(crate) plugin: String,
     pub(crate) allowed_libraries: Vec<String>,
     pub(crate) experiments: Vec<WireExperiment>,
-    pub(crate) layers: Vec<(String, String)>,
+    /// Layers: name, salt, bucket_by.
+    pub(crate) layers: Vec<(String, String, Vec<String>)>,
+    pub(crate) holdouts: Vec<WireHoldout>,
     pub(crate) probe_units: usize,
     pub(crate) probe_p99_budget_us: u64,
     pub(crate) probe_deadline_ms: u64,
@@ -71,10 +73,28 @@ pub(crate) struct WireExperiment {
     layer: Option<(String, u32, u32)>,
     max_reassignment: Option<f64>,
     intended_change: bool,
+    bucket_by: Vec<String>,
+    /// Prerequisite: experiment key and variant indices.
+    requires: Option<(String, Vec<u32>)>,
+    /// Served by the plugin under preflight; `false`: a prerequisite of one that is, which the
+    /// child evaluates with the builtin (it cannot load other plugins).
+    this_plugin: bool,
+}
+
+/// A holdout as it crosses the process boundary.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct WireHoldout {
+    name: String,
+    salt: String,
+    coverage: f64,
+    coverage_bp: u32,
+    experiments: Vec<String>,
+    layers: Vec<String>,
+    bucket_by: Vec<String>,
 }
 
 impl WireExperiment {
-    fn of(e: &ExperimentConfig) -> Self {
+    fn of(e: &ExperimentConfig, this_plugin: bool) -> Self {
         WireExperiment {
             key: e.key.clone(),
             salt: e.salt.clone(),
@@ -92,6 +112,12 @@ impl WireExperiment {
             layer: e.layer.as_ref().map(|l| (l.layer.clone(), l.start, l.end)),
             max_reassignment: e.max_reassignment,
             intended_change: e.intended_change,
+            bucket_by: e.bucket_by.clone(),
+            requires: e
+                .requires
+                .as_ref()
+                .map(|r| (r.experiment.clone(), r.variants.clone())),
+            this_plugin,
         }
     }
 
@@ -103,7 +129,11 @@ impl WireExperiment {
             enabled: self.enabled,
             coverage: self.coverage,
             coverage_bp: self.coverage_bp,
-            strategy: StrategyRef::Plugin(plugin.to_string()),
+            strategy: if self.this_plugin {
+                StrategyRef::Plugin(plugin.to_string())
+            } else {
+                StrategyRef::Builtin
+            },
             strategy_config_json: self.strategy_config_json,
             variants: self
                 .variants
@@ -117,6 +147,13 @@ impl WireExperiment {
                 .map(|(layer, start, end)| LayerSlice { layer, start, end }),
             max_reassignment: self.max_reassignment,
             intended_change: self.intended_change,
+            bucket_by: self.bucket_by,
+            requires: self
+                .requires
+                .map(|(experiment, variants)| crate::config::Requirement {
+                    experiment,
+                    variants,
+                }),
         }
     }
 }
@@ -193,6 +230,31 @@ pub(crate) struct Response {
     pub(crate) answers: Vec<(String, GuardAnswers)>,
 }
 
+/// The plugin's experiments, then (transitively) the experiments they require, which the
+/// child evaluates with the builtin.
+fn with_prerequisites(experiments: &[&ExperimentConfig], config: &Config) -> Vec<WireExperiment> {
+    let mut out: Vec<WireExperiment> = experiments
+        .iter()
+        .map(|e| WireExperiment::of(e, true))
+        .collect();
+    let mut keys: Vec<String> = experiments.iter().map(|e| e.key.clone()).collect();
+    let mut i = 0;
+    while i < keys.len() {
+        let next = config
+            .experiment(&keys[i])
+            .and_then(|e| e.requires.as_ref())
+            .map(|r| r.experiment.clone());
+        if let Some(k) = next.filter(|k| !keys.contains(k)) {
+            if let Some(e) = config.experiment(&k) {
+                out.push(WireExperiment::of(e, false));
+                keys.push(k);
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
 impl Request {
     /// The request for plugin `plugin` serving `experiments` of `config` (its `bytes` length
     /// is set by [`run`], from the bytes it sends).
@@ -208,11 +270,24 @@ impl Request {
         Request {
             plugin: plugin.to_string(),
             allowed_libraries: config.trust.allowed_libraries(),
-            experiments: experiments.iter().map(|e| WireExperiment::of(e)).collect(),
+            experiments: with_prerequisites(experiments, config),
             layers: config
                 .layers
                 .iter()
-                .map(|l| (l.name.clone(), l.salt.clone()))
+                .map(|l| (l.name.clone(), l.salt.clone(), l.bucket_by.clone()))
+                .collect(),
+            holdouts: config
+                .holdouts
+                .iter()
+                .map(|h| WireHoldout {
+                    name: h.name.clone(),
+                    salt: h.salt.clone(),
+                    coverage: h.coverage,
+                    coverage_bp: h.coverage_bp,
+                    experiments: h.experiments.clone(),
+                    layers: h.layers.clone(),
+                    bucket_by: h.bucket_by.clone(),
+                })
                 .collect(),
             probe_units: probe.units,
             probe_p99_budget_us: probe.p99_budget.as_micros() as u64,
@@ -427,9 +502,23 @@ fn exercise(request: &Request, bytes: Vec<u8>) -> Response {
         layers: request
             .layers
             .iter()
-            .map(|(name, salt)| LayerConfig {
+            .map(|(name, salt, bucket_by)| LayerConfig {
                 name: name.clone(),
                 salt: salt.clone(),
+                bucket_by: bucket_by.clone(),
+            })
+            .collect(),
+        holdouts: request
+            .holdouts
+            .iter()
+            .map(|h| crate::config::HoldoutConfig {
+                name: h.name.clone(),
+                salt: h.salt.clone(),
+                coverage: h.coverage,
+                coverage_bp: h.coverage_bp,
+                experiments: h.experiments.clone(),
+                layers: h.layers.clone(),
+                bucket_by: h.bucket_by.clone(),
             })
             .collect(),
         trust: Default::default(),
@@ -444,7 +533,12 @@ fn exercise(request: &Request, bytes: Vec<u8>) -> Response {
         deadline: Duration::from_millis(request.probe_deadline_ms),
     };
     let deadline = Duration::from_millis(request.deadline_ms);
-    let refs: Vec<&ExperimentConfig> = config.experiments.iter().collect();
+    // Only the plugin's own experiments get its strategy; their prerequisites use the builtin.
+    let refs: Vec<&ExperimentConfig> = config
+        .experiments
+        .iter()
+        .filter(|e| matches!(e.strategy, StrategyRef::Plugin(_)))
+        .collect();
     let (strategies, _rejected) = match crate::plugins::instantiate(
         loaded,
         &refs,

@@ -138,7 +138,7 @@ pub(crate) fn probe(
         let mut fastest = Duration::MAX;
         for answer in &mut answers {
             let t = Instant::now();
-            *answer = strategy.call(&unit, Some(now_ms));
+            *answer = strategy.call(&unit, &id, Some(now_ms));
             fastest = fastest.min(t.elapsed());
             if started.elapsed() > cfg.deadline {
                 return Err(ProbeError::TooSlow {

@@ -93,19 +93,33 @@ impl Snapshot {
     ) -> Result<Snapshot, Error> {
         let mut experiments = Vec::with_capacity(config.experiments.len());
         let mut by_key = FxHashMap::default();
+        let holdouts: Vec<_> = config
+            .holdouts
+            .iter()
+            .map(|h| {
+                (
+                    h.clone(),
+                    Arc::new(crate::evaluation::CompiledHoldout::new(h)),
+                )
+            })
+            .collect();
         for (i, e) in config.experiments.iter().enumerate() {
             let decider = res
                 .deciders
                 .remove(&e.key)
                 .unwrap_or(Decider::Fallback(FallbackReason::PluginRefused));
-            let compiled = CompiledExperiment::compile(e, &config, decider).map_err(|err| {
-                Error::Experiment {
-                    experiment: e.key.clone(),
-                    message: err.to_string(),
-                }
-            })?;
+            let compiled =
+                CompiledExperiment::compile(e, &config, decider, &holdouts).map_err(|err| {
+                    Error::Experiment {
+                        experiment: e.key.clone(),
+                        message: err.to_string(),
+                    }
+                })?;
             by_key.insert(e.key.as_str().into(), i);
             experiments.push(compiled);
+        }
+        for c in &mut experiments {
+            c.resolve_requirement(|k| by_key.get(k).copied());
         }
         static SERIAL: AtomicU64 = AtomicU64::new(1);
         Ok(Snapshot {
@@ -191,7 +205,7 @@ impl Snapshot {
     #[inline]
     pub fn assign_id_at(&self, id: ExperimentId, unit: &Unit<'_>, now_ms: u64) -> Assignment {
         match self.experiments.get(id.0) {
-            Some(e) => e.evaluate(unit, Clock::Fixed(now_ms)),
+            Some(e) => e.evaluate(&self.experiments, unit, Clock::Fixed(now_ms)),
             None => Assignment::not_enrolled(Reason::UnknownExperiment),
         }
     }
@@ -207,7 +221,9 @@ impl Snapshot {
             self.resolve(handle, generation)
         };
         match slot.checked_sub(1) {
-            Some(i) => self.experiments[i as usize].evaluate(unit, Clock::System),
+            Some(i) => {
+                self.experiments[i as usize].evaluate(&self.experiments, unit, Clock::System)
+            }
             None => Assignment::not_enrolled(Reason::UnknownExperiment),
         }
     }
@@ -237,7 +253,7 @@ impl Snapshot {
     #[inline]
     fn assign_with(&self, key: &str, unit: &Unit<'_>, clock: Clock) -> Assignment {
         match self.by_key.get(key) {
-            Some(&i) => self.experiments[i].evaluate(unit, clock),
+            Some(&i) => self.experiments[i].evaluate(&self.experiments, unit, clock),
             None => Assignment::not_enrolled(Reason::UnknownExperiment),
         }
     }

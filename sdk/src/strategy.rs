@@ -424,11 +424,12 @@ impl PluginStrategy {
         was
     }
 
-    /// Calls the plugin once, without counting (the probe uses this).
+    /// Calls the plugin once for `unit` with `id` as the unit id (the unit's own id, or its
+    /// `bucket_by` value), without counting (the probe uses this).
     #[inline]
-    pub(crate) fn call(&self, unit: &Unit<'_>, fixed_now_ms: Option<u64>) -> Decision {
+    pub(crate) fn call(&self, unit: &Unit<'_>, id: &str, fixed_now_ms: Option<u64>) -> Decision {
         let request = Request {
-            unit_id: RStr::from_str(unit.id()),
+            unit_id: RStr::from_str(id),
             attributes: RSlice::from_slice(unit.attributes()),
             fixed_now_ms: fixed_now_ms.into(),
         };
@@ -447,6 +448,7 @@ impl PluginStrategy {
     pub(crate) fn decide(
         &self,
         unit: &Unit<'_>,
+        id: &str,
         fixed_now_ms: Option<u64>,
     ) -> Result<Option<u32>, FallbackReason> {
         // Fixed-time answers (simulations, probes, guards) say nothing about serving health: a
@@ -455,7 +457,7 @@ impl PluginStrategy {
         if serving {
             self.health.calls.incr();
         }
-        match self.call(unit, fixed_now_ms) {
+        match self.call(unit, id, fixed_now_ms) {
             Decision::Variant(i) if i < self.variants => Ok(Some(i)),
             Decision::NotEnrolled => Ok(None),
             Decision::Variant(i) => {

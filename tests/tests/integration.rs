@@ -23,6 +23,8 @@ mod reload_outcomes;
 mod signing_interop;
 #[path = "simulate.rs"]
 mod simulate;
+#[path = "targeting_features.rs"]
+mod targeting_features;
 #[path = "trust_refusals.rs"]
 mod trust_refusals;
 #[path = "watch.rs"]

@@ -23,6 +23,19 @@ layer = { name = "L", range = [0, 5000] }
 key = "off"
 enabled = false
 variants = [ { name = "a", weight = 1 } ]
+[[holdouts]]
+name = "h"
+coverage = 0.1
+experiments = ["by_account", "follows"]
+bucket_by = ["account_id", "unit"]
+[[experiments]]
+key = "by_account"
+bucket_by = ["account_id", "device_id"]
+variants = [ { name = "a", weight = 1 }, { name = "b", weight = 1 } ]
+[[experiments]]
+key = "follows"
+requires = { experiment = "full", variants = ["a", "c"] }
+variants = [ { name = "a", weight = 1 }, { name = "b", weight = 1 } ]
 "#;
 
 /// The allocation counter is process-wide, and the test harness allocates on its own thread
@@ -80,6 +93,7 @@ fn assign_allocates_nothing_on_any_path() {
     let long_id = "x".repeat(1000); // longer than the stack buffer: the streaming hash path
     let us = [Attribute::new("country", "US")];
     let fr = [Attribute::new("country", "FR")];
+    let account = [Attribute::new("account_id", "acct-1")];
     // Warm up: first use of thread-locals (arc-swap debts) may allocate once per thread.
     sdk.assign("full", &Unit::new("warm").with_attributes(&us));
     let full = sdk.handle("full"); // resolved ahead: the handle path is measured too
@@ -93,6 +107,9 @@ fn assign_allocates_nothing_on_any_path() {
             ("layered", &[][..]),
             ("off", &[][..]),
             ("missing", &[][..]),
+            ("by_account", &account[..]),
+            ("by_account", &[][..]),
+            ("follows", &us[..]),
         ] {
             enrolled += u64::from(
                 sdk.assign(exp, &Unit::new(id).with_attributes(attrs))

@@ -10,6 +10,7 @@ mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub(crate) use validate::MAX_PREREQUISITE_DEPTH;
 pub use validate::STRATEGY_BUILTIN;
 
 /// Name pattern shared by plugins: `[a-z0-9][a-z0-9_-]{0,63}` (see `docs/plugin-signing.md`); the
@@ -31,6 +32,8 @@ pub struct Config {
     pub reload: ReloadConfig,
     /// The `[preflight]` table: run every new plugin artifact in a child process first.
     pub preflight: Option<PreflightConfig>,
+    /// Holdouts (`[[holdouts]]`): units kept out of the experiments they list.
+    pub holdouts: Vec<HoldoutConfig>,
     /// Directory that relative paths are resolved against (the config file's directory).
     pub base_dir: PathBuf,
 }
@@ -82,6 +85,51 @@ pub struct ExperimentConfig {
     pub max_reassignment: Option<f64>,
     /// Marks a change as intended: the reassignment guard lets it through.
     pub intended_change: bool,
+    /// What is hashed instead of the unit id (`bucket_by`): the first of these attributes the
+    /// unit has (`"unit"` names the unit id). Empty: the unit id.
+    pub bucket_by: Vec<String>,
+    /// `requires`: the experiment enrols only units that another one assigns to one of the
+    /// listed variants.
+    pub requires: Option<Requirement>,
+}
+
+/// `requires = { experiment, variants }`: a prerequisite experiment and the variants of it
+/// whose units may enrol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirement {
+    /// The prerequisite experiment's key.
+    pub experiment: String,
+    /// Indices (in the prerequisite's variant list) of the variants that admit a unit.
+    pub variants: Vec<u32>,
+}
+
+/// A holdout: a share of units kept out of every experiment it covers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HoldoutConfig {
+    /// Its name (unique), e.g. `h2026`.
+    pub name: String,
+    /// Salt of the holdout bucket (defaults to the name).
+    pub salt: String,
+    /// The share held out, as a fraction.
+    pub coverage: f64,
+    /// The share held out in basis points: a unit is held out iff its holdout bucket is below.
+    pub coverage_bp: u32,
+    /// Experiments it covers by key; `["*"]` covers every experiment.
+    pub experiments: Vec<String>,
+    /// Layers whose experiments it covers.
+    pub layers: Vec<String>,
+    /// What is hashed (as an experiment's `bucket_by`); empty: the unit id.
+    pub bucket_by: Vec<String>,
+}
+
+impl HoldoutConfig {
+    /// Whether the holdout covers experiment `e`.
+    pub fn covers(&self, e: &ExperimentConfig) -> bool {
+        self.experiments.iter().any(|k| k == "*" || *k == e.key)
+            || e.layer
+                .as_ref()
+                .is_some_and(|s| self.layers.contains(&s.layer))
+    }
 }
 
 impl ExperimentConfig {
@@ -118,6 +166,8 @@ pub struct LayerConfig {
     pub name: String,
     /// Salt of the layer bucket (defaults to the name).
     pub salt: String,
+    /// What the layer bucket hashes (as an experiment's `bucket_by`); empty: the unit id.
+    pub bucket_by: Vec<String>,
 }
 
 /// The `[preflight]` table (or `SdkBuilder::preflight`): before an artifact not yet accepted in

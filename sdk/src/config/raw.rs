@@ -16,6 +16,27 @@ pub(crate) struct RawConfig {
     pub plugins: Vec<RawPlugin>,
     pub reload: Option<RawReload>,
     pub preflight: Option<RawPreflight>,
+    pub holdouts: Vec<RawHoldout>,
+}
+
+/// One `[[holdouts]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawHoldout {
+    pub name: Option<String>,
+    pub salt: Option<String>,
+    pub coverage: Option<f64>,
+    pub experiments: Option<Vec<String>>,
+    pub layers: Option<Vec<String>>,
+    pub bucket_by: Option<Vec<String>>,
+}
+
+/// `requires = { experiment, variants }` of an experiment.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawRequires {
+    pub experiment: Option<String>,
+    pub variants: Option<Vec<String>>,
 }
 
 /// The `[preflight]` table.
@@ -49,6 +70,8 @@ pub(crate) struct RawExperiment {
     pub layer: Option<RawLayerSlice>,
     pub max_reassignment: Option<f64>,
     pub intended_change: Option<bool>,
+    pub bucket_by: Option<Vec<String>>,
+    pub requires: Option<RawRequires>,
 }
 
 /// One entry of `variants`.
@@ -73,6 +96,7 @@ pub(crate) struct RawLayerSlice {
 pub(crate) struct RawLayer {
     pub name: Option<String>,
     pub salt: Option<String>,
+    pub bucket_by: Option<Vec<String>>,
 }
 
 /// The `[trust]` table.

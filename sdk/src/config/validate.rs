@@ -99,7 +99,9 @@ fn validate(raw: RawConfig, base_dir: &Path, issues: &mut Issues) -> Config {
     let trust = validate_trust(&raw, base_dir, issues);
 
     let mut experiments = Vec::with_capacity(raw.experiments.len());
+    let mut requires = Vec::with_capacity(raw.experiments.len());
     let mut seen_keys: HashMap<String, usize> = HashMap::new();
+    let raw_holdouts = raw.holdouts;
     for (i, e) in raw.experiments.into_iter().enumerate() {
         let at = format!("experiments[{i}]");
         if let Some(key) = &e.key {
@@ -109,10 +111,12 @@ fn validate(raw: RawConfig, base_dir: &Path, issues: &mut Issues) -> Config {
                 seen_keys.insert(key.clone(), i);
             }
         }
-        if let Some(exp) = validate_experiment(e, &at, &plugin_names, issues) {
+        if let Some((exp, req)) = validate_experiment(e, &at, &plugin_names, issues) {
             experiments.push((at, exp));
+            requires.push(req);
         }
     }
+    resolve_requirements(&mut experiments, requires, issues);
 
     // Layers: implied ones get salt = name; slices of one layer must not overlap.
     for (_, e) in &experiments {
@@ -121,6 +125,7 @@ fn validate(raw: RawConfig, base_dir: &Path, issues: &mut Issues) -> Config {
                 layers.push(LayerConfig {
                     name: slice.layer.clone(),
                     salt: slice.layer.clone(),
+                    bucket_by: Vec::new(),
                 });
             }
         }
@@ -150,8 +155,10 @@ fn validate(raw: RawConfig, base_dir: &Path, issues: &mut Issues) -> Config {
         }
     }
 
+    let holdouts = validate_holdouts(raw_holdouts, &experiments, &layers, issues);
     Config {
         experiments: experiments.into_iter().map(|(_, e)| e).collect(),
+        holdouts,
         layers,
         trust,
         plugins,
@@ -161,12 +168,15 @@ fn validate(raw: RawConfig, base_dir: &Path, issues: &mut Issues) -> Config {
     }
 }
 
+/// A validated experiment, and its `requires` as written (experiment key, variant names).
+type ValidatedExperiment = (ExperimentConfig, Option<(String, Vec<String>)>);
+
 fn validate_experiment(
     e: RawExperiment,
     at: &str,
     plugin_names: &HashSet<&str>,
     issues: &mut Issues,
-) -> Option<ExperimentConfig> {
+) -> Option<ValidatedExperiment> {
     let start = issues.0.len();
     let key = match e.key {
         Some(k) if !k.is_empty() => k,
@@ -254,6 +264,20 @@ fn validate_experiment(
         targeting.push((attr, values));
     }
     let layer = e.layer.and_then(|l| validate_slice(l, at, issues));
+    let bucket_by = validate_bucket_by(e.bucket_by, &format!("{at}.bucket_by"), issues);
+    // `requires` names its variants; they are resolved to indices once every experiment is known.
+    let requires = e.requires.and_then(|r| match (r.experiment, r.variants) {
+        (Some(experiment), Some(variants)) if !experiment.is_empty() && !variants.is_empty() => {
+            Some((experiment, variants))
+        }
+        _ => {
+            issues.add(
+                format!("{at}.requires"),
+                "needs `experiment` (a key) and `variants` (at least one name), e.g. requires = { experiment = \"a\", variants = [\"treatment\"] }",
+            );
+            None
+        }
+    });
     if let Some(m) = e.max_reassignment {
         if !(0.0..=1.0).contains(&m) {
             issues.add(
@@ -263,21 +287,228 @@ fn validate_experiment(
         }
     }
 
-    (issues.0.len() == start).then(|| ExperimentConfig {
-        key,
-        salt,
-        enabled: e.enabled.unwrap_or(true),
-        coverage,
-        coverage_bp: coverage_bp(coverage),
-        strategy,
-        strategy_config_json,
-        variants,
-        overrides,
-        targeting,
-        layer,
-        max_reassignment: e.max_reassignment,
-        intended_change: e.intended_change.unwrap_or(false),
-    })
+    (issues.0.len() == start)
+        .then(|| ExperimentConfig {
+            key,
+            salt,
+            enabled: e.enabled.unwrap_or(true),
+            coverage,
+            coverage_bp: coverage_bp(coverage),
+            strategy,
+            strategy_config_json,
+            variants,
+            overrides,
+            targeting,
+            layer,
+            max_reassignment: e.max_reassignment,
+            intended_change: e.intended_change.unwrap_or(false),
+            bucket_by,
+            // Resolved by `resolve_requirements` once every experiment is known.
+            requires: None,
+        })
+        .map(|exp| (exp, requires))
+}
+
+/// A `bucket_by` list: attribute names (or `"unit"`), non-empty, without repeats.
+fn validate_bucket_by(raw: Option<Vec<String>>, at: &str, issues: &mut Issues) -> Vec<String> {
+    let Some(list) = raw else {
+        return Vec::new();
+    };
+    if list.is_empty() {
+        issues.add(
+            at,
+            "lists nothing; name attributes (e.g. [\"account_id\", \"device_id\"]) or remove it",
+        );
+    }
+    for (i, name) in list.iter().enumerate() {
+        if name.is_empty() {
+            issues.add(format!("{at}[{i}]"), "must name an attribute (or \"unit\")");
+        } else if list[..i].contains(name) {
+            issues.add(format!("{at}[{i}]"), format!("\"{name}\" is listed twice"));
+        }
+    }
+    list
+}
+
+/// Most experiments one `requires` chain may pass through (a -> b -> c ...).
+pub(crate) const MAX_PREREQUISITE_DEPTH: usize = 4;
+
+/// Resolves every `requires` (experiment key and variant names -> indices), and refuses
+/// unknown experiments or variants, cycles (spelled out) and chains deeper than
+/// [`MAX_PREREQUISITE_DEPTH`].
+fn resolve_requirements(
+    experiments: &mut [(String, ExperimentConfig)],
+    raw: Vec<Option<(String, Vec<String>)>>,
+    issues: &mut Issues,
+) {
+    let index: HashMap<String, usize> = experiments
+        .iter()
+        .enumerate()
+        .map(|(i, (_, e))| (e.key.clone(), i))
+        .collect();
+    let mut edges: Vec<Option<usize>> = vec![None; experiments.len()];
+    for (i, req) in raw.into_iter().enumerate() {
+        let Some((target, names)) = req else { continue };
+        let at = format!("{}.requires", experiments[i].0);
+        let Some(&t) = index.get(&target) else {
+            issues.add(
+                format!("{at}.experiment"),
+                format!("names experiment \"{target}\", which this configuration does not have"),
+            );
+            continue;
+        };
+        let mut variants = Vec::new();
+        for name in &names {
+            match experiments[t].1.variants.iter().position(|v| v.name == *name) {
+                Some(v) => variants.push(v as u32),
+                None => issues.add(
+                    format!("{at}.variants"),
+                    format!(
+                        "names variant \"{name}\", which experiment \"{target}\" does not have (variants: {})",
+                        names_of(&experiments[t].1.variants)
+                    ),
+                ),
+            }
+        }
+        edges[i] = Some(t);
+        experiments[i].1.requires = Some(super::Requirement {
+            experiment: target,
+            variants,
+        });
+    }
+    // Cycles and depth: follow each chain.
+    let mut reported: HashSet<usize> = HashSet::new();
+    for start in 0..experiments.len() {
+        let mut path = vec![start];
+        let mut at = start;
+        while let Some(next) = edges[at] {
+            if let Some(pos) = path.iter().position(|&p| p == next) {
+                let cycle: Vec<&str> = path[pos..]
+                    .iter()
+                    .chain(std::iter::once(&next))
+                    .map(|&i| experiments[i].1.key.as_str())
+                    .collect();
+                if path[pos..].iter().all(|i| reported.insert(*i)) {
+                    issues.add(
+                        format!("{}.requires", experiments[next].0),
+                        format!(
+                            "prerequisites form a cycle: {}; remove one of these requires",
+                            cycle.join(" -> ")
+                        ),
+                    );
+                }
+                break;
+            }
+            path.push(next);
+            at = next;
+            if path.len() > MAX_PREREQUISITE_DEPTH + 1 {
+                let chain: Vec<&str> = path
+                    .iter()
+                    .map(|&i| experiments[i].1.key.as_str())
+                    .collect();
+                issues.add(
+                    format!("{}.requires", experiments[start].0),
+                    format!(
+                        "the chain of prerequisites {} ... is longer than {MAX_PREREQUISITE_DEPTH}; shorten it",
+                        chain.join(" -> ")
+                    ),
+                );
+                break;
+            }
+        }
+    }
+}
+
+/// Validates `[[holdouts]]` against the experiments and layers.
+fn validate_holdouts(
+    raw: Vec<super::raw::RawHoldout>,
+    experiments: &[(String, ExperimentConfig)],
+    layers: &[LayerConfig],
+    issues: &mut Issues,
+) -> Vec<super::HoldoutConfig> {
+    let mut out: Vec<super::HoldoutConfig> = Vec::new();
+    for (i, h) in raw.into_iter().enumerate() {
+        let at = format!("holdouts[{i}]");
+        let start = issues.0.len();
+        let name = match h.name {
+            Some(n) if !n.is_empty() => n,
+            _ => {
+                issues.add(format!("{at}.name"), "missing or empty; name the holdout");
+                String::new()
+            }
+        };
+        if !name.is_empty() && out.iter().any(|o| o.name == name) {
+            issues.add(
+                format!("{at}.name"),
+                format!("duplicate holdout \"{name}\""),
+            );
+        }
+        let salt = h.salt.unwrap_or_else(|| name.clone());
+        if salt.is_empty() && !name.is_empty() {
+            issues.add(
+                format!("{at}.salt"),
+                "must not be empty; omit it to use the name",
+            );
+        }
+        let coverage = match h.coverage {
+            Some(c) if (0.0..=1.0).contains(&c) => c,
+            Some(c) => {
+                issues.add(
+                    format!("{at}.coverage"),
+                    format!("{c} is outside 0..=1 (the share held out: 0.05 means 5%)"),
+                );
+                0.0
+            }
+            None => {
+                issues.add(
+                    format!("{at}.coverage"),
+                    "missing; the share of units held out, e.g. 0.05",
+                );
+                0.0
+            }
+        };
+        let experiments_listed = h.experiments.unwrap_or_default();
+        let layers_listed = h.layers.unwrap_or_default();
+        if experiments_listed.is_empty() && layers_listed.is_empty() {
+            issues.add(
+                at.clone(),
+                "covers nothing; list experiments = [\"*\"] (all), experiment keys, or layers = [...]",
+            );
+        }
+        for (j, k) in experiments_listed.iter().enumerate() {
+            if k != "*" && !experiments.iter().any(|(_, e)| e.key == *k) {
+                issues.add(
+                    format!("{at}.experiments[{j}]"),
+                    format!("names experiment \"{k}\", which this configuration does not have"),
+                );
+            }
+        }
+        for (j, l) in layers_listed.iter().enumerate() {
+            if !layers.iter().any(|x| x.name == *l) {
+                issues.add(
+                    format!("{at}.layers[{j}]"),
+                    format!("names layer \"{l}\", which this configuration does not have"),
+                );
+            }
+        }
+        let bucket_by = validate_bucket_by(h.bucket_by, &format!("{at}.bucket_by"), issues);
+        if issues.0.len() == start {
+            out.push(super::HoldoutConfig {
+                name,
+                salt,
+                coverage,
+                coverage_bp: coverage_bp(coverage),
+                experiments: experiments_listed,
+                layers: layers_listed,
+                bucket_by,
+            });
+        }
+    }
+    out
+}
+
+fn names_of(variants: &[VariantConfig]) -> String {
+    names(variants)
 }
 
 fn names(variants: &[VariantConfig]) -> String {
@@ -407,7 +638,16 @@ fn validate_layers(raw: &RawConfig, issues: &mut Issues) -> Vec<LayerConfig> {
                 "must not be empty; omit it to use the name",
             );
         }
-        out.push(LayerConfig { name, salt });
+        let bucket_by = validate_bucket_by(
+            l.bucket_by.clone(),
+            &format!("layers[{i}].bucket_by"),
+            issues,
+        );
+        out.push(LayerConfig {
+            name,
+            salt,
+            bucket_by,
+        });
     }
     out
 }
@@ -684,7 +924,8 @@ layer = { name = "L", range = [5000, 10000] }
             c.layers,
             vec![LayerConfig {
                 name: "L".into(),
-                salt: "L".into()
+                salt: "L".into(),
+                bucket_by: Vec::new(),
             }]
         );
     }

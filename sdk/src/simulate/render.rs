@@ -216,6 +216,9 @@ impl SimulationReport {
             }
             let _ = writeln!(out, "  SRM split:    {}", test_line(&e.srm.split));
             let _ = writeln!(out, "  SRM coverage: {}", test_line(&e.srm.coverage));
+            if let Some(h) = &e.srm.holdout {
+                let _ = writeln!(out, "  SRM holdout:  {}", test_line(h));
+            }
             if let Some(note) = &e.srm.note {
                 let _ = writeln!(out, "  note: {note}");
             }

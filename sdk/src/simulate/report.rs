@@ -52,7 +52,12 @@ impl SimulationReport {
     /// not failures.
     pub fn all_ok(&self) -> bool {
         self.experiments.iter().all(|e| {
-            e.srm.verdict != Verdict::Mismatch && e.srm.coverage.verdict != Verdict::Mismatch
+            e.srm.verdict != Verdict::Mismatch
+                && e.srm.coverage.verdict != Verdict::Mismatch
+                && e.srm
+                    .holdout
+                    .as_ref()
+                    .is_none_or(|h| h.verdict != Verdict::Mismatch)
         }) && self.layers.iter().all(|l| l.verdict != Verdict::Mismatch)
             && self
                 .independence
@@ -66,6 +71,9 @@ impl SimulationReport {
         for e in &mut self.experiments {
             tests.push(&mut e.srm.split);
             tests.push(&mut e.srm.coverage);
+            if let Some(h) = &mut e.srm.holdout {
+                tests.push(h);
+            }
         }
         for p in &mut self.independence {
             tests.push(&mut p.test);
@@ -204,8 +212,14 @@ pub struct SrmReport {
     /// bucket ranges for bucketing-v1 strategies). For a cluster-randomised experiment: the
     /// clusters enrolled among those the strategy decided, against coverage.
     pub coverage: ChiSquare,
-    /// What one count is: `unit` (unit id), or the attribute the strategy randomises by
-    /// (`strategy_config` key ending in `attribute`): then each distinct value is one count.
+    /// The holdout test, when holdouts cover the experiment: units held out among those that
+    /// reached the holdout step (not unknown, disabled or overridden), against the share the
+    /// holdouts hold out together, `1 - (1 - h1)(1 - h2)...` (independent salts). Exact
+    /// binomial test.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<ChiSquare>,
+    /// What one count is: `unit` (unit id), or the attribute the strategy declares it
+    /// randomises by: then each distinct value is one count.
     pub unit: String,
     /// Cluster-level tests: clusters per variant (each distinct attribute value once).
     pub clusters: Option<Vec<u64>>,

@@ -159,6 +159,8 @@ struct ExpPlan<'s> {
     off_a: usize,
     /// The attribute the strategy randomises by (guessed from `strategy_config`), if any.
     cluster: Option<String>,
+    /// The share the holdouts covering the experiment hold out together, if any cover it.
+    holdout_share: Option<f64>,
     /// Per value of that attribute: bit `v` = some unit placed in variant `v` by the strategy,
     /// bit 127 = some unit left outside coverage. A set: the same for any thread count.
     clusters: std::sync::Mutex<rustc_hash::FxHashMap<String, u128>>,
@@ -217,6 +219,17 @@ impl<'s> Plan<'s> {
                         crate::strategy::Randomisation::UnitId => None,
                     },
                     clusters: Default::default(),
+                    holdout_share: {
+                        let covering: Vec<f64> = snapshot
+                            .config()
+                            .holdouts
+                            .iter()
+                            .filter(|h| h.covers(config))
+                            .map(|h| f64::from(h.coverage_bp) / 10_000.0)
+                            .collect();
+                        (!covering.is_empty())
+                            .then(|| 1.0 - covering.iter().map(|c| 1.0 - c).product::<f64>())
+                    },
                 }
             })
             .collect();
@@ -347,7 +360,10 @@ fn experiment_report(e: &ExpPlan<'_>, c: &[u64], units: u64) -> ExperimentReport
     let ne_of = |r: Reason| ne[r as usize];
     let gated = ne_of(Reason::UnknownExperiment)
         + ne_of(Reason::Disabled)
+        + ne_of(Reason::Holdout)
         + ne_of(Reason::NotTargeted)
+        + ne_of(Reason::Prerequisite)
+        + ne_of(Reason::MissingBucketKey)
         + ne_of(Reason::MissingAttribute);
     let eligible = units.saturating_sub(gated + (enrolled - by_strategy));
 
@@ -408,6 +424,21 @@ fn experiment_report(e: &ExpPlan<'_>, c: &[u64], units: u64) -> ExperimentReport
             ],
             &[1.0 - slice, slice * (1.0 - c_exact), slice * c_exact],
         ),
+        holdout: e.holdout_share.map(|share| {
+            let reached = units.saturating_sub(
+                ne_of(Reason::UnknownExperiment)
+                    + ne_of(Reason::Disabled)
+                    + (enrolled - by_strategy),
+            );
+            let (p, method) =
+                crate::srm::binomial_within(ne_of(Reason::Holdout), reached, share, share);
+            ChiSquare::of(crate::srm::Fit {
+                chi2: 0.0,
+                df: u32::from(reached > 0),
+                p_value: p,
+                method,
+            })
+        }),
         unit: "unit".to_string(),
         clusters: None,
         clusters_outside_coverage: 0,
