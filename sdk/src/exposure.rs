@@ -11,7 +11,8 @@
 //! same exposure thousands of times. [`ExposureChannel::with_dedup`] drops repeats of the same
 //! (experiment, unit id, variant, provenance) within a time window, in a fixed amount of
 //! memory ([`ExposureDedup`]): a table of `slots` entries (16 bytes each) split into 64
-//! shards, allocated once. A key passes, and is remembered with the time it passed; a repeat
+//! shards of 4-way sets (a key can sit in any of the 4 entries of its set; a full set
+//! replaces its oldest entry), allocated once. A key passes, and is remembered with the time it passed; a repeat
 //! within the window is dropped and counted. What the fixed memory costs, and the guarantees:
 //! - a repeat can **pass** again inside the window when its entry was overwritten by another
 //!   key that hashed to the same slot (more distinct keys per window than slots): dedup is
@@ -74,6 +75,9 @@ pub struct ExposureChannel {
 /// Shards of an [`ExposureDedup`] table (a power of two).
 const DEDUP_SHARDS: usize = 64;
 
+/// Entries per set: a key may sit in any entry of its set.
+const WAYS: usize = 4;
+
 /// One shard of the dedup table: `(key hash, time it passed in ms)` per slot.
 type DedupShard = Mutex<Box<[(u64, u64)]>>;
 
@@ -99,11 +103,14 @@ impl std::fmt::Debug for ExposureDedup {
 }
 
 impl ExposureDedup {
-    /// Remembers up to `slots` keys (rounded up to a multiple of 64, at least 64), each for
+    /// Remembers up to `slots` keys (rounded up to a multiple of 256, at least 256), each for
     /// `window`. Memory: 16 bytes per slot, allocated here and never again (`1 << 18` slots
     /// = 4 MiB).
     pub fn new(window: Duration, slots: usize) -> Self {
-        let per_shard = slots.div_ceil(DEDUP_SHARDS).max(1);
+        let per_shard = slots
+            .div_ceil(DEDUP_SHARDS)
+            .next_multiple_of(WAYS)
+            .max(WAYS);
         ExposureDedup {
             window_ms: window.as_millis().min(u128::from(u64::MAX)) as u64,
             hasher: std::collections::hash_map::RandomState::new(),
@@ -166,13 +173,32 @@ impl ExposureDedup {
         let shard = &self.shards[(key as usize) & (DEDUP_SHARDS - 1)];
         let repeat = match shard.try_lock() {
             Ok(mut slots) => {
-                let i = ((key >> 6) % slots.len() as u64) as usize;
-                let (held, since) = slots[i];
-                let repeat = held == key && e.timestamp_ms.saturating_sub(since) < self.window_ms;
-                if !repeat {
-                    slots[i] = (key, e.timestamp_ms);
+                // 4-way set associative: a key may sit in any of the 4 entries of its set, so
+                // two keys that share a set do not evict each other on every call.
+                let sets = (slots.len() / WAYS).max(1);
+                let start = ((key >> 6) % sets as u64) as usize * WAYS;
+                let end = (start + WAYS).min(slots.len());
+                let set = &mut slots[start..end];
+                let fresh = |since: u64| e.timestamp_ms.saturating_sub(since) < self.window_ms;
+                if set.iter().any(|&(held, since)| held == key && fresh(since)) {
+                    true
+                } else {
+                    // Replace this key's stale entry, else an empty one, else the oldest.
+                    let victim = set
+                        .iter()
+                        .position(|&(held, _)| held == key)
+                        .or_else(|| set.iter().position(|&(held, _)| held == 0))
+                        .or_else(|| {
+                            set.iter()
+                                .enumerate()
+                                .min_by_key(|(_, &(_, since))| since)
+                                .map(|(i, _)| i)
+                        });
+                    if let Some(i) = victim {
+                        set[i] = (key, e.timestamp_ms);
+                    }
+                    false
                 }
-                repeat
             }
             // Another thread holds this shard right now: never wait, let it through.
             Err(_) => false,
