@@ -32,15 +32,17 @@ def cli() -> Path:
     return path
 
 
-def run_cli(cli: Path, *args: str | os.PathLike[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Runs the CLI; fails the test with its stderr when it exits non-zero."""
+def run_cli(
+    cli: Path, *args: str | os.PathLike[str], timeout: float = 120, ok: tuple[int, ...] = (0,)
+) -> subprocess.CompletedProcess[str]:
+    """Runs the CLI; fails the test with its stderr when its exit status is not in `ok`."""
     proc = subprocess.run(
         [os.fspath(cli), "-q", *map(os.fspath, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
     )
-    if proc.returncode != 0:
+    if proc.returncode not in ok:
         pytest.fail(f"abkit {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr}")
     return proc
 
