@@ -3,10 +3,11 @@
 //! a rayon pool, into flat code arrays. No Python object is touched here, so it runs with the
 //! GIL released; the benchmark times this same function on the same ids for the Rust rate.
 
-use crate::columns::AttrColumn;
+use crate::columns::{decode_utf32, AttrColumn, Ids};
 use abkit::registry::ExperimentId;
 use abkit::{Attribute, DecidedBy, Reason, Snapshot, Unit};
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Units per chunk: large enough to amortise the scheduling, small enough to balance cores.
@@ -71,41 +72,54 @@ impl ProvenanceTable {
     }
 }
 
-/// Assigns `units[i]` (with the attributes of row `i`) in experiment `id` of `snapshot`, the
-/// clock fixed at `now_ms`, on `pool` (or rayon's global pool: one thread per core).
+/// Assigns unit `i` (with the attributes of row `i`) in experiment `id` of `snapshot`, the
+/// clock fixed at `now_ms`, on `pool` (or rayon's global pool: one thread per core). UTF-32
+/// ids are decoded on the fly; one that is not valid Unicode fails the call (naming it).
 pub(crate) fn assign_all(
     snapshot: &Snapshot,
     id: ExperimentId,
     now_ms: u64,
-    units: &[&str],
+    units: &Ids<'_>,
     attrs: &[AttrColumn<'_>],
     pool: Option<&rayon::ThreadPool>,
-) -> Codes {
+) -> Result<Codes, String> {
     let n = units.len();
     let mut variant = vec![0u8; n * 4];
     let mut reason = vec![0u8; n];
     let mut provenance = vec![0u8; n];
     let table = ProvenanceTable(Mutex::new(Vec::new()));
+    let first_bad = AtomicUsize::new(usize::MAX);
     let mut work = || {
         variant
             .par_chunks_mut(CHUNK * 4)
             .zip(reason.par_chunks_mut(CHUNK))
             .zip(provenance.par_chunks_mut(CHUNK))
-            .zip(units.par_chunks(CHUNK))
             .enumerate()
-            .for_each(|(c, (((v, r), p), ids))| {
+            .for_each(|(c, ((v, r), p))| {
                 let first = c * CHUNK;
+                let mut decoded = String::new();
                 let mut seen: Vec<(DecidedBy, u8)> = Vec::new();
                 let mut row: Vec<Attribute<'_>> = Vec::with_capacity(attrs.len());
-                for (k, ((v, (r, p)), id_text)) in v
+                for (k, (v, (r, p))) in v
                     .chunks_exact_mut(4)
                     .zip(r.iter_mut().zip(p.iter_mut()))
-                    .zip(ids)
                     .enumerate()
                 {
+                    let i = first + k;
+                    let id_text: &str = match units {
+                        Ids::Text(ids) => ids.get(i).copied().unwrap_or_default(),
+                        Ids::Utf32 { data, chars, .. } => {
+                            // In range: the data's size was checked against len * chars * 4.
+                            let item = data.get(i * chars * 4..(i + 1) * chars * 4);
+                            if decode_utf32(item.unwrap_or_default(), &mut decoded).is_err() {
+                                first_bad.fetch_min(i, Ordering::Relaxed);
+                            }
+                            &decoded
+                        }
+                    };
                     row.clear();
                     for a in attrs {
-                        if let Some(value) = a.get(first + k) {
+                        if let Some(value) = a.get(i) {
                             row.push(Attribute::new(&a.name, value));
                         }
                     }
@@ -139,10 +153,17 @@ pub(crate) fn assign_all(
         .iter()
         .map(ToString::to_string)
         .collect();
-    Codes {
+    let bad = first_bad.into_inner();
+    if bad != usize::MAX {
+        return Err(format!(
+            "units[{bad}] holds a code point that is not a Unicode character (a lone \
+             surrogate?); clean the value first"
+        ));
+    }
+    Ok(Codes {
         variant,
         reason,
         provenance,
         provenance_names,
-    }
+    })
 }

@@ -16,8 +16,19 @@ use rayon::prelude::*;
 /// or the buffers of an Arrow array, held by strong references to immutable `bytes`.
 /// [`Holder::values`] and [`Holder::required`] borrow the strings from it.
 pub(crate) enum Holder<'py> {
-    /// Copied from a Python list.
+    /// Copied from a Python list, or decoded from UTF-32.
     Owned(OwnedStrings),
+    /// The bytes of a NumPy `<U{chars}` array: `len` items of `chars` UTF-32LE code units,
+    /// trailing NULs not part of the value (as NumPy reads them). Unit ids of this form are
+    /// decoded on the fly by the bulk core ([`Ids::Utf32`]); see [`Holder::into_decoded`].
+    Utf32 {
+        /// The array's bytes.
+        data: Bound<'py, PyBytes>,
+        /// Characters per item.
+        chars: usize,
+        /// Number of items.
+        len: usize,
+    },
     /// An Arrow string array: offsets, UTF-8 data and the optional validity bitmap.
     Arrow(ArrowStrings<'py>),
 }
@@ -80,11 +91,15 @@ impl<'py> Holder<'py> {
                 let data = t.get_item(1)?.cast_into::<PyBytes>()?;
                 let chars: usize = t.get_item(2)?.extract()?;
                 let len: usize = t.get_item(3)?.extract()?;
-                let bytes = data.as_bytes();
-                let decoded = obj
-                    .py()
-                    .detach(|| OwnedStrings::from_utf32(bytes, chars, len, what));
-                return Ok(Holder::Owned(decoded.map_err(PyValueError::new_err)?));
+                let size = chars.checked_mul(4).and_then(|b| b.checked_mul(len));
+                if size != Some(data.as_bytes().len()) {
+                    return Err(PyValueError::new_err(format!(
+                        "{what}: {} bytes of UTF-32 data for {len} items of {chars} characters; \
+                         pass a contiguous 1-dimensional NumPy str array",
+                        data.as_bytes().len()
+                    )));
+                }
+                return Ok(Holder::Utf32 { data, chars, len });
             }
         }
         let ty = obj.get_type().name()?.to_string();
@@ -98,7 +113,34 @@ impl<'py> Holder<'py> {
     pub(crate) fn len(&self) -> usize {
         match self {
             Holder::Owned(o) => o.ends.len(),
+            Holder::Utf32 { len, .. } => *len,
             Holder::Arrow(a) => a.len,
+        }
+    }
+
+    /// The same column with UTF-32 data decoded to UTF-8 (in parallel, without the GIL), for
+    /// uses that need `&str` values ([`Holder::values`], [`Holder::required`]).
+    pub(crate) fn into_decoded(self, py: Python<'_>, what: &str) -> PyResult<Self> {
+        match self {
+            Holder::Utf32 { data, chars, len } => {
+                let bytes = data.as_bytes();
+                let decoded = py.detach(|| OwnedStrings::from_utf32(bytes, chars, len, what));
+                Ok(Holder::Owned(decoded.map_err(PyValueError::new_err)?))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// The unit ids for the bulk core: every value required (a missing one is an error naming
+    /// its position); UTF-32 data is handed on undecoded.
+    pub(crate) fn ids(&self, what: &str) -> PyResult<Ids<'_>> {
+        match self {
+            Holder::Utf32 { data, chars, len } => Ok(Ids::Utf32 {
+                data: data.as_bytes(),
+                chars: *chars,
+                len: *len,
+            }),
+            _ => Ok(Ids::Text(self.required(what)?)),
         }
     }
 
@@ -138,6 +180,9 @@ impl<'py> Holder<'py> {
         match self {
             Holder::Owned(o) => o.each(f),
             Holder::Arrow(a) => a.each(what, f),
+            Holder::Utf32 { .. } => Err(PyValueError::new_err(format!(
+                "{what}: UTF-32 data must be decoded first (an internal error; please report it)"
+            ))),
         }
     }
 }
@@ -202,22 +247,16 @@ impl OwnedStrings {
             .map(|(p, part)| {
                 let mut text = String::with_capacity(part.len() / 4);
                 let mut ends = Vec::with_capacity(part.len() / item);
-                for (k, value) in part.chunks_exact(item).enumerate() {
-                    let padding = value
-                        .rchunks_exact(4)
-                        .take_while(|c| *c == [0u8; 4])
-                        .count();
-                    for c in value.chunks_exact(4).take(chars - padding) {
-                        let u = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                        let c = char::from_u32(u).ok_or_else(|| {
-                            format!(
-                                "{what}[{}] holds {u:#x}, which is not a Unicode character \
-                                 (a lone surrogate?); clean the value first",
-                                p * PART + k
-                            )
-                        })?;
-                        text.push(c);
-                    }
+                let mut value = String::new();
+                for (k, raw) in part.chunks_exact(item).enumerate() {
+                    decode_utf32(raw, &mut value).map_err(|u| {
+                        format!(
+                            "{what}[{}] holds {u:#x}, which is not a Unicode character (a \
+                             lone surrogate?); clean the value first",
+                            p * PART + k
+                        )
+                    })?;
+                    text.push_str(&value);
                     ends.push(text.len());
                 }
                 Ok((text, ends))
@@ -384,7 +423,11 @@ pub(crate) struct AttrHolders<'py> {
 
 impl<'py> AttrHolders<'py> {
     /// Takes the attributes (`None`: none) for `units` units.
-    pub(crate) fn extract(obj: Option<&Bound<'py, PyAny>>, units: usize) -> PyResult<Self> {
+    pub(crate) fn extract(
+        py: Python<'py>,
+        obj: Option<&Bound<'py, PyAny>>,
+        units: usize,
+    ) -> PyResult<Self> {
         let mut items = Vec::new();
         let Some(obj) = obj else {
             return Ok(AttrHolders { items });
@@ -409,7 +452,7 @@ impl<'py> AttrHolders<'py> {
                 items.push((name, Ok(s.to_str()?.to_string())));
                 continue;
             }
-            let holder = Holder::extract(&value, &what)?;
+            let holder = Holder::extract(&value, &what)?.into_decoded(py, &what)?;
             if holder.len() != units {
                 return Err(PyValueError::new_err(format!(
                     "{what} has {} values for {units} units: give one value per unit (None \
@@ -437,4 +480,41 @@ impl<'py> AttrHolders<'py> {
             })
             .collect()
     }
+}
+
+/// Unit ids as the bulk core reads them.
+pub(crate) enum Ids<'a> {
+    /// Text, one `&str` per unit.
+    Text(Vec<&'a str>),
+    /// A NumPy `<U{chars}` array's bytes, decoded unit by unit by [`decode_utf32`].
+    Utf32 {
+        /// The array's bytes (`len * chars * 4` of them).
+        data: &'a [u8],
+        /// Characters per item.
+        chars: usize,
+        /// Number of items.
+        len: usize,
+    },
+}
+
+impl Ids<'_> {
+    /// Number of units.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Ids::Text(v) => v.len(),
+            Ids::Utf32 { len, .. } => *len,
+        }
+    }
+}
+
+/// Decodes one NumPy UTF-32LE item (trailing NULs dropped) into `out`; `Err(code)` for a code
+/// unit that is no Unicode character.
+pub(crate) fn decode_utf32(item: &[u8], out: &mut String) -> Result<(), u32> {
+    out.clear();
+    let padding = item.rchunks_exact(4).take_while(|c| *c == [0u8; 4]).count();
+    for c in item.chunks_exact(4).take(item.len() / 4 - padding) {
+        let u = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        out.push(char::from_u32(u).ok_or(u)?);
+    }
+    Ok(())
 }

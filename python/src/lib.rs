@@ -14,7 +14,7 @@ mod reports;
 
 use abkit::simulate::{self, SimulateOptions};
 use abkit::{Attribute, Snapshot, Unit};
-use columns::{AttrHolders, Holder};
+use columns::{AttrHolders, Holder, Ids};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
@@ -189,12 +189,13 @@ impl PySdk {
             .ok_or_else(|| unknown_experiment(&snapshot, experiment))?;
         let variant_names = self.variants(experiment)?;
         let holder = Holder::extract(units, "units")?;
-        let attr_holders = AttrHolders::extract(attributes, holder.len())?;
-        let ids = holder.required("units")?;
+        let attr_holders = AttrHolders::extract(py, attributes, holder.len())?;
+        let ids = holder.ids("units")?;
         let attrs = attr_holders.columns()?;
         let pool = pool(threads)?;
-        let codes =
-            py.detach(|| bulk::assign_all(&snapshot, id, now_ms, &ids, &attrs, pool.as_ref()));
+        let codes = py
+            .detach(|| bulk::assign_all(&snapshot, id, now_ms, &ids, &attrs, pool.as_ref()))
+            .map_err(PyValueError::new_err)?;
         Ok((
             PyBytes::new(py, &codes.variant).unbind(),
             variant_names,
@@ -245,8 +246,8 @@ fn simulate_json(
     threads: Option<usize>,
     allow_empty: bool,
 ) -> PyResult<String> {
-    let holder = Holder::extract(units, "units")?;
-    let attr_holders = AttrHolders::extract(attributes, holder.len())?;
+    let holder = Holder::extract(units, "units")?.into_decoded(py, "units")?;
+    let attr_holders = AttrHolders::extract(py, attributes, holder.len())?;
     let ids = holder.required("units")?;
     let attrs = attr_holders.columns()?;
     let source = reports::units_source(&ids, &attrs)?;
@@ -272,8 +273,8 @@ fn diff_json(
     threads: Option<usize>,
     allow_empty: bool,
 ) -> PyResult<String> {
-    let holder = Holder::extract(units, "units")?;
-    let attr_holders = AttrHolders::extract(attributes, holder.len())?;
+    let holder = Holder::extract(units, "units")?.into_decoded(py, "units")?;
+    let attr_holders = AttrHolders::extract(py, attributes, holder.len())?;
     let ids = holder.required("units")?;
     let attrs = attr_holders.columns()?;
     let source = reports::units_source(&ids, &attrs)?;
@@ -304,27 +305,27 @@ fn _rust_bulk_seconds(
     let id = snapshot
         .experiment_id(experiment)
         .ok_or_else(|| unknown_experiment(&snapshot, experiment))?;
-    let holder = Holder::extract(units, "units")?;
+    let holder = Holder::extract(units, "units")?.into_decoded(py, "units")?;
     let owned: Vec<String> = holder
         .required("units")?
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let attr_holders = AttrHolders::extract(attributes, holder.len())?;
+    let attr_holders = AttrHolders::extract(py, attributes, holder.len())?;
     let attrs = attr_holders.columns()?;
     let pool = pool(threads)?;
-    Ok(py.detach(|| {
-        let ids: Vec<&str> = owned.iter().map(String::as_str).collect();
+    py.detach(|| {
+        let ids = Ids::Text(owned.iter().map(String::as_str).collect());
         (0..repeat.max(1))
             .map(|_| {
                 let start = Instant::now();
                 let codes = bulk::assign_all(&snapshot, id, now_ms, &ids, &attrs, pool.as_ref());
                 let seconds = start.elapsed().as_secs_f64();
-                std::hint::black_box(codes);
-                seconds
+                std::hint::black_box(codes).map(|_| seconds)
             })
-            .collect()
-    }))
+            .collect::<Result<Vec<f64>, String>>()
+            .map_err(PyValueError::new_err)
+    })
 }
 
 /// The milliseconds since the Unix epoch now (the default clock of bulk calls).
