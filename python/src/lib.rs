@@ -20,7 +20,7 @@ use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 create_exception!(
@@ -66,16 +66,28 @@ fn unknown_experiment(snapshot: &Snapshot, key: &str) -> PyErr {
     ))
 }
 
+/// The process that first used rayon's global pool. Threads do not survive `fork`, so in a
+/// forked child (multiprocessing's default start method on Linux) that pool would never run
+/// anything: there, calls get a pool of their own.
+static GLOBAL_POOL_PID: OnceLock<u32> = OnceLock::new();
+
 /// A rayon pool of `threads` threads, or `None` for the global one (one thread per core).
 fn pool(threads: Option<usize>) -> PyResult<Option<rayon::ThreadPool>> {
-    match threads {
-        None | Some(0) => Ok(None),
-        Some(n) => rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build()
-            .map(Some)
-            .map_err(|e| PyValueError::new_err(format!("cannot start {n} threads: {e}"))),
-    }
+    let n = match threads {
+        None | Some(0) => {
+            let pid = std::process::id();
+            if *GLOBAL_POOL_PID.get_or_init(|| pid) == pid {
+                return Ok(None);
+            }
+            0 // a forked child: a new pool, one thread per core
+        }
+        Some(n) => n,
+    };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .map(Some)
+        .map_err(|e| PyValueError::new_err(format!("cannot start {n} threads: {e}")))
 }
 
 /// A loaded configuration serving assignments: `abkit::Sdk`.

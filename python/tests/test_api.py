@@ -70,3 +70,27 @@ def test_assign_many_releases_the_gil_while_it_assigns():
     t.join()
     # Holding the GIL through the Rust work would stop this loop for the whole of it.
     assert longest_gap < 0.6 * core, f"the main thread stalled {longest_gap:.3f} s (core {core:.3f} s)"
+
+
+def _assign_in_child(queue) -> None:  # runs in a forked child
+    sdk = abkit.Sdk.from_file(DEMO)
+    r = sdk.assign_many("checkout_button", [f"user-{i}" for i in range(50_000)], {"country": "US"}, now_ms=1)
+    queue.put(list(r.variant[:100]))
+
+
+def test_assign_many_works_in_a_forked_child_after_the_parent_used_it():
+    import multiprocessing
+
+    sdk = abkit.Sdk.from_file(DEMO)
+    ids = [f"user-{i}" for i in range(50_000)]
+    expected = list(sdk.assign_many("checkout_button", ids, {"country": "US"}, now_ms=1).variant[:100])
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_assign_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():  # the parent's worker threads do not exist in the child
+        child.kill()
+        raise AssertionError("assign_many hung in a forked child")
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == expected
