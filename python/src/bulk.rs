@@ -3,7 +3,7 @@
 //! a rayon pool, into flat code arrays. No Python object is touched here, so it runs with the
 //! GIL released; the benchmark times this same function on the same ids for the Rust rate.
 
-use crate::columns::{decode_utf32, AttrColumn, Ids};
+use crate::columns::{AttrColumn, Ids};
 use abkit::registry::ExperimentId;
 use abkit::{Attribute, DecidedBy, Reason, Snapshot, Unit};
 use rayon::prelude::*;
@@ -73,8 +73,8 @@ impl ProvenanceTable {
 }
 
 /// Assigns unit `i` (with the attributes of row `i`) in experiment `id` of `snapshot`, the
-/// clock fixed at `now_ms`, on `pool` (or rayon's global pool: one thread per core). UTF-32
-/// ids are decoded on the fly; one that is not valid Unicode fails the call (naming it).
+/// clock fixed at `now_ms`, on `pool` (or rayon's global pool: one thread per core). Ids are
+/// read in place (UTF-32 decoded on the fly); one that is not valid text fails the call.
 pub(crate) fn assign_all(
     snapshot: &Snapshot,
     id: ExperimentId,
@@ -106,15 +106,11 @@ pub(crate) fn assign_all(
                     .enumerate()
                 {
                     let i = first + k;
-                    let id_text: &str = match units {
-                        Ids::Text(ids) => ids.get(i).copied().unwrap_or_default(),
-                        Ids::Utf32 { data, chars, .. } => {
-                            // In range: the data's size was checked against len * chars * 4.
-                            let item = data.get(i * chars * 4..(i + 1) * chars * 4);
-                            if decode_utf32(item.unwrap_or_default(), &mut decoded).is_err() {
-                                first_bad.fetch_min(i, Ordering::Relaxed);
-                            }
-                            &decoded
+                    let id_text = match units.get(i, &mut decoded) {
+                        Some(text) => text,
+                        None => {
+                            first_bad.fetch_min(i, Ordering::Relaxed);
+                            ""
                         }
                     };
                     row.clear();
@@ -155,10 +151,7 @@ pub(crate) fn assign_all(
         .collect();
     let bad = first_bad.into_inner();
     if bad != usize::MAX {
-        return Err(format!(
-            "units[{bad}] holds a code point that is not a Unicode character (a lone \
-             surrogate?); clean the value first"
-        ));
+        return Err(units.problem(bad, "units"));
     }
     Ok(Codes {
         variant,

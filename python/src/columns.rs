@@ -134,13 +134,32 @@ impl<'py> Holder<'py> {
     /// The unit ids for the bulk core: every value required (a missing one is an error naming
     /// its position); UTF-32 data is handed on undecoded.
     pub(crate) fn ids(&self, what: &str) -> PyResult<Ids<'_>> {
+        let missing = |i: usize| {
+            PyValueError::new_err(format!(
+                "{what}[{i}] is missing (None, NaN or null): every unit needs an id; drop or \
+                 fill the missing ids first (e.g. `series.dropna()`)"
+            ))
+        };
         match self {
             Holder::Utf32 { data, chars, len } => Ok(Ids::Utf32 {
                 data: data.as_bytes(),
                 chars: *chars,
                 len: *len,
             }),
-            _ => Ok(Ids::Text(self.required(what)?)),
+            Holder::Owned(o) => match o.missing.first() {
+                Some(&i) => Err(missing(i)),
+                None => Ok(Ids::Owned {
+                    text: &o.text,
+                    ends: &o.ends,
+                }),
+            },
+            Holder::Arrow(a) => {
+                let view = a.view(what)?;
+                match a.first_null() {
+                    Some(i) => Err(missing(i)),
+                    None => Ok(Ids::Arrow(view)),
+                }
+            }
         }
     }
 
@@ -296,6 +315,53 @@ impl OwnedStrings {
 }
 
 impl ArrowStrings<'_> {
+    /// The index of the first null value, if any.
+    fn first_null(&self) -> Option<usize> {
+        let bits = self.validity.as_ref()?.as_bytes();
+        (0..self.len).find(|i| {
+            let bit = self.offset + i;
+            bits.get(bit / 8)
+                .is_none_or(|byte| byte & (1u8 << (bit % 8)) == 0)
+        })
+    }
+
+    /// The values as the bulk core reads them, checked up front: every offset readable, the
+    /// data they span valid UTF-8. Each value's own span is checked as it is read.
+    fn view(&self, what: &str) -> PyResult<ArrowView<'_>> {
+        let offsets = self.offsets.as_bytes();
+        let data = self.data.as_bytes();
+        let end_index = self
+            .offset
+            .checked_add(self.len)
+            .ok_or_else(|| PyValueError::new_err(format!("{what}: Arrow length overflows")))?;
+        let base = self.offset_at(offsets, self.offset, what)?;
+        let end = self.offset_at(offsets, end_index, what)?;
+        let region = data.get(base..end).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "{what}: the Arrow offsets point past the data buffer ({base}..{end} of {} \
+                 bytes); pass a valid pyarrow string array",
+                data.len()
+            ))
+        })?;
+        let text = std::str::from_utf8(region).map_err(|e| {
+            PyValueError::new_err(format!(
+                "{what}: the Arrow data is not valid UTF-8 (at byte {}); ids and attribute \
+                 values are text",
+                base + e.valid_up_to()
+            ))
+        })?;
+        // Both ends were read above, so every offset in between is in the buffer.
+        let offsets = offsets
+            .get(self.offset * self.width..(end_index + 1) * self.width)
+            .unwrap_or_default();
+        Ok(ArrowView {
+            offsets,
+            text,
+            base,
+            width: self.width,
+        })
+    }
+
     fn offset_at(&self, offsets: &[u8], i: usize, what: &str) -> PyResult<usize> {
         let bad = || {
             PyValueError::new_err(format!(
@@ -482,10 +548,43 @@ impl<'py> AttrHolders<'py> {
     }
 }
 
-/// Unit ids as the bulk core reads them.
+/// Arrow string values as the bulk core reads them (see [`ArrowStrings::view`]).
+pub(crate) struct ArrowView<'a> {
+    /// The offsets of these values: `len + 1` of them, `width` bytes each.
+    offsets: &'a [u8],
+    /// The data from the first value's start to the last one's end.
+    text: &'a str,
+    /// The offset `text` starts at.
+    base: usize,
+    /// Bytes per offset: 4 or 8.
+    width: usize,
+}
+
+impl ArrowView<'_> {
+    fn offset(&self, i: usize) -> Option<usize> {
+        let bytes = self.offsets.get(i * self.width..(i + 1) * self.width)?;
+        let value = match *bytes {
+            [a, b, c, d] => i64::from(i32::from_le_bytes([a, b, c, d])),
+            [a, b, c, d, e, f, g, h] => i64::from_le_bytes([a, b, c, d, e, f, g, h]),
+            _ => return None,
+        };
+        usize::try_from(value).ok()?.checked_sub(self.base)
+    }
+}
+
+/// Unit ids as the bulk core reads them, without a `&str` per unit made first.
 pub(crate) enum Ids<'a> {
     /// Text, one `&str` per unit.
     Text(Vec<&'a str>),
+    /// Strings copied from a list: value `i` ends at `ends[i]` in `text`.
+    Owned {
+        /// All values, one after the other.
+        text: &'a str,
+        /// Where each ends.
+        ends: &'a [usize],
+    },
+    /// An Arrow string array without nulls.
+    Arrow(ArrowView<'a>),
     /// A NumPy `<U{chars}` array's bytes, decoded unit by unit by [`decode_utf32`].
     Utf32 {
         /// The array's bytes (`len * chars * 4` of them).
@@ -502,7 +601,42 @@ impl Ids<'_> {
     pub(crate) fn len(&self) -> usize {
         match self {
             Ids::Text(v) => v.len(),
+            Ids::Owned { ends, .. } => ends.len(),
+            Ids::Arrow(a) => (a.offsets.len() / a.width).saturating_sub(1),
             Ids::Utf32 { len, .. } => *len,
+        }
+    }
+
+    /// Unit `i`'s id (UTF-32 is decoded into `buf`), or `None` when its data is not a valid
+    /// string (inconsistent Arrow offsets, a UTF-32 code that is no character).
+    #[inline]
+    pub(crate) fn get<'s>(&'s self, i: usize, buf: &'s mut String) -> Option<&'s str> {
+        match self {
+            Ids::Text(v) => v.get(i).copied(),
+            Ids::Owned { text, ends } => {
+                let start = if i == 0 { 0 } else { *ends.get(i - 1)? };
+                text.get(start..*ends.get(i)?)
+            }
+            Ids::Arrow(a) => a.text.get(a.offset(i)?..a.offset(i + 1)?),
+            Ids::Utf32 { data, chars, .. } => {
+                let item = data.get(i * chars * 4..(i + 1) * chars * 4)?;
+                decode_utf32(item, buf).ok()?;
+                Some(buf.as_str())
+            }
+        }
+    }
+
+    /// Why unit `i` has no id (for the error after [`Ids::get`] answered `None`).
+    pub(crate) fn problem(&self, i: usize, what: &str) -> String {
+        match self {
+            Ids::Utf32 { .. } => format!(
+                "{what}[{i}] holds a code point that is not a Unicode character (a lone \
+                 surrogate?); clean the value first"
+            ),
+            _ => format!(
+                "{what}[{i}]: inconsistent Arrow offsets (backwards, or not on a character \
+                 boundary); pass a valid pyarrow string array"
+            ),
         }
     }
 }

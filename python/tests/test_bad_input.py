@@ -170,3 +170,14 @@ def test_inconsistent_arrow_buffers_from_direct_calls_are_errors_not_crashes(sdk
         call({"units": 1})
     with pytest.raises(TypeError):
         _abkit.simulate_json(inner, 5, None, [])
+
+
+def test_nulls_of_a_sliced_arrow_array_are_found_at_their_position_in_the_slice(sdk):
+    full = pa.array(["u0", None, "u2", "u3", None, "u5"])
+    r = sdk.assign_many("e", full.slice(2, 2), {"country": "US"})
+    assert list(r.variant) == [sdk.assign("e", u, {"country": "US"}).variant for u in ("u2", "u3")]
+    with pytest.raises(ValueError, match=r"units\[2\] is missing"):
+        sdk.assign_many("e", full.slice(2), {"country": "US"})
+    attrs = pa.array(["US", None, "US", "FR"])
+    r = sdk.assign_many("e", ["a", "b", "c"], {"country": attrs.slice(1)})
+    assert list(r.reason) == ["not_targeted", "assigned", "not_targeted"]
