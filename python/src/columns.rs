@@ -18,6 +18,14 @@ use rayon::prelude::*;
 pub(crate) enum Holder<'py> {
     /// Copied from a Python list, or decoded from UTF-32.
     Owned(OwnedStrings),
+    /// A list of `str` (no `None`) joined by the package with NUL separators (`"\0".join`,
+    /// one C loop) and encoded to UTF-8; no value holds a NUL.
+    Joined {
+        /// The UTF-8 bytes.
+        data: Bound<'py, PyBytes>,
+        /// Number of values.
+        len: usize,
+    },
     /// The bytes of a NumPy `<U{chars}` array: `len` items of `chars` UTF-32LE code units,
     /// trailing NULs not part of the value (as NumPy reads them). Unit ids of this form are
     /// decoded on the fly by the bulk core ([`Ids::Utf32`]); see [`Holder::into_decoded`].
@@ -87,6 +95,13 @@ impl<'py> Holder<'py> {
             }
         }
         if let Ok(t) = obj.cast::<PyTuple>() {
+            if t.len() == 3 && t.get_item(0)?.extract::<String>().ok().as_deref() == Some("joined")
+            {
+                return Ok(Holder::Joined {
+                    data: t.get_item(1)?.cast_into::<PyBytes>()?,
+                    len: t.get_item(2)?.extract()?,
+                });
+            }
             if t.len() == 4 && t.get_item(0)?.extract::<String>().ok().as_deref() == Some("utf32") {
                 let data = t.get_item(1)?.cast_into::<PyBytes>()?;
                 let chars: usize = t.get_item(2)?.extract()?;
@@ -113,7 +128,7 @@ impl<'py> Holder<'py> {
     pub(crate) fn len(&self) -> usize {
         match self {
             Holder::Owned(o) => o.ends.len(),
-            Holder::Utf32 { len, .. } => *len,
+            Holder::Joined { len, .. } | Holder::Utf32 { len, .. } => *len,
             Holder::Arrow(a) => a.len,
         }
     }
@@ -153,6 +168,22 @@ impl<'py> Holder<'py> {
                     ends: &o.ends,
                 }),
             },
+            Holder::Joined { data, len } => {
+                let text = joined_text(data.as_bytes(), what)?;
+                let separators: Vec<usize> = text
+                    .bytes()
+                    .enumerate()
+                    .filter_map(|(i, b)| (b == 0).then_some(i))
+                    .collect();
+                if separators.len() + 1 != *len && *len != 0 {
+                    return Err(joined_mismatch(what, separators.len() + 1, *len));
+                }
+                Ok(Ids::Joined {
+                    text,
+                    separators,
+                    len: *len,
+                })
+            }
             Holder::Arrow(a) => {
                 let view = a.view(what)?;
                 match a.first_null() {
@@ -194,10 +225,26 @@ impl<'py> Holder<'py> {
     fn each<'s>(
         &'s self,
         what: &str,
-        f: impl FnMut(usize, Option<&'s str>) -> PyResult<()>,
+        mut f: impl FnMut(usize, Option<&'s str>) -> PyResult<()>,
     ) -> PyResult<()> {
         match self {
             Holder::Owned(o) => o.each(f),
+            Holder::Joined { data, len } => {
+                let text = joined_text(data.as_bytes(), what)?;
+                let mut n = 0;
+                if *len > 0 {
+                    for (i, value) in text.split('\0').enumerate() {
+                        if i < *len {
+                            f(i, Some(value))?;
+                        }
+                        n += 1;
+                    }
+                }
+                if n != *len {
+                    return Err(joined_mismatch(what, n, *len));
+                }
+                Ok(())
+            }
             Holder::Arrow(a) => a.each(what, f),
             Holder::Utf32 { .. } => Err(PyValueError::new_err(format!(
                 "{what}: UTF-32 data must be decoded first (an internal error; please report it)"
@@ -548,6 +595,20 @@ impl<'py> AttrHolders<'py> {
     }
 }
 
+/// The text of a joined list (valid UTF-8: Python encoded it).
+fn joined_text<'a>(data: &'a [u8], what: &str) -> PyResult<&'a str> {
+    std::str::from_utf8(data)
+        .map_err(|_| PyValueError::new_err(format!("{what}: the joined values are not UTF-8")))
+}
+
+/// A joined list whose separators do not match its length (a value held a NUL).
+fn joined_mismatch(what: &str, found: usize, len: usize) -> PyErr {
+    PyValueError::new_err(format!(
+        "{what}: {found} values joined for {len} expected; a value holds a NUL character \
+         (the abkit package passes such lists item by item)"
+    ))
+}
+
 /// Arrow string values as the bulk core reads them (see [`ArrowStrings::view`]).
 pub(crate) struct ArrowView<'a> {
     /// The offsets of these values: `len + 1` of them, `width` bytes each.
@@ -583,6 +644,15 @@ pub(crate) enum Ids<'a> {
         /// Where each ends.
         ends: &'a [usize],
     },
+    /// A joined list: value `i` runs from after separator `i - 1` to separator `i` (or the end).
+    Joined {
+        /// The values separated by NULs.
+        text: &'a str,
+        /// Where the NULs are.
+        separators: Vec<usize>,
+        /// Number of values (`separators.len() + 1`, or 0).
+        len: usize,
+    },
     /// An Arrow string array without nulls.
     Arrow(ArrowView<'a>),
     /// A NumPy `<U{chars}` array's bytes, decoded unit by unit by [`decode_utf32`].
@@ -602,6 +672,7 @@ impl Ids<'_> {
         match self {
             Ids::Text(v) => v.len(),
             Ids::Owned { ends, .. } => ends.len(),
+            Ids::Joined { len, .. } => *len,
             Ids::Arrow(a) => (a.offsets.len() / a.width).saturating_sub(1),
             Ids::Utf32 { len, .. } => *len,
         }
@@ -616,6 +687,17 @@ impl Ids<'_> {
             Ids::Owned { text, ends } => {
                 let start = if i == 0 { 0 } else { *ends.get(i - 1)? };
                 text.get(start..*ends.get(i)?)
+            }
+            Ids::Joined {
+                text, separators, ..
+            } => {
+                let start = if i == 0 {
+                    0
+                } else {
+                    separators.get(i - 1)? + 1
+                };
+                let end = separators.get(i).copied().unwrap_or(text.len());
+                text.get(start..end)
             }
             Ids::Arrow(a) => a.text.get(a.offset(i)?..a.offset(i + 1)?),
             Ids::Utf32 { data, chars, .. } => {

@@ -181,3 +181,12 @@ def test_nulls_of_a_sliced_arrow_array_are_found_at_their_position_in_the_slice(
     attrs = pa.array(["US", None, "US", "FR"])
     r = sdk.assign_many("e", ["a", "b", "c"], {"country": attrs.slice(1)})
     assert list(r.reason) == ["not_targeted", "assigned", "not_targeted"]
+
+
+def test_ids_holding_nul_or_empty_strings_are_read_like_any_other(sdk):
+    units = ["a\0b", "", "c", "\0", "d"]
+    r = sdk.assign_many("e", units, {"country": "US"})
+    assert list(r.variant) == [sdk.assign("e", u, {"country": "US"}).variant for u in units]
+    assert list(sdk.assign_many("e", [""], {"country": "US"}).reason) == ["assigned"]
+    r = sdk.assign_many("e", ["x", "y"], {"country": ["U\0S", "US"]})
+    assert list(r.reason) == ["not_targeted", "assigned"]
