@@ -16,7 +16,15 @@ step() { echo "python/ci.sh [$((SECONDS - start))s] $*"; }
 
 step "virtualenv python/.venv"
 if [ ! -x .venv/bin/python ]; then
-  "${PYTHON:-python3}" -m venv .venv
+  if ! "${PYTHON:-python3}" -m venv .venv; then
+    # Debian's own python3 needs python3-venv for `-m venv`.
+    rm -rf .venv
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
+    "${PYTHON:-python3}" -m venv .venv
+  fi
 fi
 want="$(sha256sum requirements-dev.txt | cut -d' ' -f1)"
 if [ "$(cat .venv/.requirements-dev.sha256 2>/dev/null || true)" != "$want" ]; then
@@ -30,7 +38,11 @@ cargo clippy --manifest-path Cargo.toml --locked --all-targets --quiet -- -D war
 
 step "wheel (maturin build --release) and pip install"
 rm -rf dist
-.venv/bin/maturin build --release --locked --out dist 2>&1 | grep -E "Built wheel|error|warning" || true
+if ! .venv/bin/maturin build --release --locked --out dist >.venv/maturin.log 2>&1; then
+  cat .venv/maturin.log
+  exit 1
+fi
+grep "Built wheel" .venv/maturin.log || true
 wheel="$(ls dist/abkit_sdk-*.whl)"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheel"
 
