@@ -52,24 +52,24 @@ def test_answers_do_not_depend_on_the_thread_count():
 
 def test_assign_many_releases_the_gil_while_it_assigns():
     sdk = abkit.Sdk.from_file(DEMO)
-    ids = pa.array([f"user-{i}" for i in range(2_000_000)])
-    column = abkit._columns.column(ids, "units")
-    core = min(_abkit._rust_bulk_seconds(sdk._inner, "checkout_button", column, [("country", "US")], 1, 1, 2))
-    done = threading.Event()
+    ids = pa.array([f"user-{i}" for i in range(3_000_000)])
+    call: list[float] = []
 
     def work() -> None:
-        sdk.assign_many("checkout_button", ids, {"country": "US"}, now_ms=1, threads=1)
-        done.set()
+        start = time.perf_counter()
+        sdk.assign_many("checkout_button", ids, {"country": "US"}, now_ms=1, threads=1, output="arrow")
+        call.append(time.perf_counter() - start)
 
     longest_gap, last = 0.0, time.perf_counter()
     t = threading.Thread(target=work)
     t.start()
-    while not done.is_set():
+    while t.is_alive():
         now = time.perf_counter()
         longest_gap, last = max(longest_gap, now - last), now
     t.join()
-    # Holding the GIL through the Rust work would stop this loop for the whole of it.
-    assert longest_gap < 0.6 * core, f"the main thread stalled {longest_gap:.3f} s (core {core:.3f} s)"
+    # Almost all of the call is Rust work: holding the GIL through it would stop this loop
+    # for most of the call; released, the loop only waits for the short Python parts.
+    assert longest_gap < 0.5 * call[0], f"the main thread stalled {longest_gap:.3f} s of a {call[0]:.3f} s call"
 
 
 def _assign_in_child(queue) -> None:  # runs in a forked child
