@@ -272,3 +272,62 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn diff_counts_the_units_a_new_holdout_takes_out_exactly() {
+    use abkit::simulate::{diff, SimulateOptions, SyntheticIds, SyntheticSpec, UnitSource};
+    let before = sdk(&format!("[[experiments]]\nkey = \"e\"\n{TWO}\n"));
+    let after = sdk(&format!(
+        "[[holdouts]]\nname = \"h\"\ncoverage = 0.2\nexperiments = [\"e\"]\n[[experiments]]\nkey = \"e\"\n{TWO}\n"
+    ));
+    let spec = SyntheticSpec::new(20_000);
+    let report = diff(
+        &before.snapshot(),
+        &after.snapshot(),
+        UnitSource::synthetic(spec.clone()),
+        &SimulateOptions::default(),
+    )
+    .unwrap();
+    let e = report.experiment("e").unwrap();
+    // Independently: the units whose holdout bucket is below 2000 leave; nobody moves.
+    let mut ids = SyntheticIds::new(&spec);
+    let expected = (0..20_000)
+        .filter(|&i| bucket("h", ids.id(i)) < 2_000)
+        .count() as u64;
+    assert_eq!(e.left, expected);
+    assert_eq!((e.moved, e.entered), (0, 0));
+    assert_eq!(e.stayed, 20_000 - expected);
+}
+
+#[test]
+fn a_plugin_of_an_experiment_with_bucket_by_receives_the_bucket_key_as_its_unit_id() {
+    use abkit_tests::env::TestEnv;
+    use abkit_tests::fixtures::{reference, rf};
+    let env = TestEnv::new();
+    let lib = env.install(
+        &reference(rf::WEIGHTED_HASH),
+        "plugins/wh.so",
+        "weighted-hash",
+        1,
+    );
+    let path = env.write_config(
+        &format!(
+            "[[plugins]]\nname = \"weighted-hash\"\npath = {:?}\n\
+             [[experiments]]\nkey = \"e\"\nstrategy = \"plugin:weighted-hash\"\nbucket_by = [\"account_id\"]\n{TWO}\n",
+            lib.display().to_string()
+        ),
+        false,
+    );
+    let s = Sdk::from_file(path).unwrap();
+    for i in 0..500 {
+        let account = format!("acct-{i}");
+        let attrs = [Attribute::new("account_id", &account)];
+        let a = s.assign(
+            "e",
+            &Unit::new(&format!("device-{i}")).with_attributes(&attrs),
+        );
+        assert!(matches!(a.decided_by, DecidedBy::Plugin(_)), "{a:?}");
+        // weighted-hash is bucketing-v1 of its unit id: here, the account.
+        assert_eq!(a.variant_name(), Some(half(bucket("e", &account))));
+    }
+}
