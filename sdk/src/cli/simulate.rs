@@ -6,7 +6,6 @@ use crate::simulate::{
     self, AttributeDistribution, InputFormat, Progress, ProgressTotal, SimulateOptions,
     SyntheticSpec, UnitSource,
 };
-use crate::Sdk;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -199,9 +198,15 @@ enum Format {
 /// Arguments of `abkit simulate`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The configuration file (TOML).
-    #[arg(long)]
-    config: PathBuf,
+    /// The configuration file (TOML); or read it from etcd (--etcd-endpoints, --etcd-key).
+    #[arg(
+        long,
+        required_unless_present = "etcd_key",
+        conflicts_with = "etcd_key"
+    )]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    etcd: super::source::EtcdArgs,
     #[command(flatten)]
     input: InputArgs,
     /// Simulate only this experiment (repeatable; default: all).
@@ -217,7 +222,7 @@ pub struct Args {
 }
 
 pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
-    let sdk = Sdk::from_file(&args.config)?;
+    let sdk = args.etcd.load(args.config.as_deref())?;
     let (source, mut opts) = args.input.source_and_options(args.experiments)?;
     let bar = Bar::attach(source.progress_total(), &mut opts);
     let report = simulate::run(&sdk.snapshot(), source, &opts)

@@ -20,9 +20,15 @@ use tokio::sync::broadcast::error::RecvError;
 /// Arguments of `abkit watch`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The configuration file (TOML).
-    #[arg(long)]
-    config: PathBuf,
+    /// The configuration file (TOML); or read it from etcd (--etcd-endpoints, --etcd-key).
+    #[arg(
+        long,
+        required_unless_present = "etcd_key",
+        conflicts_with = "etcd_key"
+    )]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    etcd: super::source::EtcdArgs,
     /// Print one JSON object per line instead of text.
     #[arg(long)]
     json: bool,
@@ -49,11 +55,14 @@ struct Watching<'a> {
 }
 
 pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
-    let sdk = Arc::new(Sdk::from_file(&args.config)?);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Invalid(format!("cannot start the async runtime: {e}")))?;
+    let sdk = Arc::new(match &args.config {
+        Some(path) if !args.etcd.active() => Sdk::from_file(path)?,
+        _ => runtime.block_on(Sdk::builder().build_from_etcd(&args.etcd.options()?))?,
+    });
     let result = runtime.block_on(serve(sdk, args));
     // A reload still stuck inside a plugin call runs on a blocking thread: never wait for it
     // (the process exits within a second of `--for` or SIGTERM, whatever a reload is doing).
@@ -72,10 +81,19 @@ async fn serve(sdk: Arc<Sdk>, args: Args) -> Result<ExitCode, CliError> {
         sighup: !args.no_sighup,
         ..WatchOptions::default()
     };
-    let watcher =
-        reload::watch(Arc::clone(&sdk), options).map_err(|e| CliError::Invalid(e.to_string()))?;
+    let watcher = if args.etcd.active() {
+        let options = args.etcd.options()?;
+        let watcher = crate::source::etcd::watch(Arc::clone(&sdk), options.clone())
+            .map_err(|e| CliError::Invalid(e.to_string()))?;
+        out.watching_etcd(&options.endpoints, &options.key)?;
+        Watcher::Etcd(watcher)
+    } else {
+        let watcher = reload::watch(Arc::clone(&sdk), options)
+            .map_err(|e| CliError::Invalid(e.to_string()))?;
+        out.watching(&watcher.watched(), args.debounce_ms, watcher.sighup())?;
+        Watcher::Files(watcher)
+    };
     let mut reports = watcher.subscribe();
-    out.watching(&watcher.watched(), args.debounce_ms, watcher.sighup())?;
     let deadline = async {
         match args.for_secs {
             Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
@@ -97,7 +115,7 @@ async fn serve(sdk: Arc<Sdk>, args: Args) -> Result<ExitCode, CliError> {
             report = reports.recv() => match report {
                 Ok(report) => out.report(&report)?,
                 Err(RecvError::Lagged(n)) => eprintln!("warning: {n} reload reports were skipped (output too slow)"),
-                Err(RecvError::Closed) => return Err(CliError::Invalid(format!("the watcher of {} stopped", args.config.display()))),
+                Err(RecvError::Closed) => return Err(CliError::Invalid(format!("the watcher of {} stopped", args.etcd.name(args.config.as_deref())))),
             },
         }
     }
@@ -114,6 +132,28 @@ async fn serve(sdk: Arc<Sdk>, args: Args) -> Result<ExitCode, CliError> {
         out.report(&report)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The file watcher, or the etcd watch.
+enum Watcher {
+    Files(reload::WatchHandle),
+    Etcd(crate::source::etcd::EtcdWatchHandle),
+}
+
+impl Watcher {
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ReloadReport> {
+        match self {
+            Watcher::Files(w) => w.subscribe(),
+            Watcher::Etcd(w) => w.subscribe(),
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Watcher::Files(w) => w.shutdown().await,
+            Watcher::Etcd(w) => w.shutdown().await,
+        }
+    }
 }
 
 /// Standard input, line by line, read on a thread of its own (ends quietly at end of input).
@@ -198,6 +238,19 @@ impl Output {
         self.text(&format!(
             "watching {} (debounce {debounce_ms} ms){hup}; Ctrl-C to stop\n",
             names.join(", ")
+        ))
+    }
+
+    /// What the etcd watch follows: `{"watching": {"etcd": {"endpoints": [...], "key": K}}}`.
+    fn watching_etcd(&mut self, endpoints: &[String], key: &str) -> Result<(), CliError> {
+        if self.json {
+            let line =
+                serde_json::json!({"watching": {"etcd": {"endpoints": endpoints, "key": key}}});
+            return self.json_line(&line);
+        }
+        self.text(&format!(
+            "watching etcd key {key} at {}; Ctrl-C to stop\n",
+            endpoints.join(",")
         ))
     }
 
