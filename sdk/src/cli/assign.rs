@@ -11,15 +11,8 @@ use std::process::ExitCode;
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("who").required(true).args(["unit", "units"])))]
 pub struct Args {
-    /// The configuration file (TOML); or read it from etcd (--etcd-endpoints, --etcd-key).
-    #[arg(
-        long,
-        required_unless_present = "etcd_key",
-        conflicts_with = "etcd_key"
-    )]
-    config: Option<PathBuf>,
     #[command(flatten)]
-    etcd: super::source::EtcdArgs,
+    source: Box<super::source::SourceArgs>,
     /// The experiment key.
     #[arg(long)]
     experiment: String,
@@ -61,7 +54,7 @@ fn parse_attr(s: &str) -> Result<(String, String), String> {
 }
 
 pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
-    let sdk = args.etcd.load(args.config.as_deref())?;
+    let sdk = args.source.load()?;
     let snapshot = sdk.snapshot();
     if snapshot.experiment(&args.experiment).is_none() {
         let known: Vec<&str> = snapshot
@@ -73,7 +66,7 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
         return Err(CliError::Invalid(format!(
             "experiment \"{}\" is not in {}; known experiments: {}",
             args.experiment,
-            args.etcd.name(args.config.as_deref()),
+            args.source.name(),
             if known.is_empty() {
                 "(none)".to_string()
             } else {

@@ -28,7 +28,7 @@ pub struct Args {
     )]
     from: Option<PathBuf>,
     #[command(flatten)]
-    etcd: super::source::EtcdArgs,
+    etcd: Box<super::source::EtcdArgs>,
     /// The proposed configuration (TOML).
     #[arg(long)]
     to: PathBuf,

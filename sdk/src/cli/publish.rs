@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long)]
     config: PathBuf,
     #[command(flatten)]
-    etcd: EtcdArgs,
+    etcd: Box<EtcdArgs>,
     /// Publish only if the key is still at this revision (its mod_revision, as `abkit status`
     /// shows it); 0: only if the key does not exist yet. A conflict exits 3 and names both.
     #[arg(long, value_name = "R")]

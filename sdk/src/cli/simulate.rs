@@ -198,15 +198,8 @@ enum Format {
 /// Arguments of `abkit simulate`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The configuration file (TOML); or read it from etcd (--etcd-endpoints, --etcd-key).
-    #[arg(
-        long,
-        required_unless_present = "etcd_key",
-        conflicts_with = "etcd_key"
-    )]
-    config: Option<PathBuf>,
     #[command(flatten)]
-    etcd: super::source::EtcdArgs,
+    source: Box<super::source::SourceArgs>,
     #[command(flatten)]
     input: InputArgs,
     /// Simulate only this experiment (repeatable; default: all).
@@ -222,7 +215,7 @@ pub struct Args {
 }
 
 pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
-    let sdk = args.etcd.load(args.config.as_deref())?;
+    let sdk = args.source.load()?;
     let (source, mut opts) = args.input.source_and_options(args.experiments)?;
     let bar = Bar::attach(source.progress_total(), &mut opts);
     let report = simulate::run(&sdk.snapshot(), source, &opts)

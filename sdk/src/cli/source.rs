@@ -12,6 +12,33 @@ use std::time::Duration;
 /// which other users can see in the process list).
 pub(super) const PASSWORD_ENV: &str = "ABKIT_ETCD_PASSWORD";
 
+/// `--config FILE`, or the etcd options (flattened into `assign`, `status`, `watch` and
+/// `simulate`).
+#[derive(Debug, Clone, clap::Args)]
+pub(super) struct SourceArgs {
+    /// The configuration file (TOML); or read it from etcd (--etcd-endpoints, --etcd-key).
+    #[arg(
+        long,
+        required_unless_present = "etcd_key",
+        conflicts_with = "etcd_key"
+    )]
+    pub(super) config: Option<PathBuf>,
+    #[command(flatten)]
+    pub(super) etcd: EtcdArgs,
+}
+
+impl SourceArgs {
+    /// Builds a client from the file or etcd.
+    pub(super) fn load(&self) -> Result<Sdk, CliError> {
+        self.etcd.load(self.config.as_deref())
+    }
+
+    /// What the configuration is called in messages: the file, or `etcd key K`.
+    pub(super) fn name(&self) -> String {
+        self.etcd.name(self.config.as_deref())
+    }
+}
+
 /// etcd options of the command line.
 #[derive(Debug, Clone, clap::Args)]
 pub(super) struct EtcdArgs {

@@ -11,21 +11,13 @@
 
 use super::CliError;
 use crate::status::{PluginState, Status};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Arguments of `abkit status`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The configuration file (TOML); or read it from etcd (--etcd-endpoints, --etcd-key).
-    #[arg(
-        long,
-        required_unless_present = "etcd_key",
-        conflicts_with = "etcd_key"
-    )]
-    config: Option<PathBuf>,
     #[command(flatten)]
-    etcd: super::source::EtcdArgs,
+    source: Box<super::source::SourceArgs>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -42,7 +34,7 @@ pub struct Args {
 }
 
 pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
-    let sdk = args.etcd.load(args.config.as_deref())?;
+    let sdk = args.source.load()?;
     let status = sdk.status();
     if args.json {
         let text = serde_json::to_string_pretty(&status)

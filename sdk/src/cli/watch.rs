@@ -20,15 +20,8 @@ use tokio::sync::broadcast::error::RecvError;
 /// Arguments of `abkit watch`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The configuration file (TOML); or read it from etcd (--etcd-endpoints, --etcd-key).
-    #[arg(
-        long,
-        required_unless_present = "etcd_key",
-        conflicts_with = "etcd_key"
-    )]
-    config: Option<PathBuf>,
     #[command(flatten)]
-    etcd: super::source::EtcdArgs,
+    source: Box<super::source::SourceArgs>,
     /// Print one JSON object per line instead of text.
     #[arg(long)]
     json: bool,
@@ -59,9 +52,9 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::Invalid(format!("cannot start the async runtime: {e}")))?;
-    let sdk = Arc::new(match &args.config {
-        Some(path) if !args.etcd.active() => Sdk::from_file(path)?,
-        _ => runtime.block_on(Sdk::builder().build_from_etcd(&args.etcd.options()?))?,
+    let sdk = Arc::new(match &args.source.config {
+        Some(path) if !args.source.etcd.active() => Sdk::from_file(path)?,
+        _ => runtime.block_on(Sdk::builder().build_from_etcd(&args.source.etcd.options()?))?,
     });
     let result = runtime.block_on(serve(sdk, args));
     // A reload still stuck inside a plugin call runs on a blocking thread: never wait for it
@@ -81,8 +74,8 @@ async fn serve(sdk: Arc<Sdk>, args: Args) -> Result<ExitCode, CliError> {
         sighup: !args.no_sighup,
         ..WatchOptions::default()
     };
-    let watcher = if args.etcd.active() {
-        let options = args.etcd.options()?;
+    let watcher = if args.source.etcd.active() {
+        let options = args.source.etcd.options()?;
         let watcher = crate::source::etcd::watch(Arc::clone(&sdk), options.clone())
             .map_err(|e| CliError::Invalid(e.to_string()))?;
         out.watching_etcd(&options.endpoints, &options.key)?;
@@ -115,7 +108,7 @@ async fn serve(sdk: Arc<Sdk>, args: Args) -> Result<ExitCode, CliError> {
             report = reports.recv() => match report {
                 Ok(report) => out.report(&report)?,
                 Err(RecvError::Lagged(n)) => eprintln!("warning: {n} reload reports were skipped (output too slow)"),
-                Err(RecvError::Closed) => return Err(CliError::Invalid(format!("the watcher of {} stopped", args.etcd.name(args.config.as_deref())))),
+                Err(RecvError::Closed) => return Err(CliError::Invalid(format!("the watcher of {} stopped", args.source.name()))),
             },
         }
     }

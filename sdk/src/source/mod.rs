@@ -107,7 +107,7 @@ impl SourceStatus {
     /// never stale (the file is the truth); an etcd source is stale when etcd has not
     /// confirmed it current for more than `max_age` — never confirmed (started from the local
     /// copy), or the watch broken or silent that long. A healthy watch confirms every few
-    /// seconds ([`etcd::EtcdOptions::confirm_interval`]), so `max_age` should be several of
+    /// seconds (`EtcdOptions::confirm_interval`, default 5 s), so `max_age` should be several of
     /// those (the CLI's default is 30 s).
     pub fn stale_reason(&self, now_unix_ms: u64, max_age: Duration) -> Option<String> {
         if self.kind == SourceKind::File {
