@@ -144,6 +144,27 @@ impl Etcd {
         }
     }
 
+    /// Freezes etcd (SIGSTOP): connections stay open but nothing answers, the way a hung
+    /// server or a half-open connection looks to its clients.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws etcd after [`Etcd::pause`] (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let pid = self.child.as_ref().expect("etcd is running").id();
+        let status = Command::new("kill")
+            .arg(which)
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {which} {pid} failed");
+    }
+
     /// Starts etcd again on the same ports and data (after [`Etcd::kill`]).
     pub fn restart(&mut self) {
         self.kill();
@@ -158,6 +179,13 @@ impl Etcd {
 
 impl Drop for Etcd {
     fn drop(&mut self) {
+        if self.child.is_some() {
+            // A paused etcd must be thawed to die of SIGKILL promptly everywhere.
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(self.child.as_ref().map_or(0, Child::id).to_string())
+                .status();
+        }
         self.kill();
     }
 }

@@ -287,6 +287,45 @@ async fn etcd_killed_and_restarted_while_instances_serve() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_etcd_is_reported_as_a_broken_watch_not_as_healthy() {
+    let etcd = Etcd::start();
+    let first = publish(&etcd, &doc(None)).await;
+    let fleet = fleet(&etcd, 2).await;
+    // Frozen, not dead: the connections stay open and silent. The progress requests go
+    // unanswered, so each instance must say its watch is broken instead of looking healthy.
+    etcd.pause();
+    wait_until("every instance reports the silent watch broken", || {
+        fleet
+            .iter()
+            .all(|i| watch_state(&i.sdk) == WatchHealth::Broken)
+    })
+    .await;
+    for i in &fleet {
+        let s = i.sdk.source_status().unwrap();
+        assert_eq!(s.revision, Some(first));
+        assert!(i.sdk.status().to_string().contains("watch BROKEN"));
+        assert_eq!(i.sdk.assign("e", &Unit::new("u")).reason, Reason::Assigned);
+    }
+    etcd.resume();
+    wait_until("every instance's watch is healthy again", || {
+        fleet
+            .iter()
+            .all(|i| watch_state(&i.sdk) == WatchHealth::Healthy)
+    })
+    .await;
+    let next = publish(&etcd, &doc(Some("after_thaw"))).await;
+    wait_until(
+        "every instance serves the change published after the thaw",
+        || {
+            fleet
+                .iter()
+                .all(|i| knows(&i.sdk, "after_thaw") && revision(&i.sdk) == Some(next))
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compaction_during_a_watch_is_survived() {
     let etcd = Etcd::start();
     publish(&etcd, &doc(None)).await;

@@ -234,7 +234,7 @@ pub enum EtcdError {
     #[error("the local copy of the last good etcd document: {0}")]
     LocalCopy(String),
     /// [`publish`]: the key was not at the expected revision.
-    #[error("conflict: etcd key {key} is at revision {actual}, not {expected} as required{}; nothing was written: review the current document (abkit diff) and publish again with --if-revision {actual}", if *.expected == 0 { " (0: the key must not exist yet)" } else { "" })]
+    #[error("conflict: etcd key {key} is at revision {actual}{}, not {expected} as required{}; nothing was written: review the current document (abkit diff) and publish again with --if-revision {actual}", if *.actual == 0 { " (it does not exist)" } else { "" }, if *.expected == 0 { " (0: the key must not exist yet)" } else { "" })]
     Conflict {
         /// The key.
         key: String,
@@ -285,12 +285,41 @@ async fn bounded<T>(
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(EtcdError::Unreachable {
             endpoints: options.endpoint_list(),
-            detail: format!("{what}: {e}"),
+            detail: format!("{what}: {}", describe(&e)),
         }),
         Err(_) => Err(EtcdError::Unreachable {
             endpoints: options.endpoint_list(),
             detail: format!("{what}: no answer within {} ms", limit.as_millis()),
         }),
+    }
+}
+
+/// An etcd client error in one line: gRPC's message and its innermost cause (`tcp connect
+/// error: Connection refused (os error 111)`), not the nested debug output of the transport.
+fn describe(e: &etcd_client::Error) -> String {
+    fn innermost(mut e: &(dyn std::error::Error + 'static)) -> String {
+        while let Some(inner) = e.source() {
+            e = inner;
+        }
+        e.to_string()
+    }
+    let (top, cause) = match e {
+        etcd_client::Error::GRpcStatus(status) => {
+            let top = if status.message().is_empty() {
+                format!("{:?}", status.code())
+            } else {
+                status.message().to_string()
+            };
+            (top, std::error::Error::source(status).map(innermost))
+        }
+        etcd_client::Error::TransportError(t) => {
+            ("transport error".to_string(), Some(innermost(t)))
+        }
+        other => (other.to_string(), None),
+    };
+    match cause {
+        Some(cause) if !top.contains(&cause) => format!("{top}: {cause}"),
+        _ => top,
     }
 }
 

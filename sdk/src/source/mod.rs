@@ -124,19 +124,26 @@ impl SourceStatus {
             ),
             _ => String::new(),
         };
+        // A broken watch says why (and what to check); otherwise say where etcd should be.
+        let todo = if broken.is_empty() {
+            format!(
+                "; check that etcd is reachable at {}",
+                self.endpoints.join(",")
+            )
+        } else {
+            broken
+        };
         match self.last_confirmed_unix_ms {
             None => Some(format!(
                 "etcd key {key}: serving revision {revision} from the local copy, never confirmed \
-                 current by etcd{broken}; check that etcd is reachable at {}",
-                self.endpoints.join(",")
+                 current by etcd{todo}"
             )),
             Some(at) if now_unix_ms.saturating_sub(at) > max_age.as_millis() as u64 => {
                 Some(format!(
                     "etcd key {key}: serving revision {revision}, last confirmed current {} s ago \
-                 (more than {} s){broken}; check that etcd is reachable at {}",
+                     (more than {} s){todo}",
                     now_unix_ms.saturating_sub(at) / 1000,
-                    max_age.as_secs(),
-                    self.endpoints.join(",")
+                    max_age.as_secs()
                 ))
             }
             Some(_) => None,
