@@ -565,3 +565,78 @@ async fn publish_detects_a_compare_and_swap_conflict() {
     assert!(text(&out).contains("max-request-bytes"), "{}", text(&out));
     assert_eq!(current().await, Some(r2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_files_are_deployed_per_host_and_a_host_missing_them_refuses_the_document() {
+    use abkit::DecidedBy;
+    use abkit_tests::env::TestEnv;
+    use abkit_tests::fixtures::reference;
+
+    let etcd = Etcd::start();
+    let env = TestEnv::new();
+    let library = reference("weighted-hash");
+    // Two hosts: each resolves the document's relative paths against its own directory.
+    let (host_a, host_b) = (env.path("host-a"), env.path("host-b"));
+    for host in [&host_a, &host_b] {
+        std::fs::create_dir_all(host.join("keys")).unwrap();
+        std::fs::copy(&env.pubkey, host.join("keys/release.pub")).unwrap();
+    }
+    env.install(&library, "host-a/plugins/libwh-v1.so", "weighted-hash", 1);
+    publish(&etcd, &doc(None)).await;
+    let start = |host: std::path::PathBuf| {
+        let mut o = options(&etcd, None);
+        o.base_dir = host;
+        async move {
+            let sdk = Arc::new(Sdk::builder().build_from_etcd(&o).await.unwrap());
+            let watch = etcd::watch(Arc::clone(&sdk), o).unwrap();
+            (sdk, watch)
+        }
+    };
+    let (a, _watch_a) = start(host_a.clone()).await;
+    let (b, _watch_b) = start(host_b.clone()).await;
+
+    let with_plugin = format!(
+        "[trust]\npublic_key_files = [\"keys/release.pub\"]\n\n[[plugins]]\nname = \"weighted-hash\"\npath = \"plugins/libwh-v1.so\"\n\n{}\n[[experiments]]\nkey = \"exp\"\nstrategy = \"plugin:weighted-hash\"\nvariants = [ {{ name = \"control\", weight = 50 }}, {{ name = \"treatment\", weight = 50 }} ]\n",
+        doc(None)
+    );
+    let first = publish(&etcd, &with_plugin).await;
+    wait_until(
+        "host A serves the plugin, host B refuses the document",
+        || {
+            revision(&a) == Some(first)
+                && b.source_status().unwrap().refused_revision == Some(first)
+        },
+    )
+    .await;
+    let served = a.assign("exp", &Unit::new("user-1"));
+    assert!(
+        matches!(served.decided_by, DecidedBy::Plugin(p) if p.name == "weighted-hash"),
+        "{served:?}"
+    );
+    let report = b.last_reload().unwrap();
+    let refusal = report.refusal.as_ref().unwrap();
+    assert_eq!(refusal.reason, "missing_file");
+    let expected = host_b.join("plugins/libwh-v1.so");
+    assert!(
+        refusal
+            .message
+            .contains(&format!("{} does not exist", expected.display())),
+        "{}",
+        refusal.message
+    );
+    assert!(!knows(&b, "exp"), "host B keeps its snapshot");
+
+    // The deploy tooling reaches host B; the next publish of the document is accepted there.
+    env.install(&library, "host-b/plugins/libwh-v1.so", "weighted-hash", 1);
+    let second = publish(&etcd, &with_plugin).await;
+    wait_until("host B serves the plugin after its deploy", || {
+        revision(&b) == Some(second) && revision(&a) == Some(second)
+    })
+    .await;
+    let served = b.assign("exp", &Unit::new("user-1"));
+    assert!(
+        matches!(served.decided_by, DecidedBy::Plugin(p) if p.name == "weighted-hash"),
+        "{served:?}"
+    );
+    assert_eq!(b.source_status().unwrap().refused_revision, None);
+}

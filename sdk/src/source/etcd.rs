@@ -333,7 +333,10 @@ async fn connect(options: &EtcdOptions) -> Result<Client, EtcdError> {
         .with_keep_alive(Duration::from_secs(10), options.request_timeout)
         .with_keep_alive_while_idle(true);
     if let Some(auth) = &options.auth {
-        connect = connect.with_user(auth.user.clone(), auth.password.clone());
+        // An expired auth token is renewed instead of failing every request until reconnecting.
+        connect = connect
+            .with_user(auth.user.clone(), auth.password.clone())
+            .with_auto_token_refresh(true);
     }
     if let Some(tls) = &options.tls {
         connect = with_tls(connect, tls)?;
@@ -644,7 +647,7 @@ pub(crate) async fn build(builder: SdkBuilder, options: &EtcdOptions) -> Result<
                 };
                 match parsed {
                     Ok(config) => {
-                        let sdk = builder.build(config)?;
+                        let sdk = build_blocking(builder, config).await?;
                         if let (Some(copy), Some(text)) = (&copy, &doc.text) {
                             copy.save(text, doc.revision);
                         }
@@ -710,7 +713,7 @@ pub(crate) async fn build(builder: SdkBuilder, options: &EtcdOptions) -> Result<
         ),
     })?;
     tracing::warn!(key = %options.key, revision, "starting from the local copy of the last good etcd document: {why}");
-    let sdk = builder.build(config)?;
+    let sdk = build_blocking(builder, config).await?;
     status.revision = Some(revision);
     status.from_local_copy = true;
     if let Some(refusal) = refusal {
@@ -718,6 +721,14 @@ pub(crate) async fn build(builder: SdkBuilder, options: &EtcdOptions) -> Result<
     }
     sdk.source_cell().set(status, resume);
     Ok(sdk)
+}
+
+/// Builds the client on the blocking pool: loading, verifying and probing plugins is blocking
+/// work that must not hold up the runtime's other tasks.
+async fn build_blocking(builder: SdkBuilder, config: Config) -> Result<Sdk, Error> {
+    tokio::task::spawn_blocking(move || builder.build(config))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 fn not_utf8(options: &EtcdOptions, revision: i64) -> Refusal {
