@@ -19,6 +19,21 @@ pub struct Etcd {
     peer_port: u16,
     data: tempfile::TempDir,
     binary: PathBuf,
+    tls: Option<TlsFiles>,
+}
+
+/// The PEM files of an etcd started with [`Etcd::start_tls`]: a throwaway CA, the server's
+/// certificate for `127.0.0.1`, and a client certificate etcd requires.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA certificate.
+    pub ca: PathBuf,
+    /// The client certificate.
+    pub client_cert: PathBuf,
+    /// The client certificate's key.
+    pub client_key: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
 }
 
 /// The `etcd` binary on `PATH`; panics with what to do when there is none.
@@ -50,22 +65,41 @@ fn free_ports() -> (u16, u16) {
 impl Etcd {
     /// Starts etcd and waits until it answers `/health` (panics after a minute, with its log).
     pub fn start() -> Etcd {
+        Etcd::start_with(false)
+    }
+
+    /// Starts etcd serving clients over TLS only, requiring a client certificate signed by a
+    /// throwaway CA (made with the `openssl` tool); see [`Etcd::tls_files`].
+    pub fn start_tls() -> Etcd {
+        Etcd::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Etcd {
         let binary = etcd_binary();
         let (client_port, peer_port) = free_ports();
+        let data = tempfile::tempdir().expect("temporary data dir");
+        let tls = tls.then(|| make_certificates(&data.path().join("tls")));
         let mut etcd = Etcd {
             child: None,
             client_port,
             peer_port,
-            data: tempfile::tempdir().expect("temporary data dir"),
+            data,
             binary,
+            tls,
         };
         etcd.spawn();
         etcd
     }
 
-    /// The client URL, `http://127.0.0.1:PORT`.
+    /// The TLS files, for an etcd started with [`Etcd::start_tls`].
+    pub fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
+    }
+
+    /// The client URL, `http://127.0.0.1:PORT` (`https://` with TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     fn log_path(&self) -> PathBuf {
@@ -83,7 +117,18 @@ impl Etcd {
             .append(true)
             .open(self.log_path())
             .expect("etcd log file");
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.server_cert)
+                .arg("--key-file")
+                .arg(&tls.server_key)
+                .arg("--client-cert-auth")
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca);
+        }
+        let child = command
             .arg("--name")
             .arg("abkit-test")
             .arg("--data-dir")
@@ -124,7 +169,14 @@ impl Etcd {
                     );
                 }
             }
-            if healthy(self.client_port) {
+            let ready = if self.tls.is_some() {
+                // The plain-HTTP health check cannot speak TLS: a listening port will do, and
+                // the tests retry their first request.
+                TcpStream::connect(("127.0.0.1", self.client_port)).is_ok()
+            } else {
+                healthy(self.client_port)
+            };
+            if ready {
                 return;
             }
             assert!(
@@ -187,6 +239,84 @@ impl Drop for Etcd {
                 .status();
         }
         self.kill();
+    }
+}
+
+/// Makes a CA, a server certificate for 127.0.0.1 and a client certificate in `dir`.
+fn make_certificates(dir: &Path) -> TlsFiles {
+    std::fs::create_dir_all(dir).expect("tls dir");
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run openssl (Debian package openssl): {e}"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=abkit-test-ca",
+    ]);
+    for (name, cn, ext) in [
+        (
+            "server",
+            "127.0.0.1",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+        ),
+        ("client", "abkit-client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).expect("ext file");
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={cn}"),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
+    }
+    TlsFiles {
+        ca: dir.join("ca.pem"),
+        client_cert: dir.join("client.pem"),
+        client_key: dir.join("client.key"),
+        server_cert: dir.join("server.pem"),
+        server_key: dir.join("server.key"),
     }
 }
 

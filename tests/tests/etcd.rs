@@ -751,3 +751,116 @@ async fn the_tool_reads_status_and_watches_through_etcd() {
     assert!(message.contains(&format!("revision {first}")), "{message}");
     assert!(second > first);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_client_certificate() {
+    use abkit::source::etcd::EtcdTls;
+    let etcd = Etcd::start_tls();
+    let files = etcd.tls_files().unwrap().clone();
+    let mut opts = options(&etcd, None);
+    opts.tls = Some(EtcdTls {
+        ca_file: Some(files.ca.clone()),
+        cert_file: Some(files.client_cert.clone()),
+        key_file: Some(files.client_key.clone()),
+        domain: None,
+    });
+    // The first request may reach etcd before it serves: retry, bounded.
+    let started = Instant::now();
+    let revision = loop {
+        match etcd::publish(&opts, &doc(None), 0).await {
+            Ok(r) => break r,
+            Err(e) => {
+                assert!(started.elapsed() < WAIT, "publish over TLS: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let sdk = Sdk::builder().build_from_etcd(&opts).await.unwrap();
+    assert_eq!(revision_of(&sdk), Some(revision));
+
+    // Without the client certificate etcd refuses; without TLS options the client cannot talk
+    // to an https endpoint: both fail clearly, neither serves.
+    let mut no_cert = opts.clone();
+    no_cert.tls = Some(EtcdTls {
+        ca_file: Some(files.ca.clone()),
+        ..EtcdTls::default()
+    });
+    let err = Sdk::builder()
+        .build_from_etcd(&no_cert)
+        .await
+        .unwrap_err()
+        .to_string();
+    println!("without a client certificate: {err}");
+    assert!(
+        err.contains("cannot reach etcd") && err.contains("--etcd-cert"),
+        "{err}"
+    );
+    let mut half = opts.clone();
+    half.tls = Some(EtcdTls {
+        ca_file: Some(files.ca.clone()),
+        cert_file: Some(files.client_cert.clone()),
+        ..EtcdTls::default()
+    });
+    let err = Sdk::builder()
+        .build_from_etcd(&half)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("needs both the certificate and its key"),
+        "{err}"
+    );
+}
+
+fn revision_of(sdk: &Sdk) -> Option<i64> {
+    revision(sdk)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_with_user_and_password() {
+    use abkit::source::etcd::EtcdAuth;
+    let etcd = Etcd::start();
+    let mut client = etcd_client::Client::connect([etcd.endpoint()], None)
+        .await
+        .unwrap();
+    client.role_add("root").await.unwrap();
+    client.user_add("root", "root-secret", None).await.unwrap();
+    client.user_grant_role("root", "root").await.unwrap();
+    client.auth_enable().await.unwrap();
+
+    let mut opts = options(&etcd, None);
+    opts.auth = Some(EtcdAuth {
+        user: "root".into(),
+        password: "root-secret".into(),
+    });
+    let revision = etcd::publish(&opts, &doc(None), 0).await.unwrap();
+    let sdk = Arc::new(Sdk::builder().build_from_etcd(&opts).await.unwrap());
+    assert_eq!(revision_of(&sdk), Some(revision));
+    let _watch = etcd::watch(Arc::clone(&sdk), opts.clone()).unwrap();
+    let next = etcd::publish(&opts, &doc(Some("authed")), revision)
+        .await
+        .unwrap();
+    wait_until("the authenticated watch delivers the change", || {
+        knows(&sdk, "authed") && revision_of(&sdk) == Some(next)
+    })
+    .await;
+
+    // A wrong password is refused by etcd, and the error says the read failed.
+    let mut wrong = opts.clone();
+    wrong.auth = Some(EtcdAuth {
+        user: "root".into(),
+        password: "nope".into(),
+    });
+    let err = Sdk::builder()
+        .build_from_etcd(&wrong)
+        .await
+        .unwrap_err()
+        .to_string();
+    println!("with a wrong password: {err}");
+    assert!(
+        err.contains("refused access")
+            && err.contains("ABKIT_ETCD_PASSWORD")
+            && !err.contains("nope"),
+        "{err}"
+    );
+}

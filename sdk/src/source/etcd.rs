@@ -201,22 +201,22 @@ pub enum EtcdError {
     #[error("etcd TLS: {0}")]
     Tls(String),
     /// etcd could not be reached or did not answer.
-    #[error("cannot reach etcd at {endpoints}: {detail}; check that etcd runs there and the endpoints (--etcd-endpoints)")]
+    #[error("cannot reach etcd at {endpoints}: {detail}; check that etcd runs there, the endpoints (--etcd-endpoints) and, for https:// endpoints, the TLS files (--etcd-ca, --etcd-cert, --etcd-cert-key)")]
     Unreachable {
         /// The endpoints tried.
         endpoints: String,
         /// What failed.
         detail: String,
     },
-    /// etcd answered a request with an error.
-    #[error("etcd at {endpoints} refused to {what} key {key}: {detail}")]
-    Request {
+    /// etcd refused the credentials or the access to the key.
+    #[error("etcd at {endpoints} refused access ({what}) to key {key}: {detail}; check the user and password (--etcd-user, ABKIT_ETCD_PASSWORD) and that the user's role may read the key (and, to publish, write it)")]
+    Denied {
         /// The endpoints.
         endpoints: String,
         /// The key.
         key: String,
-        /// What was asked (`read`, `write`).
-        what: &'static str,
+        /// What was asked (`connect`, `read`, `write`, `watch`).
+        what: String,
         /// etcd's answer.
         detail: String,
     },
@@ -283,6 +283,12 @@ async fn bounded<T>(
 ) -> Result<T, EtcdError> {
     match tokio::time::timeout(limit, fut).await {
         Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) if denied(&e) => Err(EtcdError::Denied {
+            endpoints: options.endpoint_list(),
+            key: options.key.clone(),
+            what: what.to_string(),
+            detail: describe(&e),
+        }),
         Ok(Err(e)) => Err(EtcdError::Unreachable {
             endpoints: options.endpoint_list(),
             detail: format!("{what}: {}", describe(&e)),
@@ -292,6 +298,17 @@ async fn bounded<T>(
             detail: format!("{what}: no answer within {} ms", limit.as_millis()),
         }),
     }
+}
+
+/// Whether etcd refused the credentials or the permission (not a connection problem).
+fn denied(e: &etcd_client::Error) -> bool {
+    /// gRPC status codes PERMISSION_DENIED and UNAUTHENTICATED.
+    const PERMISSION_DENIED: i32 = 7;
+    const UNAUTHENTICATED: i32 = 16;
+    matches!(e, etcd_client::Error::GRpcStatus(s)
+        if matches!(i32::from(s.code()), PERMISSION_DENIED | UNAUTHENTICATED)
+            || s.message().contains("authentication failed")
+            || s.message().contains("permission denied"))
 }
 
 /// An etcd client error in one line: gRPC's message and its innermost cause (`tcp connect
