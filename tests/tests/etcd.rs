@@ -463,6 +463,39 @@ async fn a_bad_document_is_refused_by_all() {
         let s = i.sdk.source_status().unwrap();
         assert_eq!((s.revision, s.refused_revision), (Some(fixed), None));
     }
+
+    // The key deleted: refused (the last document keeps serving) until it is published again.
+    let mut client = etcd_client::Client::connect([etcd.endpoint()], None)
+        .await
+        .unwrap();
+    let deleted = client
+        .delete(KEY, None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    wait_until("every instance refuses the deletion", || {
+        fleet
+            .iter()
+            .all(|i| i.sdk.source_status().unwrap().refused_revision == Some(deleted))
+    })
+    .await;
+    for i in &fleet {
+        let report = i.sdk.last_reload().unwrap();
+        assert_eq!(report.refusal.as_ref().unwrap().reason, "key_deleted");
+        assert!(knows(&i.sdk, "fixed"));
+    }
+    let again = publish(&etcd, &doc(Some("again"))).await;
+    wait_until(
+        "every instance serves the document published after the deletion",
+        || {
+            fleet
+                .iter()
+                .all(|i| knows(&i.sdk, "again") && revision(&i.sdk) == Some(again))
+        },
+    )
+    .await;
 }
 
 fn publish_cli(etcd: &Etcd, config: &Path, extra: &[&str]) -> std::process::Output {

@@ -36,6 +36,9 @@
 //! stream does not pass for healthy. [`crate::source::SourceStatus::stale_reason`] turns that
 //! into readiness.
 //!
+//! [`crate::Sdk::reload`] re-reads files only: a client built from etcd changes through this
+//! watch (and `abkit watch` installs no SIGHUP handler for it).
+//!
 //! **Publish.** [`publish`] writes a document with a compare-and-swap on the key's
 //! `mod_revision` (a txn), so two operators never overwrite each other silently;
 //! `abkit publish` validates the document and verifies every plugin it names first.
@@ -915,7 +918,7 @@ impl Task {
             Some(r) => r,
             None => match read(&mut client, &self.options).await {
                 Ok(read) => {
-                    self.resync(read.document).await;
+                    self.resync(read.document, read.header_revision).await;
                     read.header_revision + 1
                 }
                 Err(e) => return lost(e.to_string()),
@@ -996,8 +999,8 @@ impl Task {
     }
 
     /// After a (re)connection: applies the document read if it is not what serves or was
-    /// refused already.
-    async fn resync(&mut self, document: Option<Document>) {
+    /// refused already; a key found missing is reported once (as of `header_revision`).
+    async fn resync(&mut self, document: Option<Document>, header_revision: i64) {
         let status = self.sdk.source_status();
         let (serving, refused) = status
             .as_ref()
@@ -1014,7 +1017,7 @@ impl Task {
             }
             None => {
                 if !self.missing_reported {
-                    self.apply(Change::Deleted, 0).await;
+                    self.apply(Change::Deleted, header_revision).await;
                 }
             }
         }
