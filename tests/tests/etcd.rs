@@ -897,3 +897,91 @@ async fn auth_with_user_and_password() {
         "{err}"
     );
 }
+
+/// A plain HTTP/1.1 GET on loopback: (status, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_service_is_not_ready_while_its_etcd_source_is_stale() {
+    use abkit_tests::fixtures::service_binary;
+    use std::io::BufRead;
+    let etcd = Etcd::start();
+    publish(&etcd, &doc(None)).await;
+    let mut child = std::process::Command::new(service_binary())
+        .args(["--listen", "127.0.0.1:0", "--max-staleness", "2"])
+        .args(["--etcd-endpoints", &etcd.endpoint(), "--etcd-key", KEY])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok);
+    let addr = lines
+        .by_ref()
+        .find_map(|l| l.split("http://").nth(1).map(str::to_string))
+        .unwrap_or_else(|| {
+            panic!("the service did not start on etcd (built without the `etcd` feature?)")
+        });
+    std::thread::spawn(move || for _ in lines {});
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _service = Kill(child);
+
+    let (code, body) = http_get(&addr, "/readyz");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"kind\":\"etcd\""), "{body}");
+    let (code, body) = http_get(&addr, "/v1/assign?experiment=e&unit=u-1");
+    assert_eq!(code, 200, "{body}");
+
+    // etcd frozen: the service keeps answering, and its readiness turns 503 once etcd has not
+    // confirmed the configuration current for --max-staleness.
+    etcd.pause();
+    let started = Instant::now();
+    loop {
+        let (code, body) = http_get(&addr, "/readyz");
+        if code == 503 {
+            assert!(body.contains("last confirmed current"), "{body}");
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "/readyz stayed {code} while etcd was frozen: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, body) = http_get(&addr, "/v1/assign?experiment=e&unit=u-1");
+    assert_eq!(code, 200, "assignments go on while stale: {body}");
+    etcd.resume();
+    let started = Instant::now();
+    while http_get(&addr, "/readyz").0 != 200 {
+        assert!(
+            started.elapsed() < WAIT,
+            "/readyz did not recover after etcd came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
