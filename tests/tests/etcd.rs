@@ -626,7 +626,7 @@ async fn plugin_files_are_deployed_per_host_and_a_host_missing_them_refuses_the_
         }
     };
     let (a, _watch_a) = start(host_a.clone()).await;
-    let (b, _watch_b) = start(host_b.clone()).await;
+    let (b, watch_b) = start(host_b.clone()).await;
 
     let with_plugin = format!(
         "[trust]\npublic_key_files = [\"keys/release.pub\"]\n\n[[plugins]]\nname = \"weighted-hash\"\npath = \"plugins/libwh-v1.so\"\n\n{}\n[[experiments]]\nkey = \"exp\"\nstrategy = \"plugin:weighted-hash\"\nvariants = [ {{ name = \"control\", weight = 50 }}, {{ name = \"treatment\", weight = 50 }} ]\n",
@@ -659,13 +659,15 @@ async fn plugin_files_are_deployed_per_host_and_a_host_missing_them_refuses_the_
     );
     assert!(!knows(&b, "exp"), "host B keeps its snapshot");
 
-    // The deploy tooling reaches host B; the next publish of the document is accepted there.
+    // The deploy tooling reaches host B; a reload on demand (SIGHUP for `abkit watch`)
+    // retries the refused revision there, without a new publish.
     env.install(&library, "host-b/plugins/libwh-v1.so", "weighted-hash", 1);
-    let second = publish(&etcd, &with_plugin).await;
+    watch_b.reload();
     wait_until("host B serves the plugin after its deploy", || {
-        revision(&b) == Some(second) && revision(&a) == Some(second)
+        revision(&b) == Some(first)
     })
     .await;
+    assert_eq!(b.last_reload().unwrap().trigger, "resync");
     let served = b.assign("exp", &Unit::new("user-1"));
     assert!(
         matches!(served.decided_by, DecidedBy::Plugin(p) if p.name == "weighted-hash"),
@@ -760,6 +762,15 @@ async fn the_tool_reads_status_and_watches_through_etcd() {
     let second = publish(&etcd, &doc(Some("from_watch"))).await;
     let report: serde_json::Value = serde_json::from_str(&next_line("reload report")).unwrap();
     assert_eq!(report["trigger"], "etcd");
+    assert_eq!(report["accepted"], true);
+    // SIGHUP: re-read the key and reload.
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let report: serde_json::Value = serde_json::from_str(&next_line("SIGHUP report")).unwrap();
+    assert_eq!(report["trigger"], "resync");
     assert_eq!(report["accepted"], true);
     let _ = child.kill();
     let _ = child.wait();

@@ -78,7 +78,7 @@ async fn serve(sdk: Arc<Sdk>, args: Args) -> Result<ExitCode, CliError> {
         let options = args.source.etcd.options()?;
         let watcher = crate::source::etcd::watch(Arc::clone(&sdk), options.clone())
             .map_err(|e| CliError::Invalid(e.to_string()))?;
-        out.watching_etcd(&options.endpoints, &options.key)?;
+        out.watching_etcd(&options.endpoints, &options.key, !args.no_sighup)?;
         Watcher::Etcd(watcher)
     } else {
         let watcher = reload::watch(Arc::clone(&sdk), options)
@@ -95,6 +95,11 @@ async fn serve(sdk: Arc<Sdk>, args: Args) -> Result<ExitCode, CliError> {
     };
     tokio::pin!(deadline);
     let mut terminate = Terminate::new()?;
+    // etcd: SIGHUP re-reads the key and reloads (the file watcher handles SIGHUP itself).
+    let mut hangup = match &watcher {
+        Watcher::Etcd(_) if !args.no_sighup => Some(hangup_signal()?),
+        _ => None,
+    };
     let mut commands = if args.commands {
         stdin_lines()
     } else {
@@ -104,6 +109,11 @@ async fn serve(sdk: Arc<Sdk>, args: Args) -> Result<ExitCode, CliError> {
         tokio::select! {
             () = &mut deadline => break,
             () = terminate.recv() => break,
+            () = next_hangup(&mut hangup) => {
+                if let Watcher::Etcd(w) = &watcher {
+                    w.reload();
+                }
+            }
             Some(line) = commands.recv() => out.command(&sdk, &line)?,
             report = reports.recv() => match report {
                 Ok(report) => out.report(&report)?,
@@ -161,6 +171,36 @@ fn stdin_lines() -> tokio::sync::mpsc::UnboundedReceiver<String> {
         }
     });
     rx
+}
+
+/// The SIGHUP stream (unix; elsewhere never fires).
+#[cfg(unix)]
+type Hangup = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangup = ();
+
+fn hangup_signal() -> Result<Hangup, CliError> {
+    #[cfg(unix)]
+    {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(|e| {
+            CliError::Invalid(format!("cannot handle SIGHUP: {e}; or pass --no-sighup"))
+        })
+    }
+    #[cfg(not(unix))]
+    Ok(())
+}
+
+/// The next SIGHUP; pends forever without a handler.
+async fn next_hangup(hangup: &mut Option<Hangup>) {
+    #[cfg(unix)]
+    if let Some(signal) = hangup {
+        if signal.recv().await.is_some() {
+            return;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = hangup;
+    std::future::pending().await
 }
 
 /// Ctrl-C or SIGTERM.
@@ -234,15 +274,25 @@ impl Output {
         ))
     }
 
-    /// What the etcd watch follows: `{"watching": {"etcd": {"endpoints": [...], "key": K}}}`.
-    fn watching_etcd(&mut self, endpoints: &[String], key: &str) -> Result<(), CliError> {
+    /// What the etcd watch follows:
+    /// `{"watching": {"etcd": {"endpoints": [...], "key": K}, "sighup": true}}`.
+    fn watching_etcd(
+        &mut self,
+        endpoints: &[String],
+        key: &str,
+        sighup: bool,
+    ) -> Result<(), CliError> {
         if self.json {
-            let line =
-                serde_json::json!({"watching": {"etcd": {"endpoints": endpoints, "key": key}}});
+            let line = serde_json::json!({"watching": {"etcd": {"endpoints": endpoints, "key": key}, "sighup": sighup}});
             return self.json_line(&line);
         }
+        let hup = if sighup {
+            ", and SIGHUP (re-read the key and reload)"
+        } else {
+            ""
+        };
         self.text(&format!(
-            "watching etcd key {key} at {}; Ctrl-C to stop\n",
+            "watching etcd key {key} at {}{hup}; Ctrl-C to stop\n",
             endpoints.join(",")
         ))
     }

@@ -37,7 +37,8 @@
 //! into readiness.
 //!
 //! [`crate::Sdk::reload`] re-reads files only: a client built from etcd changes through this
-//! watch (and `abkit watch` installs no SIGHUP handler for it).
+//! watch; [`EtcdWatchHandle::reload`] re-reads the key and reloads on demand (`abkit watch`
+//! does it on SIGHUP), e.g. after deploying the plugin files a refused document names.
 //!
 //! **Publish.** [`publish`] writes a document with a compare-and-swap on the key's
 //! `mod_revision` (a txn), so two operators never overwrite each other silently;
@@ -767,6 +768,7 @@ fn not_utf8(options: &EtcdOptions, revision: i64) -> Refusal {
 #[derive(Debug)]
 pub struct EtcdWatchHandle {
     reports: broadcast::Sender<ReloadReport>,
+    resync: Arc<tokio::sync::Notify>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -776,6 +778,14 @@ impl EtcdWatchHandle {
     /// [`crate::reload::WatchHandle::subscribe`]).
     pub fn subscribe(&self) -> broadcast::Receiver<ReloadReport> {
         self.reports.subscribe()
+    }
+
+    /// Re-reads the key now and reloads its document even when that revision serves already
+    /// or was refused: after deploying plugin files a refused document names, or replacing a
+    /// plugin file at the same path (`abkit watch` does this on SIGHUP). The report's trigger
+    /// is `resync`. While etcd is unreachable it happens at the reconnection.
+    pub fn reload(&self) {
+        self.resync.notify_one();
     }
 
     /// Stops the watch without waiting for it.
@@ -809,16 +819,19 @@ pub fn watch(sdk: Arc<Sdk>, options: EtcdOptions) -> Result<EtcdWatchHandle, Etc
     let copy = LocalCopy::open(&options)?;
     let (reports, _) = broadcast::channel(16);
     let (stop, stopped) = oneshot::channel();
+    let resync = Arc::new(tokio::sync::Notify::new());
     let task = Task {
         sdk,
         options,
         copy,
         reports: reports.clone(),
         missing_reported: false,
+        resync: Arc::clone(&resync),
     };
     let task = runtime.spawn(task.run(stopped));
     Ok(EtcdWatchHandle {
         reports,
+        resync,
         stop: Some(stop),
         task: Some(task),
     })
@@ -847,6 +860,8 @@ struct Task {
     reports: broadcast::Sender<ReloadReport>,
     /// A deleted key was reported (once per deletion, not at every resync).
     missing_reported: bool,
+    /// [`EtcdWatchHandle::reload`]: re-read and reload now.
+    resync: Arc<tokio::sync::Notify>,
 }
 
 impl Task {
@@ -945,8 +960,19 @@ impl Task {
         let mut tick = tokio::time::interval(self.options.confirm_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
+        let resync = Arc::clone(&self.resync);
         loop {
             tokio::select! {
+                () = resync.notified() => match read(&mut client, &self.options).await {
+                    Ok(read) => {
+                        let (change, revision) = match read.document {
+                            Some(doc) => (Change::Put(doc.text), doc.revision),
+                            None => (Change::Deleted, read.header_revision),
+                        };
+                        self.apply(change, revision, "resync").await;
+                    }
+                    Err(e) => return End::Lost { healthy, why: e.to_string() },
+                },
                 message = stream.message() => {
                     let resp = match message {
                         Ok(Some(resp)) => resp,
@@ -977,7 +1003,7 @@ impl Task {
                             EventType::Put => Change::Put(event.kv().and_then(|kv| String::from_utf8(kv.value().to_vec()).ok())),
                             EventType::Delete => Change::Deleted,
                         };
-                        self.apply(change, revision).await;
+                        self.apply(change, revision, "etcd").await;
                     }
                     let now = now_ms();
                     self.sdk.source_cell().update(|s| s.last_confirmed_unix_ms = Some(now));
@@ -1012,12 +1038,13 @@ impl Task {
                     // What serves is current: a copy it started from is confirmed.
                     self.sdk.source_cell().update(|s| s.from_local_copy = false);
                 } else if Some(doc.revision) != refused {
-                    self.apply(Change::Put(doc.text), doc.revision).await;
+                    self.apply(Change::Put(doc.text), doc.revision, "etcd")
+                        .await;
                 }
             }
             None => {
                 if !self.missing_reported {
-                    self.apply(Change::Deleted, header_revision).await;
+                    self.apply(Change::Deleted, header_revision, "etcd").await;
                 }
             }
         }
@@ -1029,7 +1056,7 @@ impl Task {
 
     /// Reloads with the document of `revision` on the blocking pool, updates the source status
     /// and the local copy, and sends the report.
-    async fn apply(&mut self, change: Change, revision: i64) {
+    async fn apply(&mut self, change: Change, revision: i64, trigger: &'static str) {
         self.missing_reported = matches!(change, Change::Deleted);
         let (sdk, options, copy) = (
             Arc::clone(&self.sdk),
@@ -1037,7 +1064,7 @@ impl Task {
             self.copy.clone(),
         );
         let done = tokio::task::spawn_blocking(move || {
-            apply_document(&sdk, &options, copy.as_ref(), change, revision)
+            apply_document(&sdk, &options, copy.as_ref(), change, revision, trigger)
         })
         .await;
         match done {
@@ -1059,6 +1086,7 @@ fn apply_document(
     copy: Option<&LocalCopy>,
     change: Change,
     revision: i64,
+    trigger: &str,
 ) -> ReloadReport {
     let serving = sdk
         .source_status()
@@ -1077,8 +1105,8 @@ fn apply_document(
         )),
     };
     let report = match parsed {
-        Ok(config) => sdk.reload_with(config, "etcd"),
-        Err(refusal) => sdk.refuse("etcd", refusal),
+        Ok(config) => sdk.reload_with(config, trigger),
+        Err(refusal) => sdk.refuse(trigger, refusal),
     };
     let now = now_ms();
     if report.accepted {
