@@ -674,6 +674,7 @@ pub(crate) async fn build(builder: SdkBuilder, options: &EtcdOptions) -> Result<
                         }
                         status.revision = Some(doc.revision);
                         status.last_confirmed_unix_ms = Some(now_ms());
+                        metrics::gauge!("abkit_etcd_revision").set(doc.revision as f64);
                         sdk.source_cell()
                             .set(status, Some(read.header_revision + 1));
                         tracing::info!(key = %options.key, revision = doc.revision, "serving the etcd document");
@@ -737,6 +738,7 @@ pub(crate) async fn build(builder: SdkBuilder, options: &EtcdOptions) -> Result<
     let sdk = build_blocking(builder, config).await?;
     status.revision = Some(revision);
     status.from_local_copy = true;
+    metrics::gauge!("abkit_etcd_revision").set(revision as f64);
     if let Some(refusal) = refusal {
         sdk.refuse("etcd", refusal);
     }
@@ -849,8 +851,13 @@ enum Change {
 enum End {
     /// The connection or the stream was lost; `healthy`: the watch had been established.
     Lost { healthy: bool, why: String },
-    /// etcd cancelled the watch: its start revision was compacted.
-    Compacted { start: i64, compact_revision: i64 },
+    /// etcd cancelled the watch: its start revision was compacted (`healthy`: the watch had
+    /// been established before).
+    Compacted {
+        start: i64,
+        compact_revision: i64,
+        healthy: bool,
+    },
 }
 
 struct Task {
@@ -885,8 +892,17 @@ impl Task {
             };
             match end {
                 End::Lost { healthy, why } => {
-                    tracing::warn!(key = %self.options.key, "the etcd watch is broken: {why}; serving what this client has and reconnecting");
-                    metrics::counter!("abkit_etcd_watch_lost_total").increment(1);
+                    let was_broken = self
+                        .sdk
+                        .source_status()
+                        .is_some_and(|s| s.watch.state == WatchHealth::Broken);
+                    // Once per outage at warn; every failed attempt after it at debug.
+                    if was_broken {
+                        tracing::debug!(key = %self.options.key, "etcd still unreachable: {why}");
+                    } else {
+                        tracing::warn!(key = %self.options.key, "the etcd watch is broken: {why}; serving what this client has and reconnecting");
+                        metrics::counter!("abkit_etcd_watch_lost_total").increment(1);
+                    }
                     let now = now_ms();
                     self.sdk.source_cell().update(|s| {
                         if s.watch.state != WatchHealth::Broken {
@@ -905,11 +921,13 @@ impl Task {
                 End::Compacted {
                     start,
                     compact_revision,
+                    healthy,
                 } => {
                     tracing::info!(key = %self.options.key, start, compact_revision, "the etcd watch was cancelled by a compaction; re-reading the key and watching from that read");
                     metrics::counter!("abkit_etcd_watch_compacted_total").increment(1);
                     self.sdk.source_cell().update(|s| s.compactions += 1);
-                    compactions_in_a_row += 1;
+                    // A watch that had been established starts a new count.
+                    compactions_in_a_row = if healthy { 1 } else { compactions_in_a_row + 1 };
                     // Re-read at once; only a compaction racing every re-read waits.
                     failures = compactions_in_a_row.saturating_sub(2);
                 }
@@ -981,7 +999,7 @@ impl Task {
                     };
                     if resp.canceled() {
                         if resp.compact_revision() > 0 {
-                            return End::Compacted { start, compact_revision: resp.compact_revision() };
+                            return End::Compacted { start, compact_revision: resp.compact_revision(), healthy };
                         }
                         return End::Lost { healthy, why: format!("etcd cancelled the watch: {}", resp.cancel_reason()) };
                     }
