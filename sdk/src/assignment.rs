@@ -57,6 +57,10 @@ pub enum Reason {
     NotTargeted,
     /// The unit's layer bucket is outside the experiment's slice.
     OutsideLayer,
+    /// The unit lacks an attribute (or has it empty) that the experiment's strategy declared
+    /// it cannot decide without, e.g. the cluster a cluster strategy randomises by. The
+    /// strategy was not called.
+    MissingAttribute,
     /// The strategy left the unit out (outside coverage).
     OutsideCoverage,
     /// The strategy put the unit in a variant.
@@ -65,12 +69,13 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in evaluation order.
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 8] = [
         Reason::UnknownExperiment,
         Reason::Disabled,
         Reason::Override,
         Reason::NotTargeted,
         Reason::OutsideLayer,
+        Reason::MissingAttribute,
         Reason::OutsideCoverage,
         Reason::Assigned,
     ];
@@ -83,6 +88,7 @@ impl Reason {
             Reason::Override => "override",
             Reason::NotTargeted => "not_targeted",
             Reason::OutsideLayer => "outside_layer",
+            Reason::MissingAttribute => "missing_attribute",
             Reason::OutsideCoverage => "outside_coverage",
             Reason::Assigned => "assigned",
         }

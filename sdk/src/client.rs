@@ -7,7 +7,7 @@ use crate::exposure::{Exposure, ExposureHook};
 use crate::guard::{self, GuardConfig};
 use crate::plugins::{PluginManager, PluginOptions};
 use crate::probe::ProbeConfig;
-use crate::registry::{Registry, Snapshot};
+use crate::registry::{ExperimentHandle, Registry, Snapshot};
 use crate::reload::ReloadReport;
 use crate::status::{Refusal, Status};
 use crate::strategy::DemotionPolicy;
@@ -194,6 +194,31 @@ impl Sdk {
             let timestamp_ms = crate::reload::now_ms();
             hook(&Exposure {
                 experiment,
+                unit,
+                assignment: &assignment,
+                timestamp_ms,
+            });
+        }
+        assignment
+    }
+
+    /// Resolves experiment `key` once, for a caller that assigns in it on every request:
+    /// [`Sdk::assign_handle`] then skips hashing the key. The handle follows reloads (it is
+    /// re-resolved, once, after each swap) and may be shared between threads; an experiment
+    /// that does not exist (yet, or any more) answers `unknown_experiment`, as by key.
+    pub fn handle(&self, key: &str) -> ExperimentHandle {
+        ExperimentHandle::new(key)
+    }
+
+    /// [`Sdk::assign`] through a handle from [`Sdk::handle`]: the same answer, the same
+    /// metrics and exposure events, without the per-call lookup by key.
+    #[inline]
+    pub fn assign_handle(&self, handle: &ExperimentHandle, unit: &Unit<'_>) -> Assignment {
+        let assignment = self.registry.load().assign_handle(handle, unit);
+        if let Some(hook) = &self.exposure {
+            let timestamp_ms = crate::reload::now_ms();
+            hook(&Exposure {
+                experiment: handle.key(),
                 unit,
                 assignment: &assignment,
                 timestamp_ms,

@@ -220,6 +220,11 @@ impl CompiledExperiment {
         }
         match &self.decider {
             Decider::Builtin => self.builtin(unit, DecidedBy::Builtin),
+            Decider::Plugin(s) if !s.is_demoted() && s.lacks_required(unit) => Assignment {
+                variant: None,
+                reason: Reason::MissingAttribute,
+                decided_by: DecidedBy::Plugin(s.identity),
+            },
             Decider::Plugin(s) if !s.is_demoted() => match s.decide(unit, clock.fixed_ms()) {
                 Ok(Some(index)) => Assignment {
                     variant: Some(self.variant(index)),

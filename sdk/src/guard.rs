@@ -1,8 +1,7 @@
 //! Guards a candidate snapshot must pass before it replaces the serving one (on reload).
 //!
 //! Both run on synthetic populations of unit ids, through the same evaluation path as serving:
-//! - **sample ratio**: for every experiment decided by a plugin that randomises by unit id,
-//!   two *independent* samples of `population` fresh unit ids each, drawn for this reload from
+//! - **sample ratio**: for every experiment decided by a plugin, two *independent* samples of `population` fresh unit ids each, drawn for this reload from
 //!   a seed taken from the operating system (`seed` in the guard's detail: a refusal can be
 //!   replayed with [`check_seeded`]). In each sample two tests, each at `srm_min_p_value / 2`:
 //!   the split (variant counts against the declared weights; for `weighted-hash`, the exact
@@ -19,10 +18,11 @@
 //!   salt: no configuration is frozen by the ids it happens to be tested on. A biased plugin
 //!   fails both samples (the 55/45 fixture: p ~ 1e-40 in each).
 //!
-//!   Strategies that randomise by an attribute (switchback, cluster: a `strategy_config` key
-//!   ending in `attribute`) are not assessed (`not assessed: randomised by <attribute>`): a
-//!   population without that attribute says nothing about them. Until strategies declare
-//!   their randomisation unit (ABI 0.2), that key is the guess.
+//!   The sample units carry the targeting attributes and every attribute the strategy declared
+//!   it reads. A strategy that randomises by an attribute (its declaration says so: a cluster,
+//!   a region per time window) gets a **distinct value of that attribute per unit**: each
+//!   unit is a cluster of its own, so the units' answers are independent and the same tests
+//!   apply at the level the strategy randomises.
 //! - **reassignment**: for experiments with `max_reassignment`, the share of units enrolled
 //!   under the serving snapshot whose variant changes (or who leave) under the candidate;
 //!   above the limit the swap is refused unless the experiment sets `intended_change = true`.
@@ -141,8 +141,9 @@ pub(crate) struct GuardAnswers {
     pub(crate) reassign: Vec<Option<u32>>,
 }
 
-fn strategy_keys_of(e: &ExperimentConfig) -> Vec<String> {
-    crate::probe::probe_attribute_keys(e)
+/// The attributes the candidate's strategy for `e` declared, minus the targeting keys.
+fn strategy_keys_of(candidate: &Snapshot, e: &ExperimentConfig) -> Vec<String> {
+    crate::probe::probe_attribute_keys(e, candidate.declaration(&e.key))
         .into_iter()
         .filter(|k| !e.targeting.iter().any(|(t, _)| t == k))
         .collect()
@@ -163,12 +164,21 @@ pub(crate) fn candidate_answers(
         DecidedBy::Plugin(_)
     );
     let mut sample = Vec::new();
-    if plugin_decides && srm::randomisation_attribute(e).is_none() {
+    if plugin_decides {
+        let keys = strategy_keys_of(candidate, e);
+        let cluster = match candidate.declaration(&e.key).map(|d| &d.randomisation) {
+            Some(crate::strategy::Randomisation::Attribute { attribute, .. }) => Some(attribute),
+            _ => None,
+        };
         sample = (0..2 * cfg.population)
             .map(|i| {
-                // Targeting attributes only (the strategy randomises by unit id).
-                let attrs = attributes(e, &[], i);
                 let id = sample_id(seed, i);
+                let mut attrs = attributes(e, &keys, i);
+                // Each unit its own cluster: a distinct value of the randomisation attribute.
+                if let Some(cluster) = cluster {
+                    attrs.retain(|(k, _)| k != cluster);
+                    attrs.push((cluster.clone(), id.clone()));
+                }
                 let a = with_id(&id, &attrs, |u| candidate.assign_at(&e.key, u, now_ms));
                 match (a.variant, a.decided_by) {
                     (Some(v), DecidedBy::Plugin(_)) => 2 + v.index,
@@ -180,7 +190,7 @@ pub(crate) fn candidate_answers(
     }
     let mut reassign = Vec::new();
     if e.max_reassignment.is_some() {
-        let keys = strategy_keys_of(e);
+        let keys = strategy_keys_of(candidate, e);
         reassign = (0..cfg.population)
             .map(|i| {
                 let attrs = attributes(e, &keys, i);
@@ -241,18 +251,10 @@ pub(crate) fn check_with(
             _ => candidate_answers(candidate, e, cfg, seed, now_ms),
         };
         if answers.plugin_decides {
-            out.push(match srm::randomisation_attribute(e) {
-                Some(attr) => GuardResult {
-                    guard: "sample_ratio",
-                    experiment: e.key.clone(),
-                    passed: true,
-                    detail: format!("skipped, not assessed: randomised by {attr} (a strategy_config key ending in \"attribute\"), and the guard units carry no such attribute"),
-                },
-                None => sample_ratio(e, &answers.sample, seed, cfg),
-            });
+            out.push(sample_ratio(e, &answers.sample, seed, cfg));
         }
         if let (Some(limit), Some(_)) = (e.max_reassignment, current.experiment(&e.key)) {
-            let keys = strategy_keys_of(e);
+            let keys = strategy_keys_of(candidate, e);
             let (mut enrolled, mut moved) = (0u64, 0u64);
             for i in 0..cfg.population {
                 let attrs = attributes(e, &keys, i);

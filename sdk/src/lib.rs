@@ -64,8 +64,9 @@ pub use client::{Sdk, SdkBuilder};
 pub use config::{Config, ConfigError, ConfigIssue};
 pub use error::Error;
 pub use loader::PluginIdentity;
-pub use registry::Snapshot;
+pub use registry::{ExperimentHandle, Snapshot};
 pub use status::Status;
+pub use strategy::Randomisation;
 pub use trust::{SignedMetadata, TrustError, TrustStore, VersionLedger};
 pub use unit::{Attribute, Unit};
 

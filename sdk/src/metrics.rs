@@ -10,6 +10,8 @@
 //! | `abkit_etcd_watch_lost_total` | (none): times the etcd watch broke (feature `etcd`; once per outage, reconnects follow) |
 //! | `abkit_etcd_watch_compacted_total` | (none): etcd watches cancelled by a compaction (re-read, re-watched) |
 //! | `abkit_etcd_revision` (gauge) | (none): the etcd revision of the document serving |
+//! | `abkit_exposures_deduplicated_total` | (none): exposure events dropped as repeats by an [`crate::exposure::ExposureDedup`] |
+//! | `abkit_exposures_passed_total` | (none): exposure events an [`crate::exposure::ExposureDedup`] let through |
 //!
 //! Per-experiment handles are registered when a snapshot is built: install the recorder
 //! before building the [`crate::Sdk`] (a recorder installed later is picked up at the next reload).

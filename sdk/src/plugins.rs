@@ -17,7 +17,7 @@ use crate::probe::{self, ProbeConfig};
 use crate::status::{ExperimentStatus, PluginState, PluginStatus, Refusal, ServingPlugin};
 use crate::strategy::{DemotionPolicy, PluginStrategy, StrategySpec};
 use crate::trust::{SignedMetadata, TrustError, TrustStore, VersionLedger};
-use abkit_strategy_api::abi_stable::std_types::{RResult, RStr};
+use abkit_strategy_api::abi_stable::std_types::RResult;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -486,35 +486,47 @@ pub(crate) fn instantiate(
             continue;
         }
         let module = loaded.module;
-        let config_json = e.strategy_config_json.clone();
+        let spec = StrategySpec::of(e);
+        let abi_spec = spec.clone();
         let built = crate::deadline::call(
             &format!("new_strategy for experiment \"{}\"", e.key),
             limit,
-            move || module.new_strategy()(RStr::from_str(&config_json)),
+            move || module.new_strategy()(&abi_spec.as_abi()),
         )
         .map_err(deadline_refusal)?;
-        let instance = match built {
-            RResult::ROk(s) => s,
-            RResult::RErr(msg) => {
-                let message = format!(
+        let rejected = |why: &str| {
+            Refusal::new(
+                "instantiate",
+                "strategy_config_rejected",
+                format!(
                     "plugin \"{}\" rejected the strategy_config of experiment \"{}\": {}",
                     loaded.identity.name,
                     e.key,
-                    crate::status::ClippedText(msg.as_str())
-                );
-                refused.push((
-                    e.key.clone(),
-                    Refusal::new("instantiate", "strategy_config_rejected", message),
-                ));
+                    crate::status::ClippedText(why)
+                ),
+            )
+        };
+        let built = match built {
+            RResult::ROk(b) => b,
+            RResult::RErr(msg) => {
+                refused.push((e.key.clone(), rejected(msg.as_str())));
                 continue;
             }
         };
-        let strategy = Arc::new(PluginStrategy::new(
-            loaded.identity,
-            instance,
-            StrategySpec::of(e),
-            demotion,
-        ));
+        let strategy = match PluginStrategy::new(loaded.identity, built, spec, demotion) {
+            Ok(s) => Arc::new(s),
+            Err(why) => {
+                // The plugin built a strategy whose declaration the SDK cannot use.
+                return Err(Refusal::new(
+                    "instantiate",
+                    "invalid_declaration",
+                    format!(
+                        "plugin \"{}\", experiment \"{}\": {why}; fix the plugin's declaration",
+                        loaded.identity.name, e.key
+                    ),
+                ));
+            }
+        };
         let (probed, experiment, cfg) = (Arc::clone(&strategy), (*e).clone(), *probe_cfg);
         crate::deadline::call(
             &format!("the probe of experiment \"{}\"", e.key),

@@ -2,7 +2,7 @@
 //! must answer validly, deterministically, without errors and within a latency budget.
 
 use crate::config::ExperimentConfig;
-use crate::strategy::PluginStrategy;
+use crate::strategy::{PluginStrategy, StrategyDeclaration};
 use crate::unit::{Attribute, Unit};
 use abkit_strategy_api::Decision;
 use std::time::{Duration, Instant};
@@ -86,20 +86,14 @@ impl ProbeError {
     }
 }
 
-/// Attribute keys the probe gives its units: the experiment's targeting keys, plus every string
-/// value of its `strategy_config` whose key ends in `attribute` (how strategies name the
-/// attribute they randomise by, e.g. `region_attribute = "city"`), so those paths are exercised.
-pub(crate) fn probe_attribute_keys(e: &ExperimentConfig) -> Vec<String> {
+/// Attribute keys the probe (and the guards) give their units: the experiment's targeting
+/// keys, plus every attribute the strategy declared it reads, so those paths are exercised.
+pub(crate) fn probe_attribute_keys(
+    e: &ExperimentConfig,
+    declared: Option<&StrategyDeclaration>,
+) -> Vec<String> {
     let mut keys: Vec<String> = e.targeting.iter().map(|(k, _)| k.clone()).collect();
-    if let Ok(serde_json::Value::Object(map)) =
-        serde_json::from_str::<serde_json::Value>(&e.strategy_config_json)
-    {
-        for (k, v) in map {
-            if let (true, Some(s)) = (k.ends_with("attribute"), v.as_str()) {
-                keys.push(s.to_string());
-            }
-        }
-    }
+    keys.extend(declared.iter().flat_map(|d| d.attributes.iter().cloned()));
     keys.sort();
     keys.dedup();
     keys
@@ -120,7 +114,7 @@ pub(crate) fn probe(
     cfg: &ProbeConfig,
     now_ms: u64,
 ) -> Result<(), ProbeError> {
-    let keys = probe_attribute_keys(experiment);
+    let keys = probe_attribute_keys(experiment, Some(strategy.declaration()));
     let variants = experiment.variants.len();
     let mut latencies = Vec::with_capacity(cfg.units);
     let started = Instant::now();
@@ -137,6 +131,9 @@ pub(crate) fn probe(
                 .collect()
         };
         let unit = Unit::new(&id).with_attributes(&attrs);
+        if strategy.lacks_required(&unit) {
+            continue; // answered `missing_attribute` by the SDK: the plugin is never asked
+        }
         let mut answers = [Decision::NotEnrolled, Decision::NotEnrolled];
         let mut fastest = Duration::MAX;
         for answer in &mut answers {

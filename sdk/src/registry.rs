@@ -14,7 +14,42 @@ use crate::status::{ExperimentStatus, PluginStatus, Status};
 use crate::unit::Unit;
 use arc_swap::ArcSwap;
 use rustc_hash::FxHashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// An experiment resolved by key once and remembered across calls and reloads (from
+/// [`crate::Sdk::handle`]): lock-free, shareable between threads.
+///
+/// It remembers where the experiment sits in the last snapshot it was used with (one atomic
+/// word: that snapshot's process-wide serial number and the experiment's index). In the same
+/// snapshot a call reads the word and indexes; after a reload the first call resolves the key
+/// again. (Serials wrap after 2^40 snapshots, which no process lives to build.)
+#[derive(Debug)]
+pub struct ExperimentHandle {
+    key: Box<str>,
+    /// `(snapshot serial << INDEX_BITS) | slot`, slot = index + 1 (0: not in that snapshot);
+    /// 0 before the first use (serials start at 1).
+    cache: AtomicU64,
+}
+
+/// Bits of the cached index; experiments at higher indices are looked up by key every time.
+const INDEX_BITS: u32 = 24;
+const SLOT_MASK: u64 = (1 << INDEX_BITS) - 1;
+const GENERATION_MASK: u64 = u64::MAX >> INDEX_BITS;
+
+impl ExperimentHandle {
+    pub(crate) fn new(key: &str) -> Self {
+        ExperimentHandle {
+            key: key.into(),
+            cache: AtomicU64::new(0),
+        }
+    }
+
+    /// The experiment key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
 
 /// A pre-resolved experiment of one snapshot (see [`Snapshot::experiment_id`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +59,10 @@ pub struct ExperimentId(usize);
 #[derive(Debug)]
 pub struct Snapshot {
     generation: u64,
+    /// Unique among all snapshots of this process (of every `Sdk`), from 1: what an
+    /// [`ExperimentHandle`] remembers, so a handle can never take one snapshot's index for
+    /// another's, whichever `Sdk` it is used with.
+    serial: u64,
     experiments: Vec<CompiledExperiment>,
     by_key: FxHashMap<Box<str>, usize>,
     config: Config,
@@ -68,8 +107,10 @@ impl Snapshot {
             by_key.insert(e.key.as_str().into(), i);
             experiments.push(compiled);
         }
+        static SERIAL: AtomicU64 = AtomicU64::new(1);
         Ok(Snapshot {
             generation,
+            serial: SERIAL.fetch_add(1, Ordering::Relaxed),
             experiments,
             by_key,
             config,
@@ -104,6 +145,9 @@ impl Snapshot {
                     configured: ExperimentStatus::configured_as(&c.config.strategy),
                     serving,
                     counters,
+                    randomisation: c
+                        .plugin_strategy()
+                        .map(|s| s.declaration().randomisation.clone()),
                     demotion: c.plugin_strategy().and_then(|s| s.demotion()),
                     refusal,
                 }
@@ -153,6 +197,44 @@ impl Snapshot {
         }
     }
 
+    /// [`Snapshot::assign`] through a handle (see [`crate::Sdk::handle`]).
+    #[inline]
+    pub fn assign_handle(&self, handle: &ExperimentHandle, unit: &Unit<'_>) -> Assignment {
+        let generation = self.serial & GENERATION_MASK;
+        let cached = handle.cache.load(Ordering::Relaxed);
+        let slot = if cached >> INDEX_BITS == generation {
+            cached & SLOT_MASK
+        } else {
+            self.resolve(handle, generation)
+        };
+        match slot.checked_sub(1) {
+            Some(i) => self.experiments[i as usize].evaluate(unit, Clock::System),
+            None => Assignment::not_enrolled(Reason::UnknownExperiment),
+        }
+    }
+
+    /// Looks the handle's key up in this snapshot and remembers the answer in the handle.
+    #[cold]
+    fn resolve(&self, handle: &ExperimentHandle, generation: u64) -> u64 {
+        match self.by_key.get(&*handle.key) {
+            Some(&i) if (i as u64) < SLOT_MASK => {
+                let slot = i as u64 + 1;
+                handle
+                    .cache
+                    .store((generation << INDEX_BITS) | slot, Ordering::Relaxed);
+                slot
+            }
+            // Beyond the cacheable range (16 million experiments): by key, every time.
+            Some(&i) => i as u64 + 1,
+            None => {
+                handle
+                    .cache
+                    .store(generation << INDEX_BITS, Ordering::Relaxed);
+                0
+            }
+        }
+    }
+
     #[inline]
     fn assign_with(&self, key: &str, unit: &Unit<'_>, clock: Clock) -> Assignment {
         match self.by_key.get(key) {
@@ -174,6 +256,24 @@ impl Snapshot {
             .iter()
             .filter_map(|p| p.serving.as_ref()?.expires)
             .min()
+    }
+
+    /// What the plugin strategy deciding experiment `key` declared (attributes it reads, what
+    /// it randomises by); `None` when no plugin strategy decides it.
+    pub(crate) fn declaration(&self, key: &str) -> Option<&crate::strategy::StrategyDeclaration> {
+        let i = *self.by_key.get(key)?;
+        self.experiments[i]
+            .plugin_strategy()
+            .map(|s| s.declaration())
+    }
+
+    /// What the strategy of experiment `key` randomises by: its plugin's declaration, or the
+    /// unit id for the builtin (and for an experiment no plugin serves).
+    pub fn randomisation(&self, key: &str) -> crate::strategy::Randomisation {
+        self.declaration(key)
+            .map_or(crate::strategy::Randomisation::UnitId, |d| {
+                d.randomisation.clone()
+            })
     }
 
     /// The validated configuration this snapshot serves.

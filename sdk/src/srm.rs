@@ -13,7 +13,7 @@
 
 #![cfg_attr(not(feature = "simulate"), allow(dead_code))]
 
-use crate::config::{ExperimentConfig, StrategyRef};
+use crate::config::StrategyRef;
 use statrs::distribution::{Binomial, ChiSquared, ContinuousCDF, Discrete};
 use statrs::function::factorial::ln_binomial;
 
@@ -305,28 +305,6 @@ pub(crate) fn range_shares(weights: &[u32], coverage_bp: u32) -> Option<Vec<f64>
             .map(|&(lo, hi)| f64::from(hi - lo) / f64::from(abkit_bucketing::BUCKETS))
             .collect(),
     )
-}
-
-/// The attribute the strategy of `e` randomises by, guessed from its `strategy_config` (keys
-/// ending in `attribute`, as [`crate::probe::probe_attribute_keys`]), until strategies declare
-/// it (ABI 0.2). `None`: it randomises by unit id.
-pub(crate) fn randomisation_attribute(e: &ExperimentConfig) -> Option<String> {
-    if !matches!(e.strategy, StrategyRef::Plugin(_)) {
-        return None;
-    }
-    let serde_json::Value::Object(map) =
-        serde_json::from_str::<serde_json::Value>(&e.strategy_config_json).ok()?
-    else {
-        return None;
-    };
-    let mut keys: Vec<String> = map
-        .iter()
-        .filter(|(k, _)| k.ends_with("attribute"))
-        .filter_map(|(_, v)| v.as_str().map(str::to_string))
-        .collect();
-    keys.sort();
-    keys.dedup();
-    (!keys.is_empty()).then(|| keys.join("+"))
 }
 
 #[cfg(test)]

@@ -141,6 +141,10 @@ pub struct ExperimentStatus {
     pub serving: String,
     /// Live counters when a plugin serves.
     pub counters: Option<StrategyCounters>,
+    /// What the serving plugin strategy declared it randomises by (absent for the builtin,
+    /// which randomises by unit id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub randomisation: Option<crate::strategy::Randomisation>,
     /// Since when and why its plugin is demoted to the builtin (it stays demoted across
     /// reloads until a new artifact or spec is accepted, or `Sdk::reset_demotion`).
     pub demotion: Option<crate::strategy::Demotion>,
@@ -155,6 +159,7 @@ impl ExperimentStatus {
             configured: String::new(),
             serving: String::new(),
             counters: None,
+            randomisation: None,
             demotion: None,
             refusal: Some(refusal),
         }
@@ -266,6 +271,9 @@ impl std::fmt::Display for Status {
                 )?;
             }
             writeln!(f)?;
+            if let Some(r @ crate::strategy::Randomisation::Attribute { .. }) = &e.randomisation {
+                writeln!(f, "  randomised by {r}")?;
+            }
             if let Some(d) = &e.demotion {
                 writeln!(
                     f,

@@ -4,9 +4,8 @@
 use crate::assignment::FallbackReason;
 use crate::loader::PluginIdentity;
 use crate::unit::Unit;
-use abkit_strategy_api::abi_stable::std_types::{RSlice, RStr};
-use abkit_strategy_api::{Decision, Request, StrategyBox};
-use std::cell::Cell;
+use abkit_strategy_api::abi_stable::std_types::{ROption, RSlice, RStr};
+use abkit_strategy_api::{BuiltStrategy, Decision, ExperimentSpec, Request, StrategyBox};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// When a plugin is demoted: more than `max_error_rate` of the last `window` calls failed.
@@ -35,40 +34,98 @@ impl DemotionPolicy {
     }
 }
 
-const SHARDS: usize = 8;
 const MAX_RING: usize = 1024;
 
-/// A call counter split over cache lines so that threads do not contend on one.
-#[derive(Debug, Default)]
-struct ShardedCounter([Padded; SHARDS]);
+/// Threads that can own a counter shard at once; more threads share an atomic overflow cell.
+const SLOTS: usize = 64;
+
+/// A call counter written on every plugin call without a locked instruction.
+///
+/// Each live thread owns one of [`SLOTS`] shards exclusively (claimed on its first call,
+/// handed back when it exits), so its increment is a plain load and store on its own cache
+/// line: no `lock`-prefixed read-modify-write, which would drain the store buffer on every
+/// assign and make threads contend. Threads beyond the first [`SLOTS`] alive at once add to a
+/// shared atomic instead. The sum is exact either way: a shard has one writer at a time, and a
+/// slot changes owner through a mutex (the next owner sees the last count).
+#[derive(Debug)]
+struct CallCounter {
+    shards: Box<[Padded; SLOTS]>,
+    overflow: AtomicU64,
+}
 
 #[derive(Debug, Default)]
 #[repr(align(64))]
 struct Padded(AtomicU64);
 
-impl ShardedCounter {
+/// This thread's shard index (`usize::MAX`: none, use the overflow cell).
+struct ThreadSlot(usize);
+
+static FREE_SLOTS: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+impl ThreadSlot {
+    fn claim() -> Self {
+        let free = FREE_SLOTS.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match free {
+            Some(i) => ThreadSlot(i),
+            None => match NEXT_SLOT.fetch_add(1, Ordering::Relaxed) {
+                i if i < SLOTS => ThreadSlot(i),
+                _ => ThreadSlot(usize::MAX),
+            },
+        }
+    }
+}
+
+impl Drop for ThreadSlot {
+    fn drop(&mut self) {
+        if self.0 < SLOTS {
+            FREE_SLOTS
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(self.0);
+        }
+    }
+}
+
+thread_local!(static SLOT: ThreadSlot = ThreadSlot::claim());
+
+impl Default for CallCounter {
+    fn default() -> Self {
+        CallCounter {
+            shards: Box::new(std::array::from_fn(|_| Padded::default())),
+            overflow: AtomicU64::new(0),
+        }
+    }
+}
+
+impl CallCounter {
     #[inline]
     fn incr(&self) {
-        thread_local!(static SHARD: Cell<usize> = const { Cell::new(usize::MAX) });
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let i = SHARD.with(|s| {
-            if s.get() == usize::MAX {
-                s.set(NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS);
+        let slot = SLOT.try_with(|s| s.0).unwrap_or(usize::MAX);
+        match self.shards.get(slot) {
+            // The only writer of this shard: a plain load + store is exact.
+            Some(shard) => shard
+                .0
+                .store(shard.0.load(Ordering::Relaxed) + 1, Ordering::Relaxed),
+            None => {
+                self.overflow.fetch_add(1, Ordering::Relaxed);
             }
-            s.get()
-        });
-        self.0[i].0.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn sum(&self) -> u64 {
-        self.0.iter().map(|p| p.0.load(Ordering::Relaxed)).sum()
+        self.shards
+            .iter()
+            .map(|p| p.0.load(Ordering::Relaxed))
+            .sum::<u64>()
+            + self.overflow.load(Ordering::Relaxed)
     }
 }
 
 /// Counters of one plugin strategy.
 #[derive(Debug)]
 struct Health {
-    calls: ShardedCounter,
+    calls: CallCounter,
     errors: AtomicU64,
     invalid: AtomicU64,
     /// Call count at each of the last `need` failures (a ring): if the oldest of them is less
@@ -93,7 +150,7 @@ pub struct Demotion {
 impl Health {
     fn new(policy: DemotionPolicy) -> Self {
         Health {
-            calls: ShardedCounter::default(),
+            calls: CallCounter::default(),
             errors: AtomicU64::new(0),
             invalid: AtomicU64::new(0),
             ring: (0..policy.failures_to_demote())
@@ -168,6 +225,118 @@ impl StrategySpec {
             strategy_config_json: e.strategy_config_json.clone(),
         }
     }
+
+    /// The spec as it crosses the plugin boundary (borrowed from `self`).
+    pub(crate) fn as_abi(&self) -> ExperimentSpec<'_> {
+        ExperimentSpec::new(
+            &self.experiment,
+            &self.salt,
+            &self.weights,
+            self.coverage_bp,
+            &self.strategy_config_json,
+        )
+    }
+}
+
+/// What a strategy randomises by, as its plugin declared it when it was built.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "by")]
+pub enum Randomisation {
+    /// Each unit id on its own.
+    UnitId,
+    /// The value of one attribute (a cluster), within one time window if `window_ms` is set.
+    Attribute {
+        /// The attribute.
+        attribute: String,
+        /// The window length in ms, if the answer changes per window.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        window_ms: Option<u64>,
+    },
+}
+
+impl std::fmt::Display for Randomisation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Randomisation::UnitId => f.write_str("unit id"),
+            Randomisation::Attribute {
+                attribute,
+                window_ms: None,
+            } => write!(f, "attribute {attribute}"),
+            Randomisation::Attribute {
+                attribute,
+                window_ms: Some(ms),
+            } => write!(f, "attribute {attribute} per {ms} ms window"),
+        }
+    }
+}
+
+/// A strategy's declaration, checked and copied out of the plugin's memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StrategyDeclaration {
+    /// Attributes it reads (at most [`MAX_DECLARED`]).
+    pub(crate) attributes: Vec<String>,
+    /// Attributes it cannot decide without: a unit lacking one is answered `missing_attribute`.
+    pub(crate) required: Box<[Box<str>]>,
+    pub(crate) randomisation: Randomisation,
+}
+
+/// Most attributes a declaration may list; names longer than [`MAX_NAME`] bytes are refused.
+const MAX_DECLARED: usize = 64;
+const MAX_NAME: usize = 256;
+
+impl StrategyDeclaration {
+    /// Copies and checks what the plugin declared; an unusable declaration is an error
+    /// message for the operator (the experiment's strategy is refused).
+    pub(crate) fn from_abi(d: &abkit_strategy_api::Declaration) -> Result<Self, String> {
+        let name_ok = |n: &str| !n.is_empty() && n.len() <= MAX_NAME;
+        if d.attributes.len() > MAX_DECLARED {
+            return Err(format!(
+                "the strategy declared {} attributes; at most {MAX_DECLARED} are accepted",
+                d.attributes.len()
+            ));
+        }
+        let mut attributes = Vec::new();
+        let mut required = Vec::new();
+        for a in d.attributes.iter() {
+            let name = a.name.as_str();
+            if !name_ok(name) {
+                return Err(format!(
+                    "the strategy declared an attribute name of {} bytes; names must have 1 to {MAX_NAME}",
+                    name.len()
+                ));
+            }
+            attributes.push(name.to_string());
+            if a.required {
+                required.push(Box::from(name));
+            }
+        }
+        let randomisation = match &d.randomisation {
+            abkit_strategy_api::Randomisation::UnitId => Randomisation::UnitId,
+            abkit_strategy_api::Randomisation::Attribute { name, window_ms } => {
+                if !name_ok(name.as_str()) {
+                    return Err(format!(
+                        "the strategy declared it randomises by an attribute name of {} bytes; names must have 1 to {MAX_NAME}",
+                        name.len()
+                    ));
+                }
+                if let ROption::RSome(0) = window_ms {
+                    return Err("the strategy declared a time window of 0 ms".into());
+                }
+                if !attributes.iter().any(|a| a == name.as_str()) {
+                    attributes.push(name.to_string());
+                }
+                Randomisation::Attribute {
+                    attribute: name.to_string(),
+                    window_ms: (*window_ms).into(),
+                }
+            }
+        };
+        Ok(StrategyDeclaration {
+            attributes,
+            required: required.into(),
+            randomisation,
+        })
+    }
 }
 
 /// One experiment's instance of a plugin strategy.
@@ -175,10 +344,9 @@ pub(crate) struct PluginStrategy {
     pub(crate) identity: &'static PluginIdentity,
     spec: StrategySpec,
     instance: StrategyBox,
+    declaration: StrategyDeclaration,
     experiment: Box<str>,
-    salt: Box<str>,
-    weights: Box<[u32]>,
-    coverage_bp: u32,
+    variants: u32,
     health: Health,
 }
 
@@ -194,22 +362,38 @@ impl std::fmt::Debug for PluginStrategy {
 }
 
 impl PluginStrategy {
+    /// Wraps what the plugin built; its declaration must be usable (else the message says why).
     pub(crate) fn new(
         identity: &'static PluginIdentity,
-        instance: StrategyBox,
+        built: BuiltStrategy,
         spec: StrategySpec,
         policy: DemotionPolicy,
-    ) -> Self {
-        PluginStrategy {
+    ) -> Result<Self, String> {
+        let declaration = StrategyDeclaration::from_abi(&built.declaration)?;
+        Ok(PluginStrategy {
             identity,
-            instance,
+            instance: built.strategy,
+            declaration,
             experiment: spec.experiment.clone().into(),
-            salt: spec.salt.clone().into(),
-            weights: spec.weights.clone().into(),
-            coverage_bp: spec.coverage_bp,
+            variants: spec.weights.len() as u32,
             spec,
             health: Health::new(policy),
-        }
+        })
+    }
+
+    /// What the strategy declared when it was built.
+    pub(crate) fn declaration(&self) -> &StrategyDeclaration {
+        &self.declaration
+    }
+
+    /// Whether `unit` lacks (or has empty) an attribute the strategy declared required: the
+    /// SDK then answers `missing_attribute` without calling the plugin.
+    #[inline]
+    pub(crate) fn lacks_required(&self, unit: &Unit<'_>) -> bool {
+        self.declaration
+            .required
+            .iter()
+            .any(|k| unit.attribute(k).is_none_or(str::is_empty))
     }
 
     /// What this strategy was built from: a reload reuses it (with its health) when the plugin
@@ -245,10 +429,6 @@ impl PluginStrategy {
     pub(crate) fn call(&self, unit: &Unit<'_>, fixed_now_ms: Option<u64>) -> Decision {
         let request = Request {
             unit_id: RStr::from_str(unit.id()),
-            experiment: RStr::from_str(&self.experiment),
-            salt: RStr::from_str(&self.salt),
-            weights: RSlice::from_slice(&self.weights),
-            coverage_bp: self.coverage_bp,
             attributes: RSlice::from_slice(unit.attributes()),
             fixed_now_ms: fixed_now_ms.into(),
         };
@@ -276,7 +456,7 @@ impl PluginStrategy {
             self.health.calls.incr();
         }
         match self.call(unit, fixed_now_ms) {
-            Decision::Variant(i) if (i as usize) < self.weights.len() => Ok(Some(i)),
+            Decision::Variant(i) if i < self.variants => Ok(Some(i)),
             Decision::NotEnrolled => Ok(None),
             Decision::Variant(i) => {
                 if serving {
@@ -341,6 +521,27 @@ impl PluginStrategy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_call_counter_is_exact_with_more_threads_than_slots_and_across_thread_exits() {
+        let counter = CallCounter::default();
+        // 3 waves of 100 threads alive at once: slots are claimed, shared via overflow, handed
+        // back and reclaimed.
+        for _ in 0..3 {
+            let start = std::sync::Barrier::new(100);
+            std::thread::scope(|s| {
+                for _ in 0..100 {
+                    s.spawn(|| {
+                        start.wait();
+                        for _ in 0..1_000 {
+                            counter.incr();
+                        }
+                    });
+                }
+            });
+        }
+        assert_eq!(counter.sum(), 300_000);
+    }
 
     #[test]
     fn one_failure_per_hundred_calls_is_tolerated_but_a_burst_demotes() {

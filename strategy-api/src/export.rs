@@ -4,7 +4,10 @@
 //! Everything that does real work is an ordinary function here, so the macro stays a thin
 //! list of `extern "C"` shims and unit tests can call the same code the host calls.
 
-use crate::{Decision, Request, Strategy, StrategyBox, Strategy_TO};
+use crate::{
+    BuiltStrategy, Decision, Declaration, ExperimentSpec, Request, Strategy, StrategyBox,
+    Strategy_TO,
+};
 use abi_stable::{
     sabi_trait::TD_Opaque,
     std_types::{RErr, ROk, RResult, RStr, RString},
@@ -15,9 +18,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// What a plugin author implements: a plain Rust trait, no ABI types beyond the request.
 ///
-/// One value serves one experiment (it is built from that experiment's `strategy_config`)
-/// and is called from many threads at once. `assign` should not allocate on its success
-/// path (the SDK's assign path is allocation-free); only an error may build a message.
+/// One value serves one experiment (it is built from that experiment's [`ExperimentSpec`],
+/// so weights, coverage and salt can be precomputed into it) and is called from many
+/// threads at once. `assign` should not allocate on its success path (the SDK's assign
+/// path is allocation-free); only an error may build a message.
 ///
 /// A panic in `assign` is caught by [`Guarded`] and answered with [`Decision::Error`]; the
 /// same value is called again afterwards, so interior state (if any) must stay usable
@@ -26,6 +30,12 @@ pub trait StrategyImpl: Send + Sync + 'static {
     /// Decides one request. Any answer is checked by the SDK (an out-of-range variant or an
     /// error gets the built-in answer for that call).
     fn assign(&self, request: &Request<'_>) -> Decision;
+
+    /// What it reads and randomises by; called once, right after it is built. The default:
+    /// by unit id, no attributes ([`Declaration::unit_id`]).
+    fn declaration(&self) -> Declaration {
+        Declaration::unit_id()
+    }
 }
 
 /// A [`StrategyImpl`] made safe to call across the boundary: it implements [`Strategy`]
@@ -74,22 +84,34 @@ impl<T: StrategyImpl> Drop for Guarded<T> {
     }
 }
 
-/// Builds a strategy with `new(config_json)` for the root module's `new_strategy`.
+/// Builds a strategy with `new(spec)` for the root module's `new_strategy`.
 ///
-/// `Ok` -> the strategy wrapped in [`Guarded`] and boxed; `Err(e)` -> `RErr(e.to_string())`
-/// (the plugin's message, shown by the SDK for that experiment); a panic ->
+/// `Ok` -> the strategy wrapped in [`Guarded`] and boxed, with its declaration;
+/// `Err(e)` -> `RErr(e.to_string())` (the plugin's message, shown by the SDK for that
+/// experiment); a panic in `new` or in `declaration` ->
 /// `RErr("strategy constructor panicked: <message>")`.
-pub fn new_guarded_strategy<T, E, F>(config_json: RStr<'_>, new: F) -> RResult<StrategyBox, RString>
+pub fn new_guarded_strategy<T, E, F>(
+    spec: &ExperimentSpec<'_>,
+    new: F,
+) -> RResult<BuiltStrategy, RString>
 where
     T: StrategyImpl,
     E: Display,
-    F: FnOnce(&str) -> Result<T, E>,
+    F: FnOnce(&ExperimentSpec<'_>) -> Result<T, E>,
 {
     let built = catch_unwind(AssertUnwindSafe(|| {
-        new(config_json.as_str()).map_err(|e| e.to_string())
+        new(spec)
+            .map(|strategy| {
+                let declaration = strategy.declaration();
+                (strategy, declaration)
+            })
+            .map_err(|e| e.to_string())
     }));
     match built {
-        Ok(Ok(strategy)) => ROk(Guarded::new(strategy).into_box()),
+        Ok(Ok((strategy, declaration))) => ROk(BuiltStrategy {
+            strategy: Guarded::new(strategy).into_box(),
+            declaration,
+        }),
         Ok(Err(message)) => RErr(RString::from(message)),
         Err(payload) => RErr(panic_error("strategy constructor panicked", payload)),
     }
@@ -176,7 +198,7 @@ fn forget_payload(payload: Box<dyn Any + Send>) {
 /// export_strategy_plugin! {
 ///     name: "switchback",                  // a `&'static str` constant: the plugin name
 ///     version: env!("CARGO_PKG_VERSION"),  // a `&'static str` constant: the plugin version
-///     new: Switchback::from_config_json,   // FnOnce(&str) -> Result<T, E>, T: StrategyImpl, E: Display
+///     new: Switchback::new,                // FnOnce(&ExperimentSpec) -> Result<T, E>, T: StrategyImpl, E: Display
 /// }
 /// ```
 ///
@@ -184,8 +206,8 @@ fn forget_payload(payload: Box<dyn Any + Send>) {
 /// directly (abi_stable's generated code names `::abi_stable`). It generates:
 ///
 /// - `pub fn abkit_root_module() -> PluginModRef`: the root module, whose `name`,
-///   `version` and `new_strategy` run under `catch_unwind` (see [`guarded_static_str`] and
-///   [`new_guarded_strategy`]); every strategy it builds is a [`Guarded`]. Tests call it to
+///   `version` and `new_strategy` run under `catch_unwind`; every strategy it builds is
+///   wrapped in a guard that catches panics of `assign` and of its drop. Tests call it to
 ///   exercise exactly what the host calls;
 /// - the `#[export_root_module]` symbol that abi_stable's loader looks up (it contains
 ///   abi_stable's own `unsafe`/`#[no_mangle]` code; the macro allows `unsafe_code` for that
@@ -197,9 +219,6 @@ fn forget_payload(payload: Box<dyn Any + Send>) {
 /// Because the exported symbol has one fixed name, two plugin crates cannot be linked into
 /// the same binary: test each plugin in its own crate (its rlib), or load the cdylibs.
 ///
-/// [`guarded_static_str`]: crate::guarded_static_str
-/// [`new_guarded_strategy`]: crate::new_guarded_strategy
-/// [`Guarded`]: crate::Guarded
 /// [`StrategyImpl`]: crate::StrategyImpl
 #[macro_export]
 macro_rules! export_strategy_plugin {
@@ -215,19 +234,19 @@ macro_rules! export_strategy_plugin {
         pub fn abkit_root_module() -> $crate::PluginModRef {
             extern "C" fn __abkit_name() -> $crate::abi_stable::std_types::RStr<'static> {
                 const __ABKIT_NAME: &str = $name;
-                $crate::guarded_static_str(|| __ABKIT_NAME)
+                $crate::__private::guarded_static_str(|| __ABKIT_NAME)
             }
             extern "C" fn __abkit_version() -> $crate::abi_stable::std_types::RStr<'static> {
                 const __ABKIT_VERSION: &str = $version;
-                $crate::guarded_static_str(|| __ABKIT_VERSION)
+                $crate::__private::guarded_static_str(|| __ABKIT_VERSION)
             }
             extern "C" fn __abkit_new_strategy(
-                config_json: $crate::abi_stable::std_types::RStr<'_>,
+                spec: &$crate::ExperimentSpec<'_>,
             ) -> $crate::abi_stable::std_types::RResult<
-                $crate::StrategyBox,
+                $crate::BuiltStrategy,
                 $crate::abi_stable::std_types::RString,
             > {
-                $crate::new_guarded_strategy(config_json, $new)
+                $crate::__private::new_guarded_strategy(spec, $new)
             }
             const __ABKIT_ROOT: &$crate::abi_stable::prefix_type::WithMetadata<$crate::PluginMod> =
                 &$crate::abi_stable::prefix_type::WithMetadata::new($crate::PluginMod {
@@ -242,7 +261,7 @@ macro_rules! export_strategy_plugin {
         const _: () = {
             #[$crate::abi_stable::export_root_module]
             fn abkit_exported_root_module() -> $crate::PluginModRef {
-                $crate::install_quiet_panic_hook($name);
+                $crate::__private::install_quiet_panic_hook($name);
                 abkit_root_module()
             }
         };
@@ -254,21 +273,16 @@ macro_rules! export_strategy_plugin {
 mod tests {
     use super::*;
     use crate::{Attribute, PluginModRef};
-    use abi_stable::std_types::RSlice;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     const WEIGHTS: [u32; 2] = [50, 50];
 
     fn request<'a>(unit_id: &'a str, attributes: &'a [Attribute<'a>]) -> Request<'a> {
-        Request {
-            unit_id: RStr::from_str(unit_id),
-            experiment: RStr::from_str("exp"),
-            salt: RStr::from_str("exp"),
-            weights: RSlice::from_slice(&WEIGHTS),
-            coverage_bp: 10_000,
-            attributes: RSlice::from_slice(attributes),
-            fixed_now_ms: abi_stable::std_types::ROption::RSome(0),
-        }
+        Request::at(unit_id, attributes, 0)
+    }
+
+    fn spec(config_json: &str) -> ExperimentSpec<'_> {
+        ExperimentSpec::new("exp", "exp", &WEIGHTS, 10_000, config_json)
     }
 
     /// Answers variant 1, except for unit ids that make it panic.
@@ -286,8 +300,8 @@ mod tests {
     }
 
     impl Fragile {
-        fn from_config_json(config_json: &str) -> Result<Self, String> {
-            match config_json {
+        fn new(spec: &ExperimentSpec<'_>) -> Result<Self, String> {
+            match spec.strategy_config_json() {
                 "{}" => Ok(Fragile),
                 "panic" => panic!("constructor exploded"),
                 other => Err(format!("unexpected strategy_config {other}")),
@@ -298,7 +312,7 @@ mod tests {
     export_strategy_plugin! {
         name: "fragile",
         version: "9.8.7",
-        new: Fragile::from_config_json,
+        new: Fragile::new,
     }
 
     #[test]
@@ -325,14 +339,14 @@ mod tests {
 
     #[test]
     fn new_strategy_turns_a_panic_and_an_error_into_err() {
-        let panicked = new_guarded_strategy(RStr::from_str("panic"), Fragile::from_config_json);
+        let panicked = new_guarded_strategy(&spec("panic"), Fragile::new);
         let message = panicked.into_result().err().unwrap();
         assert_eq!(
             message.as_str(),
             "strategy constructor panicked: constructor exploded"
         );
 
-        let refused = new_guarded_strategy(RStr::from_str("{\"x\":1}"), Fragile::from_config_json);
+        let refused = new_guarded_strategy(&spec("{\"x\":1}"), Fragile::new);
         let message = refused.into_result().err().unwrap();
         assert_eq!(message.as_str(), "unexpected strategy_config {\"x\":1}");
     }
@@ -342,8 +356,10 @@ mod tests {
         let root: PluginModRef = abkit_root_module();
         assert_eq!(root.name()().as_str(), "fragile");
         assert_eq!(root.version()().as_str(), "9.8.7");
-        assert!(root.new_strategy()(RStr::from_str("panic")).is_err());
-        let strategy = root.new_strategy()(RStr::from_str("{}")).unwrap();
+        assert!(root.new_strategy()(&spec("panic")).is_err());
+        let built = root.new_strategy()(&spec("{}")).unwrap();
+        assert_eq!(built.declaration, Declaration::unit_id());
+        let strategy = built.strategy;
         assert_eq!(
             strategy.assign(&request("user-1", &[])),
             Decision::Variant(1)
@@ -371,6 +387,37 @@ mod tests {
         }
         drop(Guarded::new(PanicsOnDrop).into_box());
         assert_eq!(DROPS.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_declaration_is_returned_and_a_panicking_one_refuses_the_build() {
+        struct Declares(bool);
+        impl StrategyImpl for Declares {
+            fn assign(&self, _: &Request<'_>) -> Decision {
+                Decision::NotEnrolled
+            }
+            fn declaration(&self) -> Declaration {
+                assert!(self.0, "no declaration today");
+                Declaration::by_attribute("team", Some(60_000), true)
+            }
+        }
+        let built = new_guarded_strategy(&spec("{}"), |_| Ok::<_, String>(Declares(true)))
+            .into_result()
+            .ok()
+            .unwrap();
+        assert_eq!(
+            built.declaration.randomisation,
+            crate::Randomisation::Attribute {
+                name: "team".into(),
+                window_ms: abi_stable::std_types::ROption::RSome(60_000)
+            }
+        );
+        assert!(built.declaration.attributes[0].required);
+        let failed = new_guarded_strategy(&spec("{}"), |_| Ok::<_, String>(Declares(false)));
+        assert_eq!(
+            failed.into_result().err().unwrap().as_str(),
+            "strategy constructor panicked: no declaration today"
+        );
     }
 
     #[test]

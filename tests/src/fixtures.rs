@@ -1,7 +1,8 @@
-//! Builds the plugins the tests load — the three reference strategies and the hostile fixtures
-//! of `tests/fixtures/` — with cargo, each set into its own target directory (never the one
-//! the tests run from, so no fixture can be compiled against a wrong copy of the interface).
-//! Concurrent test binaries are serialised by cargo's own lock; a second build is a no-op.
+//! The plugins the tests load — the three reference strategies ([`rf`]) and the hostile
+//! fixtures of `tests/fixtures/` ([`fx`]) — built once per build of this crate by `build.rs`,
+//! each set into its own target directory (never the one the tests run from, so no fixture
+//! can be compiled against a wrong copy of the interface), and named by constants. Also the
+//! `abkit` binary and the example service, for tests that run them as processes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,55 +39,32 @@ fn cargo_build(args: &[&str], target_dir: &Path) {
     );
 }
 
-struct Dirs {
-    reference: PathBuf,
-    fixtures: PathBuf,
+/// A plugin library the tests load, built once by `build.rs` (see [`rf`] and [`fx`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plugin {
+    /// Its name: the package name without prefix, e.g. `runtime-hostile`; the tests sign and
+    /// configure it under this name.
+    pub name: &'static str,
+    file: &'static str,
 }
 
-fn built() -> &'static Dirs {
-    static DIRS: OnceLock<Dirs> = OnceLock::new();
-    DIRS.get_or_init(|| {
-        let reference = target_base().join("test-plugins");
-        cargo_build(
-            &[
-                "-p",
-                "abkit-strategy-weighted-hash",
-                "-p",
-                "abkit-strategy-switchback",
-                "-p",
-                "abkit-strategy-cluster",
-            ],
-            &reference,
-        );
-        let fixtures = target_base().join("test-fixtures");
-        let manifest = workspace_root().join("tests/fixtures/Cargo.toml");
-        cargo_build(
-            &["--manifest-path", manifest.to_str().unwrap_or_default()],
-            &fixtures,
-        );
-        Dirs {
-            reference: reference.join("debug"),
-            fixtures: fixtures.join("debug"),
-        }
-    })
+impl Plugin {
+    /// The built library.
+    pub fn path(self) -> PathBuf {
+        PathBuf::from(self.file)
+    }
 }
 
-/// A reference strategy library, e.g. `reference("weighted-hash")`.
-pub fn reference(name: &str) -> PathBuf {
-    let p = built()
-        .reference
-        .join(format!("libabkit_strategy_{}.so", name.replace('-', "_")));
-    assert!(p.exists(), "reference plugin {} was not built", p.display());
-    p
+include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
+
+/// A reference strategy library, e.g. `reference(rf::WEIGHTED_HASH)`.
+pub fn reference(plugin: Plugin) -> PathBuf {
+    plugin.path()
 }
 
-/// A fixture library of `tests/fixtures/`, e.g. `fixture("runtime-hostile")`.
-pub fn fixture(name: &str) -> PathBuf {
-    let p = built()
-        .fixtures
-        .join(format!("libfixture_{}.so", name.replace('-', "_")));
-    assert!(p.exists(), "fixture {} was not built", p.display());
-    p
+/// A fixture library of `tests/fixtures/`, e.g. `fixture(fx::RUNTIME_HOSTILE)`.
+pub fn fixture(plugin: Plugin) -> PathBuf {
+    plugin.path()
 }
 
 /// The `abkit` command-line binary, for tests that need it as a process of its own. Uses the
@@ -146,4 +124,36 @@ pub fn service_binary() -> PathBuf {
         own.join(profile).join("examples/service")
     })
     .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every fixture is loaded by some test (a fixture nobody uses is dead weight or a test
+    /// that was lost), and every constant names a library that exists.
+    #[test]
+    fn every_fixture_is_used_by_a_test_and_built() {
+        let dir = workspace_root().join("tests/tests");
+        let mut sources = String::new();
+        for entry in std::fs::read_dir(&dir).expect("tests/tests") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                sources += &std::fs::read_to_string(&path).expect("read a test file");
+            }
+        }
+        sources += &std::fs::read_to_string(workspace_root().join("tests/src/marker.rs"))
+            .expect("marker.rs");
+        for plugin in fx::ALL.iter().chain(rf::ALL) {
+            assert!(plugin.path().exists(), "{plugin:?} was not built");
+        }
+        for plugin in fx::ALL {
+            let constant = format!("fx::{}", plugin.name.replace('-', "_").to_uppercase());
+            assert!(
+                sources.contains(&constant),
+                "fixture {} ({constant}) is used by no test: write its test or remove it",
+                plugin.name
+            );
+        }
+    }
 }

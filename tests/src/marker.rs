@@ -10,8 +10,8 @@ const PLACEHOLDER: &[u8] = b"@@ABKIT-MARKER-PATH-PLACEHOLDER@@";
 /// `marker`; returns `dest`.
 pub fn marker_library(dest: &Path, marker: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let mut bytes =
-        std::fs::read(crate::fixtures::fixture("ctor-marker")).expect("read ctor-marker fixture");
+    let mut bytes = std::fs::read(crate::fixtures::fixture(crate::fixtures::fx::CTOR_MARKER))
+        .expect("read ctor-marker fixture");
     let at = bytes
         .windows(PLACEHOLDER.len())
         .position(|w| w == PLACEHOLDER)

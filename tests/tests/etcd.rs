@@ -603,11 +603,11 @@ async fn publish_detects_a_compare_and_swap_conflict() {
 async fn plugin_files_are_deployed_per_host_and_a_host_missing_them_refuses_the_document() {
     use abkit::DecidedBy;
     use abkit_tests::env::TestEnv;
-    use abkit_tests::fixtures::reference;
+    use abkit_tests::fixtures::{reference, rf};
 
     let etcd = Etcd::start();
     let env = TestEnv::new();
-    let library = reference("weighted-hash");
+    let library = reference(rf::WEIGHTED_HASH);
     // Two hosts: each resolves the document's relative paths against its own directory.
     let (host_a, host_b) = (env.path("host-a"), env.path("host-b"));
     for host in [&host_a, &host_b] {

@@ -94,3 +94,41 @@ fn layer_bucket_uses_the_layer_salt_and_the_variant_the_experiment_salt() {
         }
     }
 }
+
+/// Step 5a: a plugin that declared an attribute required never sees a unit without it; the SDK
+/// answers `missing_attribute` itself (not `outside_coverage`, which would blame coverage).
+#[test]
+fn a_unit_without_a_required_attribute_is_missing_attribute_and_the_plugin_is_not_called() {
+    use abkit_tests::env::{plugin_experiment_toml, TestEnv};
+    use abkit_tests::fixtures::{reference, rf};
+    for (library, config, attribute) in [
+        (rf::CLUSTER, r#"{ cluster_attribute = "team" }"#, "team"),
+        (
+            rf::SWITCHBACK,
+            r#"{ window_minutes = 30, region_attribute = "city" }"#,
+            "city",
+        ),
+    ] {
+        let plugin = library.name;
+        let env = TestEnv::new();
+        let lib = env.install(&reference(library), "plugins/p.so", plugin, 1);
+        let path = env.write_config(&plugin_experiment_toml(plugin, &lib, Some(config)), false);
+        let sdk = Sdk::from_file(path).unwrap();
+        let calls = |sdk: &Sdk| sdk.status().experiments[0].counters.unwrap().calls;
+        let before = calls(&sdk);
+        let present = [Attribute::new(attribute, "x-1")];
+        let empty = [Attribute::new(attribute, "")];
+        let other = [Attribute::new("country", "US")];
+        for attrs in [&[][..], &empty[..], &other[..]] {
+            let a = sdk.assign("exp", &Unit::new("u").with_attributes(attrs));
+            assert_eq!(a.reason, Reason::MissingAttribute, "{plugin} {attrs:?}");
+            assert_eq!(a.variant, None);
+            assert!(matches!(a.decided_by, DecidedBy::Plugin(p) if p.name == plugin));
+        }
+        assert_eq!(calls(&sdk), before, "{plugin}: the plugin was not called");
+        let a = sdk.assign("exp", &Unit::new("u").with_attributes(&present));
+        assert_ne!(a.reason, Reason::MissingAttribute);
+        assert_eq!(calls(&sdk), before + 1);
+        assert_eq!(Reason::MissingAttribute.as_str(), "missing_attribute");
+    }
+}

@@ -9,7 +9,7 @@ use abkit::reload::ReloadReport;
 use abkit::status::PluginState;
 use abkit::{Assignment, DecidedBy, FallbackReason, Reason, Sdk, Unit};
 use abkit_tests::env::TestEnv;
-use abkit_tests::fixtures::{fixture, reference};
+use abkit_tests::fixtures::{fixture, fx, reference, rf};
 use abkit_tests::toml_string;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -149,7 +149,7 @@ fn guard<'a>(report: &'a ReloadReport, kind: &str, experiment: &str) -> &'a Guar
 #[test]
 fn sample_ratio_guard_refuses_a_biased_plugin() {
     let env = TestEnv::new();
-    let wh = deploy(&env, &reference("weighted-hash"), "weighted-hash");
+    let wh = deploy(&env, &reference(rf::WEIGHTED_HASH), "weighted-hash");
     let serving = plugin_toml("weighted-hash", &wh)
         + &experiment_toml("exp", "plugin:weighted-hash", &[50, 50], "");
     let sdk = build(&env, &serving);
@@ -157,7 +157,7 @@ fn sample_ratio_guard_refuses_a_biased_plugin() {
 
     // A validly signed, deterministic plugin that passes the probe, but sends 10% of the
     // other variant's units to variant 0 (55/45 instead of 50/50).
-    let biased = deploy(&env, &fixture("biased"), "biased");
+    let biased = deploy(&env, &fixture(fx::BIASED), "biased");
     let body = format!(
         "{serving}\n{}{}",
         plugin_toml("biased", &biased),
@@ -194,7 +194,7 @@ fn sample_ratio_guard_refuses_a_biased_plugin() {
 #[test]
 fn sample_ratio_guard_passes_weighted_hash() {
     let env = TestEnv::new();
-    let wh = deploy(&env, &reference("weighted-hash"), "weighted-hash");
+    let wh = deploy(&env, &reference(rf::WEIGHTED_HASH), "weighted-hash");
     let weights = [20, 30, 50];
     let sdk = build(
         &env,
@@ -226,9 +226,9 @@ fn sample_ratio_guard_passes_weighted_hash() {
 }
 
 #[test]
-fn sample_ratio_guard_skips_strategies_that_randomise_by_an_attribute() {
+fn sample_ratio_guard_tests_attribute_strategies_with_one_cluster_per_unit() {
     let env = TestEnv::new();
-    let sb = deploy(&env, &reference("switchback"), "switchback");
+    let sb = deploy(&env, &reference(rf::SWITCHBACK), "switchback");
     let sdk = build(
         &env,
         &experiment_toml("other", "builtin:hash-v1", &[1, 1], ""),
@@ -241,15 +241,17 @@ fn sample_ratio_guard_skips_strategies_that_randomise_by_an_attribute() {
     );
     let report = sdk.reload();
     assert!(report.accepted, "{report}");
+    // The switchback declares it randomises by city: each guard unit gets a city of its own,
+    // so the units are independent draws and the split is tested like any other.
     let g = guard(&report, "sample_ratio", "sb");
-    assert!(g.passed && g.detail.starts_with("skipped"), "{g:?}");
+    assert!(g.passed && g.detail.contains("chi2"), "{g:?}");
 }
 
 // ---- reassignment ----
 
 /// weighted-hash serving `exp` with `weights` and `extra` (coverage, max_reassignment ...).
 fn reassignment_setup(env: &TestEnv, weights: &[u32], extra: &str) -> (Sdk, PathBuf) {
-    let wh = deploy(env, &reference("weighted-hash"), "weighted-hash");
+    let wh = deploy(env, &reference(rf::WEIGHTED_HASH), "weighted-hash");
     let sdk = build(
         env,
         &(plugin_toml("weighted-hash", &wh)
@@ -392,14 +394,15 @@ fn lowering_coverage_is_refused_because_enrolled_units_leave() {
 /// live, and their experiment is answered by `builtin:hash-v1`, reported as a fallback.
 #[test]
 fn probe_refuses_nondeterministic_and_slow_plugins_at_reload() {
-    for (fx, reason) in [
-        ("nondeterministic", "probe_nondeterministic"),
-        ("slow", "probe_too_slow"),
+    for (plugin, reason) in [
+        (fx::NONDETERMINISTIC, "probe_nondeterministic"),
+        (fx::SLOW, "probe_too_slow"),
     ] {
+        let fx = plugin.name;
         let env = TestEnv::new();
         let (sdk, wh) = reassignment_setup(&env, &[50, 50], "");
         let before = answers(&sdk, "exp");
-        let lib = deploy(&env, &fixture(fx), fx);
+        let lib = deploy(&env, &fixture(plugin), fx);
         let body = format!(
             "{}{}{}",
             plugin_toml("weighted-hash", &wh) + &plugin_toml(fx, &lib),
@@ -450,8 +453,8 @@ fn probe_passes_good_plugins_at_reload() {
         &env,
         &experiment_toml("exp", "builtin:hash-v1", &[50, 50], ""),
     );
-    let wh = deploy(&env, &reference("weighted-hash"), "weighted-hash");
-    let cl = deploy(&env, &reference("cluster"), "cluster");
+    let wh = deploy(&env, &reference(rf::WEIGHTED_HASH), "weighted-hash");
+    let cl = deploy(&env, &reference(rf::CLUSTER), "cluster");
     let body = format!(
         "{}{}{}",
         plugin_toml("weighted-hash", &wh) + &plugin_toml("cluster", &cl),
@@ -520,7 +523,7 @@ fn reassignment_guard_assesses_targeted_experiments() {
 #[test]
 fn search_ranking_3687_through_weighted_hash_is_accepted_on_every_reload() {
     let env = TestEnv::new();
-    let wh = deploy(&env, &reference("weighted-hash"), "weighted-hash");
+    let wh = deploy(&env, &reference(rf::WEIGHTED_HASH), "weighted-hash");
     let body = plugin_toml("weighted-hash", &wh)
         + &experiment_toml("search_ranking_3687", "plugin:weighted-hash", &[50, 50], "");
     let sdk = build(&env, &body);
@@ -555,12 +558,12 @@ fn search_ranking_3687_through_weighted_hash_is_accepted_on_every_reload() {
 #[test]
 fn sample_ratio_guard_refuses_a_plugin_that_ignores_coverage() {
     let env = TestEnv::new();
-    let wh = deploy(&env, &reference("weighted-hash"), "weighted-hash");
+    let wh = deploy(&env, &reference(rf::WEIGHTED_HASH), "weighted-hash");
     let serving = plugin_toml("weighted-hash", &wh)
         + &experiment_toml("exp", "plugin:weighted-hash", &[50, 50], "coverage = 0.3");
     let sdk = build(&env, &serving);
     let before = observe(&sdk, &["exp", "cov_exp"]);
-    let lib = deploy(&env, &fixture("ignores-coverage"), "ignores-coverage");
+    let lib = deploy(&env, &fixture(fx::IGNORES_COVERAGE), "ignores-coverage");
     let body = format!(
         "{serving}\n{}{}",
         plugin_toml("ignores-coverage", &lib),

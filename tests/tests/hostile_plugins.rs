@@ -7,7 +7,7 @@ use abkit::probe::ProbeConfig;
 use abkit::status::PluginState;
 use abkit::{DecidedBy, FallbackReason, Reason, Sdk, Unit};
 use abkit_tests::env::{plugin_experiment_toml, sha256_hex, TestEnv};
-use abkit_tests::fixtures::{fixture, reference};
+use abkit_tests::fixtures::{fixture, fx, reference, rf};
 use std::path::Path;
 use std::time::Duration;
 
@@ -92,7 +92,7 @@ fn v1_comment(name: &str, version: u64, sha: &str, extra: &str) -> String {
 fn a_signed_reference_plugin_loads_and_serves_exactly_the_builtin_answers() {
     let env = TestEnv::new();
     let lib = env.install(
-        &reference("weighted-hash"),
+        &reference(rf::WEIGHTED_HASH),
         "plugins/wh.so",
         "weighted-hash",
         1,
@@ -120,7 +120,7 @@ fn a_signed_reference_plugin_loads_and_serves_exactly_the_builtin_answers() {
 fn row01_flipped_byte_is_refused_as_bad_signature() {
     let env = TestEnv::new();
     let lib = env.install(
-        &reference("weighted-hash"),
+        &reference(rf::WEIGHTED_HASH),
         "plugins/wh.so",
         "weighted-hash",
         1,
@@ -137,7 +137,7 @@ fn row01_flipped_byte_is_refused_as_bad_signature() {
 fn row02_signature_by_an_untrusted_key_is_refused() {
     let env = TestEnv::new();
     let other = TestEnv::new();
-    let lib = env.copy(&reference("weighted-hash"), "plugins/wh.so");
+    let lib = env.copy(&reference(rf::WEIGHTED_HASH), "plugins/wh.so");
     other.sign(&lib, "weighted-hash", 1);
     let sdk = sdk_for(&env, "weighted-hash", &lib, None);
     assert_refused(&sdk, "weighted-hash", "unknown_key_id");
@@ -148,7 +148,7 @@ fn row02_signature_by_an_untrusted_key_is_refused() {
 #[test]
 fn row03_missing_signature_is_refused() {
     let env = TestEnv::new();
-    let lib = env.copy(&reference("weighted-hash"), "plugins/wh.so");
+    let lib = env.copy(&reference(rf::WEIGHTED_HASH), "plugins/wh.so");
     assert_refused(
         &sdk_for(&env, "weighted-hash", &lib, None),
         "weighted-hash",
@@ -159,9 +159,9 @@ fn row03_missing_signature_is_refused() {
 #[test]
 fn row04_valid_signature_of_another_file_is_refused() {
     let env = TestEnv::new();
-    let lib = env.copy(&reference("weighted-hash"), "plugins/wh.so");
+    let lib = env.copy(&reference(rf::WEIGHTED_HASH), "plugins/wh.so");
     let other = env.install(
-        &reference("cluster"),
+        &reference(rf::CLUSTER),
         "plugins/other.so",
         "weighted-hash",
         1,
@@ -181,7 +181,7 @@ fn row04_valid_signature_of_another_file_is_refused() {
 #[test]
 fn row05_legacy_non_prehashed_signature_is_refused() {
     let env = TestEnv::new();
-    let lib = env.copy(&reference("weighted-hash"), "plugins/wh.so");
+    let lib = env.copy(&reference(rf::WEIGHTED_HASH), "plugins/wh.so");
     env.minisign(
         &lib,
         &v1_comment("weighted-hash", 1, &sha256_hex(&lib), ""),
@@ -198,7 +198,7 @@ fn row05_legacy_non_prehashed_signature_is_refused() {
 fn row06_trusted_comment_edited_after_signing_is_refused() {
     let env = TestEnv::new();
     let lib = env.install(
-        &reference("weighted-hash"),
+        &reference(rf::WEIGHTED_HASH),
         "plugins/wh.so",
         "weighted-hash",
         1,
@@ -219,7 +219,7 @@ fn row06_trusted_comment_edited_after_signing_is_refused() {
 fn row07_malformed_signatures_are_refused_without_panic() {
     let env = TestEnv::new();
     let lib = env.install(
-        &reference("weighted-hash"),
+        &reference(rf::WEIGHTED_HASH),
         "plugins/wh.so",
         "weighted-hash",
         1,
@@ -254,7 +254,7 @@ fn row07_malformed_signatures_are_refused_without_panic() {
 #[test]
 fn row08_trusted_comment_not_v1_or_with_bad_fields_is_refused_naming_the_field() {
     let env = TestEnv::new();
-    let lib = env.copy(&reference("weighted-hash"), "plugins/wh.so");
+    let lib = env.copy(&reference(rf::WEIGHTED_HASH), "plugins/wh.so");
     let sha = sha256_hex(&lib);
     for (comment, field) in [
         (format!("some other comment sha256={sha}"), ""),
@@ -282,7 +282,7 @@ fn row08_trusted_comment_not_v1_or_with_bad_fields_is_refused_naming_the_field()
 #[test]
 fn row09_signed_name_differing_from_config_is_refused() {
     let env = TestEnv::new();
-    let lib = env.install(&reference("switchback"), "plugins/sb.so", "switchback", 1);
+    let lib = env.install(&reference(rf::SWITCHBACK), "plugins/sb.so", "switchback", 1);
     assert_refused(
         &sdk_for(&env, "cluster", &lib, None),
         "cluster",
@@ -294,7 +294,7 @@ fn row09_signed_name_differing_from_config_is_refused() {
 fn row10_rollback_is_refused_in_process_and_after_a_restart() {
     let env = TestEnv::new();
     let lib = env.install(
-        &reference("weighted-hash"),
+        &reference(rf::WEIGHTED_HASH),
         "plugins/wh.so",
         "weighted-hash",
         5,
@@ -304,7 +304,7 @@ fn row10_rollback_is_refused_in_process_and_after_a_restart() {
     assert_eq!(sdk.status().plugins[0].state, PluginState::Active);
     // v3 over the same path: the reload is refused, v5 keeps serving.
     env.install(
-        &reference("weighted-hash"),
+        &reference(rf::WEIGHTED_HASH),
         "plugins/wh.so",
         "weighted-hash",
         3,
@@ -328,7 +328,7 @@ fn row10_rollback_is_refused_in_process_and_after_a_restart() {
 #[test]
 fn row11_expired_plugin_is_refused() {
     let env = TestEnv::new();
-    let lib = env.copy(&reference("weighted-hash"), "plugins/wh.so");
+    let lib = env.copy(&reference(rf::WEIGHTED_HASH), "plugins/wh.so");
     env.minisign(
         &lib,
         &v1_comment(
@@ -349,7 +349,7 @@ fn row11_expired_plugin_is_refused() {
 #[test]
 fn row12_signed_digest_differing_from_the_file_is_refused() {
     let env = TestEnv::new();
-    let lib = env.copy(&reference("weighted-hash"), "plugins/wh.so");
+    let lib = env.copy(&reference(rf::WEIGHTED_HASH), "plugins/wh.so");
     env.minisign(
         &lib,
         &v1_comment("weighted-hash", 1, &"ab".repeat(32), ""),
@@ -367,7 +367,7 @@ fn row12_signed_digest_differing_from_the_file_is_refused() {
 #[test]
 fn row13_truncated_elf_is_refused_before_dlopen() {
     let env = TestEnv::new();
-    let full = std::fs::read(reference("weighted-hash")).unwrap();
+    let full = std::fs::read(reference(rf::WEIGHTED_HASH)).unwrap();
     let lib = env.path("plugins/trunc.so");
     std::fs::create_dir_all(lib.parent().unwrap()).unwrap();
     std::fs::write(&lib, &full[..full.len() / 2]).unwrap();
@@ -396,7 +396,7 @@ fn row14_a_text_file_is_refused_as_cannot_open() {
 #[test]
 fn row15_library_without_root_module_is_refused() {
     let env = TestEnv::new();
-    let lib = env.install(&fixture("no-root-module"), "plugins/none.so", "none", 1);
+    let lib = env.install(&fixture(fx::NO_ROOT_MODULE), "plugins/none.so", "none", 1);
     assert_refused(&sdk_for(&env, "none", &lib, None), "none", "symbol_missing");
 }
 
@@ -404,7 +404,7 @@ fn row15_library_without_root_module_is_refused() {
 fn row16_changed_abi_layout_is_refused() {
     let env = TestEnv::new();
     let lib = env.install(
-        &fixture("altered-layout"),
+        &fixture(fx::ALTERED_LAYOUT),
         "plugins/alt.so",
         "altered-layout",
         1,
@@ -419,9 +419,9 @@ fn row16_changed_abi_layout_is_refused() {
 #[test]
 fn row17_other_major_api_version_is_refused() {
     let env = TestEnv::new();
-    let lib = env.install(&fixture("api-v9"), "plugins/v9.so", "api-v9", 1);
+    let lib = env.install(&fixture(fx::API_V9), "plugins/v9.so", "api-v9", 1);
     let sdk = sdk_for(&env, "api-v9", &lib, None);
-    assert_refused(&sdk, "api-v9", "incompatible_api_version");
+    assert_refused(&sdk, "api-v9", "abi_version");
     assert!(sdk.status().plugins[0]
         .refusal
         .clone()
@@ -431,10 +431,25 @@ fn row17_other_major_api_version_is_refused() {
 }
 
 #[test]
+fn row17b_a_plugin_built_for_abi_0_1_is_refused_naming_both_versions() {
+    let env = TestEnv::new();
+    let lib = env.install(&fixture(fx::API_V0_1), "plugins/v01.so", "api-v0-1", 1);
+    let sdk = sdk_for(&env, "api-v0-1", &lib, None);
+    assert_refused(&sdk, "api-v0-1", "abi_version");
+    let message = sdk.status().plugins[0].refusal.clone().unwrap().message;
+    assert!(
+        message.contains("0.1.0") && message.contains("0.2.0"),
+        "both versions are named: {message}"
+    );
+    assert!(message.contains("rebuild"), "{message}");
+}
+
+#[test]
 fn row18_root_module_constructor_panicking_or_failing_is_refused() {
-    for fx in ["init-panics", "init-error"] {
+    for plugin in [fx::INIT_PANICS, fx::INIT_ERROR] {
+        let fx = plugin.name;
         let env = TestEnv::new();
-        let lib = env.install(&fixture(fx), "plugins/init.so", fx, 1);
+        let lib = env.install(&fixture(plugin), "plugins/init.so", fx, 1);
         assert_refused(&sdk_for(&env, fx, &lib, None), fx, "init_failed");
     }
 }
@@ -442,7 +457,7 @@ fn row18_root_module_constructor_panicking_or_failing_is_refused() {
 #[test]
 fn row19_strategy_rejecting_the_experiment_config_refuses_that_experiment_only() {
     let env = TestEnv::new();
-    let lib = env.install(&reference("switchback"), "plugins/sb.so", "switchback", 1);
+    let lib = env.install(&reference(rf::SWITCHBACK), "plugins/sb.so", "switchback", 1);
     let body = format!(
         "{}\n[[experiments]]\nkey = \"good\"\nstrategy = \"plugin:switchback\"\nstrategy_config = {{ window_minutes = 30, region_attribute = \"city\" }}\nvariants = [ {{ name = \"a\", weight = 1 }}, {{ name = \"b\", weight = 1 }} ]\n",
         plugin_experiment_toml("switchback", &lib, Some("{ window_minutes = 0, region_attribute = \"city\" }"))
@@ -467,7 +482,7 @@ fn row19_strategy_rejecting_the_experiment_config_refuses_that_experiment_only()
 
 fn runtime_hostile_sdk(env: &TestEnv) -> Sdk {
     let lib = env.install(
-        &fixture("runtime-hostile"),
+        &fixture(fx::RUNTIME_HOSTILE),
         "plugins/rh.so",
         "runtime-hostile",
         1,
@@ -593,12 +608,13 @@ fn row21_demotion_sticks_across_unchanged_reloads_until_reset_or_a_new_spec() {
 
 #[test]
 fn row22_nondeterministic_or_slow_strategies_are_refused_by_the_probe() {
-    for (fx, reason) in [
-        ("nondeterministic", "probe_nondeterministic"),
-        ("slow", "probe_too_slow"),
+    for (plugin, reason) in [
+        (fx::NONDETERMINISTIC, "probe_nondeterministic"),
+        (fx::SLOW, "probe_too_slow"),
     ] {
+        let fx = plugin.name;
         let env = TestEnv::new();
-        let lib = env.install(&fixture(fx), "plugins/p.so", fx, 1);
+        let lib = env.install(&fixture(plugin), "plugins/p.so", fx, 1);
         assert_refused(&sdk_for(&env, fx, &lib, None), fx, reason);
     }
 }
@@ -612,7 +628,7 @@ fn mapped_files() -> String {
 #[test]
 fn row24_the_loaded_code_is_the_verified_private_copy_not_the_configured_path() {
     let env = TestEnv::new();
-    let lib = env.install(&fixture("marker-a"), "plugins/marker.so", "marker", 1);
+    let lib = env.install(&fixture(fx::MARKER_A), "plugins/marker.so", "marker", 1);
     let sdk = sdk_for(&env, "marker", &lib, None);
     let maps = mapped_files();
     assert!(
@@ -624,7 +640,7 @@ fn row24_the_loaded_code_is_the_verified_private_copy_not_the_configured_path() 
         "no file of the deployment directory is ever mapped"
     );
     // Swapping the configured file after verification changes nothing that serves …
-    env.copy(&fixture("marker-b"), "plugins/marker.so");
+    env.copy(&fixture(fx::MARKER_B), "plugins/marker.so");
     assert_eq!(sdk.assign("exp", &Unit::new("u")).variant.unwrap().index, 0);
     // … and a reload sees bytes that no longer match their signature: refused whole.
     let report = sdk.reload();
@@ -641,7 +657,7 @@ fn row24_the_loaded_code_is_the_verified_private_copy_not_the_configured_path() 
 #[test]
 fn row25_a_new_version_over_the_same_path_really_runs() {
     let env = TestEnv::new();
-    let lib = env.install(&fixture("marker-a"), "plugins/marker.so", "marker", 1);
+    let lib = env.install(&fixture(fx::MARKER_A), "plugins/marker.so", "marker", 1);
     // The marker builds answer one variant for everybody: no sample-ratio guard for this row.
     let no_srm = GuardConfig {
         srm_min_p_value: 0.0,
@@ -654,7 +670,7 @@ fn row25_a_new_version_over_the_same_path_really_runs() {
         .build_from_file(cfg)
         .unwrap();
     assert_eq!(sdk.assign("exp", &Unit::new("u")).variant.unwrap().index, 0);
-    env.install(&fixture("marker-b"), "plugins/marker.so", "marker", 2);
+    env.install(&fixture(fx::MARKER_B), "plugins/marker.so", "marker", 2);
     let report = sdk.reload();
     assert!(report.accepted, "{report}");
     assert_eq!(report.plugins[0].change, "updated");
@@ -669,7 +685,7 @@ fn row26_unsafe_paths_are_refused_with_the_path() {
     use std::os::unix::fs::PermissionsExt;
     let env = TestEnv::new();
     let lib = env.install(
-        &reference("weighted-hash"),
+        &reference(rf::WEIGHTED_HASH),
         "plugins/wh.so",
         "weighted-hash",
         1,
@@ -718,7 +734,7 @@ fn row26_unsafe_paths_are_refused_with_the_path() {
 fn rollback_protection_survives_a_change_of_state_dir() {
     let env = TestEnv::new();
     let lib = env.install(
-        &reference("weighted-hash"),
+        &reference(rf::WEIGHTED_HASH),
         "plugins/wh.so",
         "weighted-hash",
         5,
@@ -728,7 +744,7 @@ fn rollback_protection_survives_a_change_of_state_dir() {
     assert_eq!(sdk.status().plugins[0].serving.as_ref().unwrap().version, 5);
     // Re-signed as v3 and the state_dir dropped from the config: still a rollback.
     env.install(
-        &reference("weighted-hash"),
+        &reference(rf::WEIGHTED_HASH),
         "plugins/wh.so",
         "weighted-hash",
         3,
@@ -750,7 +766,12 @@ fn quiet_panic_child() {
         return;
     }
     let env = TestEnv::new();
-    let lib = env.install(&fixture("init-panics"), "plugins/init.so", "init-panics", 1);
+    let lib = env.install(
+        &fixture(fx::INIT_PANICS),
+        "plugins/init.so",
+        "init-panics",
+        1,
+    );
     assert_refused(
         &sdk_for(&env, "init-panics", &lib, None),
         "init-panics",
@@ -772,12 +793,8 @@ fn plugin_panics_are_quiet_even_with_rust_backtrace() {
     // Before: with RUST_BACKTRACE=1 in the environment, a passing run printed a backtrace for
     // the init-panics fixture and a "panicked at" line per caught plugin panic.
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "quiet_panic_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        // By name, without --exact: the test's path depends on the binary it is linked into.
+        .args(["quiet_panic_child", "--nocapture", "--test-threads=1"])
         .env(QUIET_PANIC_CHILD, "1")
         .env("RUST_BACKTRACE", "1")
         .output()

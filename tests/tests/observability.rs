@@ -5,7 +5,7 @@ use abkit::exposure::{Exposure, ExposureChannel};
 use abkit::probe::ProbeConfig;
 use abkit::{DecidedBy, Reason, Sdk, Unit};
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};
-use abkit_tests::fixtures::reference;
+use abkit_tests::fixtures::{reference, rf};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -65,10 +65,33 @@ fn a_full_exposure_channel_drops_and_counts_instead_of_blocking() {
 }
 
 #[test]
+fn a_dedup_channel_delivers_each_unit_once_per_window() {
+    let (channel, receiver) = ExposureChannel::bounded(1_000);
+    let channel = channel.with_dedup(abkit::exposure::ExposureDedup::new(
+        std::time::Duration::from_secs(3600),
+        1 << 12,
+    ));
+    let sdk = Sdk::builder()
+        .on_exposure(channel.hook())
+        .build(abkit::Config::from_toml_str(CONFIG, "t", std::path::Path::new(".")).unwrap())
+        .unwrap();
+    for _ in 0..20 {
+        for i in 0..50 {
+            sdk.assign("e", &Unit::new(&format!("u{i}")));
+        }
+    }
+    let events: Vec<_> = receiver.try_iter().collect();
+    assert_eq!(events.len(), 50, "one exposure per unit");
+    let dedup = channel.dedup().unwrap();
+    assert_eq!((dedup.passed(), dedup.deduplicated()), (50, 950));
+    assert_eq!(channel.dropped(), 0);
+}
+
+#[test]
 fn exposures_carry_the_plugin_provenance() {
     let env = TestEnv::new();
     let lib = env.install(
-        &reference("weighted-hash"),
+        &reference(rf::WEIGHTED_HASH),
         "plugins/wh.so",
         "weighted-hash",
         7,

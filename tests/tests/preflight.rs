@@ -12,7 +12,7 @@ use abkit::probe::ProbeConfig;
 use abkit::status::PluginState;
 use abkit::{DecidedBy, Sdk, Unit};
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};
-use abkit_tests::fixtures::{abkit_binary, fixture, reference};
+use abkit_tests::fixtures::{abkit_binary, fixture, fx, reference, rf};
 use abkit_tests::marker::images_named;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,7 +50,7 @@ fn serves(sdk: &Sdk, plugin: &str) -> bool {
 #[test]
 fn a_good_plugin_passes_preflight_and_serves() {
     let env = TestEnv::new();
-    let wh = env.stripped(&reference("weighted-hash"), "wh");
+    let wh = env.stripped(&reference(rf::WEIGHTED_HASH), "wh");
     let lib = env.install(&wh, "plugins/wh.so", "weighted-hash", 1);
     let sdk = build(env.write_config(&plugin_experiment_toml("weighted-hash", &lib, None), false));
     assert_eq!(
@@ -77,7 +77,7 @@ fn a_good_plugin_passes_preflight_and_serves() {
 #[test]
 fn plugins_that_abort_or_exit_during_the_checks_are_refused_and_never_mapped_here() {
     let env = TestEnv::new();
-    let crash = env.stripped(&fixture("crash"), "crash");
+    let crash = env.stripped(&fixture(fx::CRASH), "crash");
     let lib = env.install(&crash, "plugins/crash.so", "crash", 1);
     // Served first with a config under which it never crashes (its preflight passes).
     let sdk = build(env.write_config(&plugin_experiment_toml("crash", &lib, None), false));
@@ -117,7 +117,7 @@ fn plugins_that_abort_or_exit_during_the_checks_are_refused_and_never_mapped_her
 #[test]
 fn a_child_past_its_timeout_is_killed_and_the_artifact_refused() {
     let env = TestEnv::new();
-    let stuck = env.stripped(&fixture("stuck"), "stuck");
+    let stuck = env.stripped(&fixture(fx::STUCK), "stuck");
     let lib = env.install(&stuck, "plugins/stuck.so", "stuck", 1);
     let body = plugin_experiment_toml("stuck", &lib, Some(r#"{ hang_after = 1000 }"#));
     let cfg = env.path("abkit.toml");

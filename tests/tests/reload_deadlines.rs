@@ -9,7 +9,7 @@ use abkit::probe::ProbeConfig;
 use abkit::status::PluginState;
 use abkit::{DecidedBy, FallbackReason, Sdk, Unit};
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};
-use abkit_tests::fixtures::{abkit_binary, fixture, reference};
+use abkit_tests::fixtures::{abkit_binary, fixture, fx, reference, rf};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -46,7 +46,7 @@ fn build(config: PathBuf) -> Sdk {
 }
 
 fn stuck(env: &TestEnv, version: u64) -> PathBuf {
-    let small = env.stripped(&fixture("stuck"), "stuck");
+    let small = env.stripped(&fixture(fx::STUCK), "stuck");
     env.install(&small, "plugins/stuck.so", "stuck", version)
 }
 
@@ -120,7 +120,7 @@ fn a_stuck_reload_is_refused_at_its_deadline_and_the_next_reload_works() {
     assert!(serves_stuck(&sdk));
 
     // 3. The lock was released: an ordinary reload goes through; status counts the abandoned calls.
-    let wh = env.stripped(&reference("weighted-hash"), "wh");
+    let wh = env.stripped(&reference(rf::WEIGHTED_HASH), "wh");
     let good = env.install(&wh, "plugins/wh.so", "weighted-hash", 1);
     env.write_config(&plugin_experiment_toml("weighted-hash", &good, None), false);
     let s = std::sync::Arc::clone(&sdk);
@@ -162,7 +162,7 @@ fn reload_deadline_ms_in_the_config_sets_the_deadline() {
 #[test]
 fn abkit_watch_exits_on_time_while_a_reload_is_stuck() {
     let env = TestEnv::new();
-    let wh = env.stripped(&reference("weighted-hash"), "wh");
+    let wh = env.stripped(&reference(rf::WEIGHTED_HASH), "wh");
     let good = env.install(&wh, "plugins/wh.so", "weighted-hash", 1);
     let lib = stuck(&env, 1);
     let with_deadline = |body: &str| {

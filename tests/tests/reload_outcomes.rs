@@ -13,7 +13,7 @@ use abkit::reload::{watch, ReloadReport, WatchOptions};
 use abkit::status::PluginState;
 use abkit::{Attribute, DecidedBy, FallbackReason, PluginIdentity, Sdk, Unit};
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};
-use abkit_tests::fixtures::reference;
+use abkit_tests::fixtures::{reference, rf};
 use abkit_tests::toml_string;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -70,7 +70,7 @@ fn decider(sdk: &Sdk, exp: &str, unit: &Unit<'_>) -> Result<&'static PluginIdent
 
 /// A stripped weighted-hash build (fast to verify on every reload).
 fn weighted_hash(env: &TestEnv) -> PathBuf {
-    env.stripped(&reference("weighted-hash"), "weighted-hash")
+    env.stripped(&reference(rf::WEIGHTED_HASH), "weighted-hash")
 }
 
 /// Copies `build` to `rel` and signs it with `secret` as weighted-hash `version`.
@@ -115,7 +115,7 @@ fn plugin_change<'r>(report: &'r ReloadReport, name: &str) -> &'r abkit::reload:
 #[test]
 fn a_rejected_strategy_config_refuses_the_reload_and_the_plugin_keeps_serving() {
     let env = TestEnv::new();
-    let build = env.stripped(&reference("cluster"), "cluster");
+    let build = env.stripped(&reference(rf::CLUSTER), "cluster");
     let lib = env.install(&build, "plugins/cluster.so", "cluster", 1);
     let toml = |config: &str| plugin_experiment_toml("cluster", &lib, Some(config));
     let good = toml(r#"{ cluster_attribute = "team" }"#);

@@ -6,7 +6,7 @@
 use abkit::probe::ProbeConfig;
 use abkit::Sdk;
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};
-use abkit_tests::fixtures::reference;
+use abkit_tests::fixtures::{reference, rf};
 
 fn sdk_on(config: &std::path::Path) -> Sdk {
     let probe = ProbeConfig {
@@ -19,7 +19,7 @@ fn sdk_on(config: &std::path::Path) -> Sdk {
 #[test]
 fn a_refused_rollback_names_the_tried_version_once_and_lists_what_was_not_applied() {
     let env = TestEnv::new();
-    let build = env.stripped(&reference("weighted-hash"), "weighted-hash");
+    let build = env.stripped(&reference(rf::WEIGHTED_HASH), "weighted-hash");
     let lib = env.install(&build, "plugins/wh.so", "weighted-hash", 2);
     let body = plugin_experiment_toml("weighted-hash", &lib, None);
     let sdk = sdk_on(&env.write_config(&body, false));

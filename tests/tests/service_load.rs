@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};
-use abkit_tests::fixtures::{fixture, reference, service_binary};
+use abkit_tests::fixtures::{fixture, fx, reference, rf, service_binary};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -146,8 +146,8 @@ fn assign_under_load_while_plugins_are_swapped_every_200_ms() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
     let env = TestEnv::new();
-    let wh = env.stripped(&reference("weighted-hash"), "wh");
-    let biased = env.install(&fixture("biased"), "plugins/biased.so", "biased", 1);
+    let wh = env.stripped(&reference(rf::WEIGHTED_HASH), "wh");
+    let biased = env.install(&fixture(fx::BIASED), "plugins/biased.so", "biased", 1);
     let lib = env.install(&wh, "plugins/wh.so", "weighted-hash", 1);
     let biased_decl = format!(
         "[[plugins]]\nname = \"biased\"\npath = {}\n\n",

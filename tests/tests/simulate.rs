@@ -479,8 +479,13 @@ fn experiments_toml(n: usize, weights: &[u32], extra: &str) -> String {
 }
 
 /// Builds an SDK serving `plugin` (signed, deployed in `env`) from `body`.
-fn plugin_sdk(env: &abkit_tests::env::TestEnv, plugin: &str, body: &str) -> Sdk {
-    let built = env.stripped(&abkit_tests::fixtures::reference(plugin), plugin);
+fn plugin_sdk(
+    env: &abkit_tests::env::TestEnv,
+    library: abkit_tests::fixtures::Plugin,
+    body: &str,
+) -> Sdk {
+    let plugin = library.name;
+    let built = env.stripped(&abkit_tests::fixtures::reference(library), plugin);
     let path = env.install(&built, &format!("plugins/{plugin}.so"), plugin, 1);
     let toml = format!(
         "[[plugins]]\nname = \"{plugin}\"\npath = {}\n\n{body}",
@@ -499,7 +504,7 @@ fn a_400_team_cluster_experiment_is_tested_per_team_and_not_flagged() {
     let env = abkit_tests::env::TestEnv::new();
     let sdk = plugin_sdk(
         &env,
-        "cluster",
+        abkit_tests::fixtures::rf::CLUSTER,
         "[[experiments]]\nkey = \"teams\"\nstrategy = \"plugin:cluster\"\nstrategy_config = { cluster_attribute = \"team\" }\ncoverage = 0.5\nvariants = [ { name = \"a\", weight = 1 }, { name = \"b\", weight = 1 } ]\n",
     );
     let spec = SyntheticSpec::new(40_000).with_attribute(values("team", "team-", 400));
@@ -542,7 +547,7 @@ fn a_50_city_switchback_is_tested_per_city_window_and_not_flagged() {
     let env = abkit_tests::env::TestEnv::new();
     let sdk = plugin_sdk(
         &env,
-        "switchback",
+        abkit_tests::fixtures::rf::SWITCHBACK,
         "[[experiments]]\nkey = \"sb\"\nstrategy = \"plugin:switchback\"\nstrategy_config = { window_minutes = 30, region_attribute = \"city\" }\nvariants = [ { name = \"a\", weight = 1 }, { name = \"b\", weight = 1 } ]\n",
     );
     let spec = SyntheticSpec::new(50_000).with_attribute(values("city", "city-", 50));

@@ -10,7 +10,7 @@ use abkit::status::PluginState;
 use abkit::{DecidedBy, Sdk, Unit};
 use abkit_tests::elf_patch::{patchelf, with_dynamic_value};
 use abkit_tests::env::{plugin_experiment_toml, sha256_hex, TestEnv};
-use abkit_tests::fixtures::reference;
+use abkit_tests::fixtures::{reference, rf};
 use abkit_tests::marker::{assert_never_ran, images_named, marker_library};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -33,7 +33,7 @@ fn build(config: &Path) -> Sdk {
 
 /// A signed, stripped weighted-hash plugin at `plugins/wh.so` (version `version`).
 fn weighted_hash(env: &TestEnv, version: u64) -> PathBuf {
-    let small = env.stripped(&reference("weighted-hash"), "wh");
+    let small = env.stripped(&reference(rf::WEIGHTED_HASH), "wh");
     env.install(&small, "plugins/wh.so", "weighted-hash", version)
 }
 
@@ -319,7 +319,7 @@ fn row31_dependencies_outside_the_allowlist_are_refused_before_dlopen() {
     let env = TestEnv::new();
     let marker = env.path("dependency.marker");
     let evil = marker_library(&env.path("elsewhere/libevil.so"), &marker);
-    let base = env.stripped(&reference("weighted-hash"), "wh");
+    let base = env.stripped(&reference(rf::WEIGHTED_HASH), "wh");
     std::fs::create_dir_all(env.path("plugins")).unwrap();
     let dir = evil.parent().unwrap().display().to_string();
     let evil_path = evil.display().to_string();
@@ -362,7 +362,7 @@ fn row31_dependencies_outside_the_allowlist_are_refused_before_dlopen() {
 #[test]
 fn row31_allowed_libraries_names_what_a_plugin_may_need() {
     let env = TestEnv::new();
-    let base = env.stripped(&reference("weighted-hash"), "wh");
+    let base = env.stripped(&reference(rf::WEIGHTED_HASH), "wh");
     std::fs::create_dir_all(env.path("plugins")).unwrap();
     let lib = env.path("plugins/wh.so");
     std::fs::copy(&base, &lib).unwrap();
@@ -423,7 +423,7 @@ fn row32_dynamic_pointers_outside_the_segments_are_refused_before_dlopen() {
 fn row36_megabytes_of_plugin_text_are_cut_before_status_and_reports() {
     let env = TestEnv::new();
     let lib = env.install(
-        &abkit_tests::fixtures::fixture("verbose"),
+        &abkit_tests::fixtures::fixture(abkit_tests::fixtures::fx::VERBOSE),
         "plugins/verbose.so",
         "verbose",
         1,
@@ -456,7 +456,7 @@ fn a_library_refused_after_mapping_never_stands_in_for_later_bytes() {
     let env = TestEnv::new();
     // Mapped by dlopen, then refused by abi_stable's layout check: it stays mapped.
     let bad = env.install(
-        &abkit_tests::fixtures::fixture("altered-layout"),
+        &abkit_tests::fixtures::fixture(abkit_tests::fixtures::fx::ALTERED_LAYOUT),
         "plugins/bad.so",
         "refused-twice",
         1,

@@ -8,7 +8,7 @@ use abkit::probe::ProbeConfig;
 use abkit::reload::{watch, ReloadReport, WatchHandle, WatchOptions};
 use abkit::{DecidedBy, Reason, Sdk, Unit};
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};
-use abkit_tests::fixtures::fixture;
+use abkit_tests::fixtures::{fixture, fx};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,7 +94,7 @@ fn config_text(env: &TestEnv, body: &str) -> String {
 /// A deployment serving the marker-a build (variant 0 for everybody) as plugin `marker`.
 fn marker_deployment() -> (TestEnv, PathBuf, PathBuf) {
     let env = TestEnv::new();
-    let lib = env.install(&fixture("marker-a"), "plugins/marker.so", "marker", 1);
+    let lib = env.install(&fixture(fx::MARKER_A), "plugins/marker.so", "marker", 1);
     let config = env.write_config(&plugin_experiment_toml("marker", &lib, None), false);
     (env, lib, config)
 }
@@ -176,7 +176,7 @@ async fn a_new_signed_plugin_build_renamed_into_place_serves_after_the_reload() 
 
     // Renames the new build into place, then writes its signature: a reload that lands
     // between the two sees the old signature and is refused; the next one is accepted.
-    env.install(&fixture("marker-b"), "plugins/marker.so", "marker", 2);
+    env.install(&fixture(fx::MARKER_B), "plugins/marker.so", "marker", 2);
     let seen = reports_until(&mut reports, |r| r.accepted).await;
     for refused in &seen[..seen.len() - 1] {
         assert_eq!(
@@ -287,7 +287,7 @@ async fn a_plugin_named_by_a_reloaded_config_is_watched_from_then_on() {
     assert_eq!(handle.watched(), vec![config.clone()]);
 
     // The config now names a plugin in a directory that was not watched before.
-    let lib = env.install(&fixture("marker-a"), "plugins/marker.so", "marker", 1);
+    let lib = env.install(&fixture(fx::MARKER_A), "plugins/marker.so", "marker", 1);
     env.write_config(&plugin_experiment_toml("marker", &lib, None), false);
     reports_until(&mut reports, |r| {
         r.accepted && r.plugins.iter().any(|p| p.name == "marker")
@@ -296,7 +296,7 @@ async fn a_plugin_named_by_a_reloaded_config_is_watched_from_then_on() {
     assert!(handle.watched().contains(&lib), "{:?}", handle.watched());
     assert_eq!(variant_of(&sdk, "exp"), Some(0));
 
-    env.install(&fixture("marker-b"), "plugins/marker.so", "marker", 2);
+    env.install(&fixture(fx::MARKER_B), "plugins/marker.so", "marker", 2);
     reports_until(&mut reports, |r| r.accepted).await;
     assert_eq!(variant_of(&sdk, "exp"), Some(1));
 }

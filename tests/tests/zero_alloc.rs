@@ -31,6 +31,47 @@ variants = [ { name = "a", weight = 1 } ]
 fn assign_allocates_nothing_builtin_or_through_a_plugin() {
     assign_allocates_nothing_on_any_path();
     assign_through_a_loaded_plugin_allocates_nothing();
+    exposure_dedup_memory_stays_fixed_under_10_million_distinct_units();
+}
+
+/// The dedup table is allocated once: 10 million distinct units (far more than its slots)
+/// allocate nothing more, and repeats of recent units are still dropped.
+fn exposure_dedup_memory_stays_fixed_under_10_million_distinct_units() {
+    use abkit::exposure::{Exposure, ExposureDedup};
+    use std::fmt::Write;
+    let sdk = Sdk::from_toml_str(CONFIG).unwrap();
+    let dedup = ExposureDedup::new(std::time::Duration::from_secs(3600), 1 << 16);
+    let memory = dedup.memory_bytes();
+    assert_eq!(memory, (1 << 16) * 16);
+    let us = [Attribute::new("country", "US")];
+    let mut id = String::with_capacity(64);
+    // One real answer for every unit: the key varies by unit id, which is what fills the table.
+    let assignment = sdk.assign("full", &Unit::new("u").with_attributes(&us));
+    let region = Region::new(GLOBAL);
+    for i in 0..10_000_000u64 {
+        id.clear();
+        write!(id, "user-{i}").unwrap();
+        let unit = Unit::new(&id).with_attributes(&us);
+        let e = Exposure {
+            experiment: "full",
+            unit: &unit,
+            assignment: &assignment,
+            timestamp_ms: i / 1000,
+        };
+        assert!(dedup.admit(&e), "a first exposure is never dropped");
+        if i % 1_000_000 == 0 {
+            assert!(!dedup.admit(&e), "an immediate repeat is dropped");
+        }
+    }
+    let change = region.change();
+    assert_eq!(
+        (change.allocations, change.reallocations),
+        (0, 0),
+        "the dedup allocated while offered 10 million units: {change:?}"
+    );
+    assert_eq!(dedup.memory_bytes(), memory);
+    assert_eq!(dedup.deduplicated(), 10);
+    assert_eq!(dedup.passed(), 10_000_000);
 }
 
 fn assign_allocates_nothing_on_any_path() {
@@ -41,6 +82,7 @@ fn assign_allocates_nothing_on_any_path() {
     let fr = [Attribute::new("country", "FR")];
     // Warm up: first use of thread-locals (arc-swap debts) may allocate once per thread.
     sdk.assign("full", &Unit::new("warm").with_attributes(&us));
+    let full = sdk.handle("full"); // resolved ahead: the handle path is measured too
 
     let region = Region::new(GLOBAL);
     let mut enrolled = 0u64;
@@ -57,6 +99,10 @@ fn assign_allocates_nothing_on_any_path() {
                     .is_enrolled(),
             );
         }
+    }
+    for id in &ids[..1000] {
+        let unit = Unit::new(id).with_attributes(&us);
+        enrolled += u64::from(sdk.assign_handle(&full, &unit).is_enrolled());
     }
     enrolled += u64::from(sdk.assign("full", &Unit::new("forced")).is_enrolled());
     enrolled += u64::from(
@@ -80,7 +126,7 @@ fn assign_through_a_loaded_plugin_allocates_nothing() {
     use abkit_tests::env::{plugin_experiment_toml, TestEnv};
     let env = TestEnv::new();
     let lib = env.install(
-        &abkit_tests::fixtures::reference("weighted-hash"),
+        &abkit_tests::fixtures::reference(abkit_tests::fixtures::rf::WEIGHTED_HASH),
         "plugins/wh.so",
         "weighted-hash",
         1,
@@ -101,13 +147,15 @@ fn assign_through_a_loaded_plugin_allocates_nothing() {
         sdk.status()
     );
 
+    let handle = sdk.handle("exp");
     let region = Region::new(GLOBAL);
     let mut enrolled = 0u64;
     for id in &ids {
         enrolled += u64::from(sdk.assign("exp", &Unit::new(id)).is_enrolled());
+        enrolled += u64::from(sdk.assign_handle(&handle, &Unit::new(id)).is_enrolled());
     }
     let change = region.change();
-    assert_eq!(enrolled, 10_000);
+    assert_eq!(enrolled, 20_000);
     assert_eq!(
         (change.allocations, change.reallocations),
         (0, 0),

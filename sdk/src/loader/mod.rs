@@ -184,7 +184,7 @@ impl LoadError {
             LoadError::Elf { .. } => "malformed_library",
             LoadError::Open { .. } => "cannot_open",
             LoadError::SymbolMissing { .. } => "symbol_missing",
-            LoadError::IncompatibleVersion { .. } => "incompatible_api_version",
+            LoadError::IncompatibleVersion { .. } => "abi_version",
             LoadError::AbiMismatch { .. } => "abi_layout_mismatch",
             LoadError::InitFailed { .. } => "init_failed",
             LoadError::ModuleNameMismatch { .. } => "module_name_mismatch",

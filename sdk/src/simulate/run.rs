@@ -210,7 +210,12 @@ impl<'s> Plan<'s> {
                     off_ne: take(REASONS),
                     off_o: take(nv),
                     off_a: take(nv),
-                    cluster: crate::srm::randomisation_attribute(config),
+                    cluster: match snapshot.randomisation(&config.key) {
+                        crate::strategy::Randomisation::Attribute { attribute, .. } => {
+                            Some(attribute)
+                        }
+                        crate::strategy::Randomisation::UnitId => None,
+                    },
                     clusters: Default::default(),
                 }
             })
@@ -340,8 +345,10 @@ fn experiment_report(e: &ExpPlan<'_>, c: &[u64], units: u64) -> ExperimentReport
     let by_strategy: u64 = assigned.iter().sum();
     let enrolled: u64 = by_strategy + other.iter().sum::<u64>();
     let ne_of = |r: Reason| ne[r as usize];
-    let gated =
-        ne_of(Reason::UnknownExperiment) + ne_of(Reason::Disabled) + ne_of(Reason::NotTargeted);
+    let gated = ne_of(Reason::UnknownExperiment)
+        + ne_of(Reason::Disabled)
+        + ne_of(Reason::NotTargeted)
+        + ne_of(Reason::MissingAttribute);
     let eligible = units.saturating_sub(gated + (enrolled - by_strategy));
 
     let not_enrolled = ReasonCounts(
@@ -439,12 +446,6 @@ fn cluster_level(e: &ExpPlan<'_>, attr: &str, srm: &mut SrmReport) {
         srm.coverage = ChiSquare::not_applicable();
         srm.note = Some(format!("not applicable: randomised by {attr}; {why}"));
     };
-    if attr.contains('+') {
-        return not_applicable(
-            srm,
-            "several attributes name the cluster, and the strategy does not declare which one (ABI 0.2 will)".into(),
-        );
-    }
     if e.nv > 126 {
         return not_applicable(srm, "more than 126 variants".into());
     }
@@ -493,7 +494,7 @@ fn cluster_level(e: &ExpPlan<'_>, attr: &str, srm: &mut SrmReport) {
     srm.clusters = Some(per_variant);
     srm.clusters_outside_coverage = declined;
     srm.note = Some(format!(
-        "tested per value of {attr} (the strategy_config names it; until strategies declare their randomisation unit in ABI 0.2): {} clusters",
+        "tested per value of {attr} (the strategy declares it randomises by {attr}): {} clusters",
         enrolled + declined
     ));
 }

@@ -2,14 +2,16 @@
 //! whole cluster shares one variant.
 //!
 //! The cluster's value takes the place of the unit id in bucketing-v1: the variant is
-//! `bucket(salt, <attribute value>)` against the request's weights and coverage. So an
+//! `bucket(salt, <attribute value>)` against the experiment's weights and coverage. So an
 //! analyst can reproduce any cluster's variant with the builtin bucketer by passing the
 //! cluster id as the unit, and coverage takes or leaves whole clusters.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use abkit_strategy_api::abi_stable::std_types::RString;
-use abkit_strategy_api::{export_strategy_plugin, Decision, Request, StrategyImpl};
-use abkit_strategy_support::{attribute_name, optional_field, parse_raw, RangesCache};
+use abkit_strategy_api::{
+    export_strategy_plugin, Decision, Declaration, ExperimentSpec, Request, StrategyImpl,
+};
+use abkit_strategy_support::{attribute_name, optional_field, parse_raw, Bucketing};
 use serde::Deserialize;
 
 /// The plugin's name, as in `strategy = "plugin:cluster"`.
@@ -21,7 +23,9 @@ pub const NAME: &str = "cluster";
 pub enum Missing {
     /// Randomise that unit on its own, by its unit id (a cluster of one).
     Unit,
-    /// Not enrolled (the default): the analysis unit stays the cluster.
+    /// Not enrolled (the default): the analysis unit stays the cluster. The attribute is
+    /// declared required, so the SDK answers such a unit itself, with the reason
+    /// `missing_attribute`.
     #[default]
     NotEnrolled,
     /// An error: the SDK answers that call with `builtin:hash-v1` and counts it against the
@@ -63,34 +67,43 @@ impl Config {
 /// The cluster strategy for one experiment.
 pub struct Cluster {
     config: Config,
-    ranges: RangesCache,
+    bucketing: Bucketing,
 }
 
 impl Cluster {
-    /// Builds the strategy from a validated configuration.
-    pub fn new(config: Config) -> Self {
-        Cluster {
+    /// Builds the strategy for one experiment from a validated configuration.
+    pub fn with_config(spec: &ExperimentSpec<'_>, config: Config) -> Result<Self, String> {
+        Ok(Cluster {
             config,
-            ranges: RangesCache::new(),
-        }
+            bucketing: Bucketing::of(spec)?,
+        })
     }
 
-    /// Builds the strategy from `strategy_config` JSON.
-    pub fn from_config_json(config_json: &str) -> Result<Self, String> {
-        Config::from_json(config_json).map(Cluster::new)
+    /// Builds the strategy for one experiment from its `strategy_config` JSON.
+    pub fn new(spec: &ExperimentSpec<'_>) -> Result<Self, String> {
+        Cluster::with_config(spec, Config::from_json(spec.strategy_config_json())?)
     }
 }
 
 impl StrategyImpl for Cluster {
+    fn declaration(&self) -> Declaration {
+        let attribute = &self.config.cluster_attribute;
+        match self.config.missing {
+            // Without the attribute a unit is not enrolled: the SDK says why, without a call.
+            Missing::NotEnrolled => Declaration::by_attribute(attribute, None, true),
+            // A unit without it is its own cluster: by attribute, falling back to the unit id.
+            Missing::Unit => Declaration::by_attribute(attribute, None, false),
+            Missing::Error => Declaration::by_attribute(attribute, None, false),
+        }
+    }
+
     fn assign(&self, request: &Request<'_>) -> Decision {
         let cluster = request.attribute(&self.config.cluster_attribute);
         if let Some(cluster) = cluster.filter(|c| !c.is_empty()) {
-            return self.ranges.decide_unit(request, cluster.as_bytes());
+            return self.bucketing.decide(cluster.as_bytes());
         }
         match self.config.missing {
-            Missing::Unit => self
-                .ranges
-                .decide_unit(request, request.unit_id.as_str().as_bytes()),
+            Missing::Unit => self.bucketing.decide(request.unit_id.as_str().as_bytes()),
             Missing::NotEnrolled => Decision::NotEnrolled,
             Missing::Error => Decision::Error(RString::from(format!(
                 "unit has no `{}` attribute to cluster by",
@@ -103,22 +116,26 @@ impl StrategyImpl for Cluster {
 export_strategy_plugin! {
     name: NAME,
     version: env!("CARGO_PKG_VERSION"),
-    new: Cluster::from_config_json,
+    new: Cluster::new,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use abkit_bucketing::{bucket, VariantRanges};
-    use abkit_strategy_api::abi_stable::std_types::{RSlice, RStr};
-    use abkit_strategy_api::{Attribute, StrategyBox};
+    use abkit_strategy_api::{Attribute, Randomisation, StrategyBox};
 
     const WEIGHTS: [u32; 3] = [1, 1, 2];
 
-    fn exported(config_json: &str) -> Result<StrategyBox, String> {
-        abkit_root_module().new_strategy()(RStr::from_str(config_json))
+    fn built(config_json: &str) -> Result<abkit_strategy_api::BuiltStrategy, String> {
+        let spec = ExperimentSpec::new("seats", "seats", &WEIGHTS, 10_000, config_json);
+        abkit_root_module().new_strategy()(&spec)
             .into_result()
             .map_err(|e| e.into_string())
+    }
+
+    fn exported(config_json: &str) -> Result<StrategyBox, String> {
+        built(config_json).map(|b| b.strategy)
     }
 
     fn with_missing(missing: &str) -> StrategyBox {
@@ -129,15 +146,29 @@ mod tests {
     }
 
     fn request<'a>(unit: &'a str, attributes: &'a [Attribute<'a>]) -> Request<'a> {
-        Request {
-            unit_id: RStr::from_str(unit),
-            experiment: RStr::from_str("seats"),
-            salt: RStr::from_str("seats"),
-            weights: RSlice::from_slice(&WEIGHTS),
-            coverage_bp: 10_000,
-            attributes: RSlice::from_slice(attributes),
-            fixed_now_ms: abkit_strategy_api::abi_stable::std_types::ROption::RSome(0),
-        }
+        Request::at(unit, attributes, 0)
+    }
+
+    #[test]
+    fn it_declares_the_cluster_attribute_required_unless_it_handles_a_missing_one() {
+        let declared = |missing: &str| {
+            built(&format!(
+                r#"{{"cluster_attribute": "team_id", "missing": "{missing}"}}"#
+            ))
+            .unwrap()
+            .declaration
+        };
+        let d = declared("not_enrolled");
+        assert_eq!(
+            d.randomisation,
+            Randomisation::Attribute {
+                name: "team_id".into(),
+                window_ms: None.into()
+            }
+        );
+        assert!(d.attributes[0].required);
+        assert!(!declared("unit").attributes[0].required);
+        assert!(!declared("error").attributes[0].required);
     }
 
     fn builtin(unit: &str) -> Decision {

@@ -1,6 +1,5 @@
-//! What abkit's reference strategy plugins share: the bucketing-v1 decision with variant
-//! ranges cached per strategy instance, and `strategy_config` parsing with errors that name
-//! the field.
+//! What abkit's reference strategy plugins share: the bucketing-v1 decision prepared once per
+//! experiment, and `strategy_config` parsing with errors that name the field.
 //!
 //! This is an ordinary library linked into each plugin, not a plugin and not part of the
 //! ABI (that is `abkit-strategy-api`). Each plugin decides *what* it randomises by (a user,
@@ -8,84 +7,55 @@
 //! normative math of `abkit-bucketing`, so every strategy splits exactly like the builtin.
 //!
 //! ```
-//! use abkit_strategy_api::{abi_stable::std_types::{RSlice, RStr}, Decision, Request};
-//! use abkit_strategy_support::RangesCache;
+//! use abkit_strategy_api::{Decision, ExperimentSpec};
+//! use abkit_strategy_support::Bucketing;
 //!
-//! let request = Request {
-//!     unit_id: RStr::from("user-42"),
-//!     experiment: RStr::from("checkout"),
-//!     salt: RStr::from("checkout"),
-//!     weights: RSlice::from_slice(&[1, 1]),
-//!     coverage_bp: 10_000,
-//!     attributes: RSlice::from_slice(&[]),
-//!     fixed_now_ms: abkit_strategy_api::abi_stable::std_types::ROption::RSome(0),
-//! };
-//! let cache = RangesCache::new();
-//! let decision = cache.decide_unit(&request, b"user-42");
+//! let spec = ExperimentSpec::new("checkout", "checkout", &[1, 1], 10_000, "{}");
+//! let bucketing = Bucketing::of(&spec).unwrap(); // once, in the strategy's constructor
+//! let decision = bucketing.decide(b"user-42");    // per call: one hash, no allocation
 //! assert!(matches!(decision, Decision::Variant(0 | 1)));
 //! ```
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-#[cfg(feature = "alloc-counter")]
-pub mod alloc_counter;
-
-use abkit_bucketing::{bucket, VariantRanges};
-use abkit_strategy_api::{abi_stable::std_types::RString, Decision, Request};
-use arc_swap::ArcSwapOption;
+use abkit_bucketing::{Salted, VariantRanges};
+use abkit_strategy_api::{Decision, ExperimentSpec};
 use serde::de::DeserializeOwned;
 use std::fmt::Display;
-use std::sync::Arc;
 
-/// The variant ranges of the last `(weights, coverage)` seen by one strategy instance.
-///
-/// Weights and coverage arrive with every request, and `VariantRanges::new` allocates, so
-/// the ranges are cached and reused while the request carries the same weights and
-/// coverage (always, for one experiment). The cache is compared against every request, so
-/// it can never answer for other weights than the request's; on a change the new ranges
-/// replace the old ones. Reading it takes no lock and allocates nothing.
-#[derive(Default)]
-pub struct RangesCache {
-    latest: ArcSwapOption<CachedRanges>,
-}
-
-struct CachedRanges {
-    weights: Box<[u32]>,
-    coverage_bp: u32,
+/// bucketing-v1 for one experiment: its salt prepared for hashing and its variant ranges,
+/// both computed once from the [`ExperimentSpec`] the strategy is built from.
+#[derive(Debug, Clone)]
+pub struct Bucketing {
+    salted: Salted,
     ranges: VariantRanges,
 }
 
-impl RangesCache {
-    /// An empty cache.
-    pub fn new() -> Self {
-        Self::default()
+impl Bucketing {
+    /// Prepares the experiment's salt and ranges; an invalid weight list or coverage (the SDK
+    /// never sends one) is an error naming the experiment.
+    pub fn of(spec: &ExperimentSpec<'_>) -> Result<Self, String> {
+        let ranges = VariantRanges::new(spec.weights(), spec.coverage_bp)
+            .map_err(|e| format!("invalid experiment \"{}\": {e}", spec.key()))?;
+        Ok(Bucketing {
+            salted: Salted::new(spec.salt().as_bytes()),
+            ranges,
+        })
     }
 
-    /// bucketing-v1 for `unit` under the request's salt, weights and coverage:
-    /// `bucket(salt, unit)`, then the variant whose range holds it.
-    pub fn decide_unit(&self, request: &Request<'_>, unit: &[u8]) -> Decision {
-        self.decide_bucket(request, bucket(request.salt.as_str().as_bytes(), unit))
+    /// `bucket(salt, unit)`, then the variant whose range holds it
+    /// ([`Decision::NotEnrolled`] outside coverage).
+    #[inline]
+    pub fn decide(&self, unit: &[u8]) -> Decision {
+        self.decide_bucket(self.salted.bucket(unit))
     }
 
-    /// The variant whose range (from the request's weights and coverage) holds `bucket`,
-    /// [`Decision::NotEnrolled`] outside coverage, or an error for invalid weights.
-    pub fn decide_bucket(&self, request: &Request<'_>, bucket: u32) -> Decision {
-        let weights = request.weights.as_slice();
-        if let Some(cached) = self.latest.load().as_deref() {
-            if cached.coverage_bp == request.coverage_bp && *cached.weights == *weights {
-                return Decision::from_index(cached.ranges.variant_of(bucket));
-            }
-        }
-        match VariantRanges::new(weights, request.coverage_bp) {
-            Ok(ranges) => {
-                let decision = Decision::from_index(ranges.variant_of(bucket));
-                self.latest.store(Some(Arc::new(CachedRanges {
-                    weights: weights.into(),
-                    coverage_bp: request.coverage_bp,
-                    ranges,
-                })));
-                decision
-            }
-            Err(e) => Decision::Error(RString::from(format!("invalid experiment: {e}"))),
+    /// The variant whose range holds `bucket`, or [`Decision::NotEnrolled`].
+    #[inline]
+    pub fn decide_bucket(&self, bucket: u32) -> Decision {
+        match self.ranges.variant_of(bucket) {
+            // A weight list has far fewer than 2^32 entries.
+            Some(i) => Decision::Variant(i as u32),
+            None => Decision::NotEnrolled,
         }
     }
 }
@@ -139,21 +109,8 @@ pub fn invalid(plugin: &str, name: &str, why: impl Display) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use abkit_bucketing::coverage_bp;
-    use abkit_strategy_api::abi_stable::std_types::{RSlice, RStr};
+    use abkit_bucketing::{bucket, coverage_bp};
     use serde::Deserialize;
-
-    fn request<'a>(unit: &'a str, weights: &'a [u32], coverage_bp: u32) -> Request<'a> {
-        Request {
-            unit_id: RStr::from_str(unit),
-            experiment: RStr::from_str("exp"),
-            salt: RStr::from_str("salt-1"),
-            weights: RSlice::from_slice(weights),
-            coverage_bp,
-            attributes: RSlice::from_slice(&[]),
-            fixed_now_ms: abkit_strategy_api::abi_stable::std_types::ROption::RSome(0),
-        }
-    }
 
     fn direct(unit: &str, weights: &[u32], coverage_bp: u32) -> Decision {
         let ranges = VariantRanges::new(weights, coverage_bp).unwrap();
@@ -161,19 +118,19 @@ mod tests {
     }
 
     #[test]
-    fn cached_answers_follow_the_request_when_weights_or_coverage_change() {
-        let cache = RangesCache::new();
-        let cases: [(&[u32], u32); 4] = [
-            (&[1, 1], 10_000),
+    fn answers_equal_the_plain_bucketing_math() {
+        let cases: [(&[u32], u32); 3] = [
             (&[1, 1], 10_000),
             (&[1, 2, 7], coverage_bp(0.3)),
             (&[5, 0, 5], 10_000),
         ];
         for (weights, coverage) in cases {
-            for i in 0..500 {
+            let spec = ExperimentSpec::new("exp", "salt-1", weights, coverage, "{}");
+            let bucketing = Bucketing::of(&spec).unwrap();
+            for i in 0..2_000 {
                 let unit = format!("u{i}");
                 assert_eq!(
-                    cache.decide_unit(&request(&unit, weights, coverage), unit.as_bytes()),
+                    bucketing.decide(unit.as_bytes()),
                     direct(&unit, weights, coverage)
                 );
             }
@@ -181,14 +138,11 @@ mod tests {
     }
 
     #[test]
-    fn invalid_weights_give_an_error_not_a_variant() {
-        let cache = RangesCache::new();
-        let decision = cache.decide_unit(&request("u", &[0, 0], 10_000), b"u");
+    fn invalid_weights_are_refused_when_built() {
+        let spec = ExperimentSpec::new("exp", "salt-1", &[0, 0], 10_000, "{}");
         assert_eq!(
-            decision,
-            Decision::Error(RString::from(
-                "invalid experiment: the weights sum to 0; at least one must be positive"
-            ))
+            Bucketing::of(&spec).err().unwrap(),
+            "invalid experiment \"exp\": the weights sum to 0; at least one must be positive"
         );
     }
 

@@ -9,9 +9,11 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use abkit_strategy_api::abi_stable::std_types::RString;
-use abkit_strategy_api::{export_strategy_plugin, Decision, Request, StrategyImpl};
+use abkit_strategy_api::{
+    export_strategy_plugin, Decision, Declaration, ExperimentSpec, Request, StrategyImpl,
+};
 use abkit_strategy_support::{
-    attribute_name, field, invalid, optional_field, parse_raw, RangesCache,
+    attribute_name, field, invalid, optional_field, parse_raw, Bucketing,
 };
 use serde::Deserialize;
 use std::io::Write;
@@ -27,7 +29,8 @@ const KEY_STACK: usize = 256;
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum MissingRegion {
-    /// Not enrolled (the default).
+    /// Not enrolled (the default). The region attribute is declared required, so the SDK
+    /// answers such a unit itself, with the reason `missing_attribute`.
     #[default]
     NotEnrolled,
     /// An error: the SDK answers that call with `builtin:hash-v1` (per-unit randomisation)
@@ -82,22 +85,22 @@ impl Config {
 pub struct Switchback {
     window_ms: u64,
     config: Config,
-    ranges: RangesCache,
+    bucketing: Bucketing,
 }
 
 impl Switchback {
-    /// Builds the strategy from a validated configuration.
-    pub fn new(config: Config) -> Self {
-        Switchback {
+    /// Builds the strategy for one experiment from a validated configuration.
+    pub fn with_config(spec: &ExperimentSpec<'_>, config: Config) -> Result<Self, String> {
+        Ok(Switchback {
             window_ms: u64::from(config.window_minutes) * 60_000,
             config,
-            ranges: RangesCache::new(),
-        }
+            bucketing: Bucketing::of(spec)?,
+        })
     }
 
-    /// Builds the strategy from `strategy_config` JSON.
-    pub fn from_config_json(config_json: &str) -> Result<Self, String> {
-        Config::from_json(config_json).map(Switchback::new)
+    /// Builds the strategy for one experiment from its `strategy_config` JSON.
+    pub fn new(spec: &ExperimentSpec<'_>) -> Result<Self, String> {
+        Switchback::with_config(spec, Config::from_json(spec.strategy_config_json())?)
     }
 
     /// The window index of a time: `now_ms / (window_minutes * 60_000)`.
@@ -107,6 +110,15 @@ impl Switchback {
 }
 
 impl StrategyImpl for Switchback {
+    /// By (region, window); the region is required unless `missing_region = "error"`.
+    fn declaration(&self) -> Declaration {
+        Declaration::by_attribute(
+            &self.config.region_attribute,
+            Some(self.window_ms),
+            self.config.missing_region == MissingRegion::NotEnrolled,
+        )
+    }
+
     fn assign(&self, request: &Request<'_>) -> Decision {
         let region = request.attribute(&self.config.region_attribute);
         let Some(region) = region.filter(|r| !r.is_empty()) else {
@@ -119,7 +131,7 @@ impl StrategyImpl for Switchback {
             };
         };
         let window = self.window_of(request.now_ms());
-        with_window_key(region, window, |key| self.ranges.decide_unit(request, key))
+        with_window_key(region, window, |key| self.bucketing.decide(key))
     }
 }
 
@@ -137,45 +149,57 @@ fn with_window_key<R>(region: &str, window: u64, f: impl FnOnce(&[u8]) -> R) -> 
 export_strategy_plugin! {
     name: NAME,
     version: env!("CARGO_PKG_VERSION"),
-    new: Switchback::from_config_json,
+    new: Switchback::new,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use abkit_bucketing::{bucket, VariantRanges};
-    use abkit_strategy_api::abi_stable::std_types::{RSlice, RStr};
-    use abkit_strategy_api::{Attribute, StrategyBox};
+    use abkit_strategy_api::{Attribute, Randomisation, StrategyBox};
 
     const HALF_HOUR_MS: u64 = 30 * 60_000;
     const CONFIG: &str = r#"{"window_minutes": 30, "region_attribute": "city"}"#;
 
-    fn exported(config_json: &str) -> Result<StrategyBox, String> {
-        abkit_root_module().new_strategy()(RStr::from_str(config_json))
+    fn built(
+        config_json: &str,
+        weights: &[u32],
+        coverage_bp: u32,
+    ) -> Result<abkit_strategy_api::BuiltStrategy, String> {
+        let spec = ExperimentSpec::new("surge", "surge", weights, coverage_bp, config_json);
+        abkit_root_module().new_strategy()(&spec)
             .into_result()
             .map_err(|e| e.into_string())
     }
 
-    fn request<'a>(
-        unit: &'a str,
-        attributes: &'a [Attribute<'a>],
-        weights: &'a [u32],
-        now_ms: u64,
-    ) -> Request<'a> {
-        Request {
-            unit_id: RStr::from_str(unit),
-            experiment: RStr::from_str("surge"),
-            salt: RStr::from_str("surge"),
-            weights: RSlice::from_slice(weights),
-            coverage_bp: 10_000,
-            attributes: RSlice::from_slice(attributes),
-            fixed_now_ms: abkit_strategy_api::abi_stable::std_types::ROption::RSome(now_ms),
-        }
+    fn exported(config_json: &str) -> Result<StrategyBox, String> {
+        built(config_json, &[1, 1], 10_000).map(|b| b.strategy)
+    }
+
+    fn request<'a>(unit: &'a str, attributes: &'a [Attribute<'a>], now_ms: u64) -> Request<'a> {
+        Request::at(unit, attributes, now_ms)
     }
 
     fn variant_of(strategy: &StrategyBox, city: &str, unit: &str, now_ms: u64) -> Decision {
         let attrs = [Attribute::new("city", city)];
-        strategy.assign(&request(unit, &attrs, &[1, 1], now_ms))
+        strategy.assign(&request(unit, &attrs, now_ms))
+    }
+
+    #[test]
+    fn it_declares_region_and_window() {
+        let d = built(CONFIG, &[1, 1], 10_000).unwrap().declaration;
+        assert_eq!(
+            d.randomisation,
+            Randomisation::Attribute {
+                name: "city".into(),
+                window_ms: Some(HALF_HOUR_MS).into()
+            }
+        );
+        assert!(d.attributes[0].required);
+        let strict =
+            r#"{"window_minutes": 30, "region_attribute": "city", "missing_region": "error"}"#;
+        let d = built(strict, &[1, 1], 10_000).unwrap().declaration;
+        assert!(!d.attributes[0].required);
     }
 
     #[test]
@@ -220,13 +244,12 @@ mod tests {
 
     #[test]
     fn over_many_windows_the_split_follows_the_weights() {
-        let strategy = exported(CONFIG).unwrap();
-        let weights = [1, 3];
+        let strategy = built(CONFIG, &[1, 3], 10_000).unwrap().strategy;
         let attrs = [Attribute::new("city", "lyon")];
         let windows = 40_000_u64;
         let treated = (0..windows)
             .filter(|w| {
-                let req = request("u", &attrs, &weights, w * HALF_HOUR_MS);
+                let req = request("u", &attrs, w * HALF_HOUR_MS);
                 strategy.assign(&req) == Decision::Variant(1)
             })
             .count();
@@ -236,17 +259,12 @@ mod tests {
 
     #[test]
     fn coverage_takes_whole_region_windows_in_or_out() {
-        let strategy = exported(CONFIG).unwrap();
+        let strategy = built(CONFIG, &[1, 1], 3_000).unwrap().strategy;
         let attrs = [Attribute::new("city", "oslo")];
         let mut enrolled_windows = 0;
         for window in 0..200_u64 {
             let now = window * HALF_HOUR_MS;
-            let decide = |unit: &str| {
-                strategy.assign(&Request {
-                    coverage_bp: 3_000,
-                    ..request(unit, &attrs, &[1, 1], now)
-                })
-            };
+            let decide = |unit: &str| strategy.assign(&request(unit, &attrs, now));
             let first = decide("a");
             assert!((0..50).all(|i| decide(&format!("u{i}")) == first));
             enrolled_windows += usize::from(first != Decision::NotEnrolled);
@@ -264,7 +282,7 @@ mod tests {
         let empty_city = [Attribute::new("city", "")];
         for attrs in [&no_city[..], &[][..], &empty_city[..]] {
             assert_eq!(
-                default.assign(&request("u", attrs, &[1, 1], 0)),
+                default.assign(&request("u", attrs, 0)),
                 Decision::NotEnrolled
             );
         }
@@ -273,7 +291,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            strict.assign(&request("u", &no_city, &[1, 1], 0)),
+            strict.assign(&request("u", &no_city, 0)),
             Decision::Error(RString::from(
                 "unit has no `city` attribute to switch back by"
             ))
