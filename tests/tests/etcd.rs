@@ -1,7 +1,9 @@
 //! etcd as the configuration source, against a real etcd on loopback (`abkit_tests::etcd`):
 //! a fleet converges on a published change (the time is measured and printed), survives etcd
-//! being killed and restarted and a compaction during its watch, refuses a bad document on
-//! every instance, and `abkit publish` detects a compare-and-swap conflict.
+//! being killed and restarted, frozen, and a compaction during its watch, refuses a bad
+//! document (invalid, naming missing files, the key deleted) on every instance, serves a signed
+//! plugin only where its files are deployed, talks TLS and auth, and `abkit publish` detects a
+//! compare-and-swap conflict; the tool and the example service read etcd too.
 //!
 //! `cargo test -p abkit-tests --test etcd -- --nocapture` prints the convergence times.
 #![allow(clippy::unwrap_used)]
@@ -810,7 +812,7 @@ async fn tls_with_a_client_certificate() {
     });
     // The first request may reach etcd before it serves: retry, bounded.
     let started = Instant::now();
-    let revision = loop {
+    let published = loop {
         match etcd::publish(&opts, &doc(None), 0).await {
             Ok(r) => break r,
             Err(e) => {
@@ -820,7 +822,7 @@ async fn tls_with_a_client_certificate() {
         }
     };
     let sdk = Sdk::builder().build_from_etcd(&opts).await.unwrap();
-    assert_eq!(revision_of(&sdk), Some(revision));
+    assert_eq!(revision(&sdk), Some(published));
 
     // Without the client certificate etcd refuses; without TLS options the client cannot talk
     // to an https endpoint: both fail clearly, neither serves.
@@ -856,10 +858,6 @@ async fn tls_with_a_client_certificate() {
     );
 }
 
-fn revision_of(sdk: &Sdk) -> Option<i64> {
-    revision(sdk)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_with_user_and_password() {
     use abkit::source::etcd::EtcdAuth;
@@ -877,15 +875,15 @@ async fn auth_with_user_and_password() {
         user: "root".into(),
         password: "root-secret".into(),
     });
-    let revision = etcd::publish(&opts, &doc(None), 0).await.unwrap();
+    let published = etcd::publish(&opts, &doc(None), 0).await.unwrap();
     let sdk = Arc::new(Sdk::builder().build_from_etcd(&opts).await.unwrap());
-    assert_eq!(revision_of(&sdk), Some(revision));
+    assert_eq!(revision(&sdk), Some(published));
     let _watch = etcd::watch(Arc::clone(&sdk), opts.clone()).unwrap();
-    let next = etcd::publish(&opts, &doc(Some("authed")), revision)
+    let next = etcd::publish(&opts, &doc(Some("authed")), published)
         .await
         .unwrap();
     wait_until("the authenticated watch delivers the change", || {
-        knows(&sdk, "authed") && revision_of(&sdk) == Some(next)
+        knows(&sdk, "authed") && revision(&sdk) == Some(next)
     })
     .await;
 
