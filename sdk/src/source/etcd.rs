@@ -1023,8 +1023,12 @@ impl Task {
                         };
                         self.apply(change, revision, "etcd").await;
                     }
-                    let now = now_ms();
-                    self.sdk.source_cell().update(|s| s.last_confirmed_unix_ms = Some(now));
+                    // Events and progress answers confirm the client is current; the creation
+                    // of the watch alone does not (it may still have history to deliver).
+                    if !resp.created() {
+                        let now = now_ms();
+                        self.sdk.source_cell().update(|s| s.last_confirmed_unix_ms = Some(now));
+                    }
                 }
                 _ = tick.tick() => match progress_asked {
                     Some(at) if at.elapsed() >= confirm_timeout => {
