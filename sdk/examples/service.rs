@@ -6,6 +6,11 @@
 //! curl 'http://127.0.0.1:8080/v1/assign?experiment=checkout_button&unit=user-42&attr.country=US'
 //! ```
 //!
+//! With the `etcd` feature it can read its configuration from an etcd key instead
+//! (`--etcd-endpoints URLS --etcd-key KEY [--config-dir DIR] [--state-dir DIR]`); `/readyz` then
+//! answers 503 while etcd has not confirmed the configuration current for `--max-staleness`
+//! seconds (default 30).
+//!
 //! Routes:
 //! - `GET /v1/assign?experiment=E&unit=U&attr.<k>=<v>...` → `{experiment, unit, variant, reason, provenance}`
 //! - `POST /v1/assign` with a JSON batch: `{"unit": U, "attributes": {..}, "experiments": [E, ..]}`
@@ -46,8 +51,28 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 #[command(about = "abkit example service: assignment over HTTP with live hot-swap")]
 struct Args {
     /// The abkit configuration (TOML); watched for changes, as are the plugins it names.
-    #[arg(long)]
-    config: PathBuf,
+    #[cfg_attr(feature = "etcd", arg(long, required_unless_present = "etcd_key"))]
+    #[cfg_attr(not(feature = "etcd"), arg(long, required = true))]
+    config: Option<PathBuf>,
+    /// etcd endpoints, comma-separated: read the configuration from etcd (feature `etcd`).
+    #[cfg(feature = "etcd")]
+    #[arg(long, value_delimiter = ',', requires = "etcd_key")]
+    etcd_endpoints: Vec<String>,
+    /// The etcd key holding the configuration document.
+    #[cfg(feature = "etcd")]
+    #[arg(long, requires = "etcd_endpoints", conflicts_with = "config")]
+    etcd_key: Option<String>,
+    /// Relative paths in the etcd document resolve against this directory (default: the current one).
+    #[cfg(feature = "etcd")]
+    #[arg(long, requires = "etcd_key")]
+    config_dir: Option<PathBuf>,
+    /// Where the local copy of the last good etcd document is kept.
+    #[cfg(feature = "etcd")]
+    #[arg(long, requires = "etcd_key")]
+    state_dir: Option<PathBuf>,
+    /// /readyz answers 503 when etcd has not confirmed the configuration current for this long.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    max_staleness: u64,
     /// Address to listen on (loopback by default).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -57,6 +82,7 @@ struct Args {
 struct App {
     sdk: Arc<Sdk>,
     metrics: PrometheusHandle,
+    max_staleness: std::time::Duration,
 }
 
 #[derive(Serialize)]
@@ -277,9 +303,17 @@ async fn healthz() -> &'static str {
 }
 
 /// Ready once the first snapshot serves (it is built before the listener opens); the body says
-/// which experiments are on a fallback and when the last reload happened.
+/// which experiments are on a fallback and when the last reload happened. Not ready (503) while
+/// the configuration source is stale (an etcd watch broken or silent past `--max-staleness`).
 async fn readyz(State(app): State<App>) -> Response {
     let status = app.sdk.status();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let stale = status
+        .source
+        .as_ref()
+        .and_then(|s| s.stale_reason(now_ms, app.max_staleness));
     let fallbacks: Vec<serde_json::Value> = status
         .experiments
         .iter()
@@ -289,13 +323,20 @@ async fn readyz(State(app): State<App>) -> Response {
     let last = status.last_reload.as_ref().map(|r| {
         serde_json::json!({ "at_unix_ms": r.at_unix_ms, "accepted": r.accepted, "trigger": r.trigger })
     });
-    Json(serde_json::json!({
-        "ready": true,
+    let code = if stale.is_some() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let body = Json(serde_json::json!({
+        "ready": stale.is_none(),
         "generation": status.generation,
         "fallbacks": fallbacks,
         "last_reload": last,
-    }))
-    .into_response()
+        "source": status.source,
+        "stale": stale,
+    }));
+    (code, body).into_response()
 }
 
 async fn status(State(app): State<App>) -> Response {
@@ -350,22 +391,51 @@ async fn shutdown_signal() {
     }
 }
 
+/// The client and what keeps it current: the file watcher, or (feature `etcd`) the etcd watch.
+async fn start(
+    args: &Args,
+) -> Result<(Arc<Sdk>, Box<dyn std::any::Any>), Box<dyn std::error::Error>> {
+    #[cfg(feature = "etcd")]
+    if let Some(key) = &args.etcd_key {
+        let mut options =
+            abkit::source::etcd::EtcdOptions::new(args.etcd_endpoints.clone(), key.clone());
+        if let Some(dir) = &args.config_dir {
+            options.base_dir = dir.clone();
+        }
+        options.state_dir = args.state_dir.clone();
+        let sdk = Arc::new(Sdk::builder().build_from_etcd(&options).await?);
+        let watch = abkit::source::etcd::watch(Arc::clone(&sdk), options)?;
+        return Ok((sdk, Box::new(watch)));
+    }
+    let config = args.config.as_ref().ok_or("--config is required")?;
+    let sdk = Arc::new(Sdk::from_file(config)?);
+    let watcher = reload::watch(Arc::clone(&sdk), WatchOptions::default())?;
+    Ok((sdk, Box::new(watcher)))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let metrics = PrometheusBuilder::new().install_recorder()?;
     // Built before the listener opens: the service is ready as soon as it accepts connections.
-    let sdk = Arc::new(Sdk::from_file(&args.config)?);
-    let watcher = reload::watch(Arc::clone(&sdk), WatchOptions::default())?;
+    let (sdk, watcher) = start(&args).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     eprintln!(
         "abkit service listening on http://{}",
         listener.local_addr()?
     );
-    axum::serve(listener, router(App { sdk, metrics }))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    watcher.stop();
+    let max_staleness = std::time::Duration::from_secs(args.max_staleness);
+    axum::serve(
+        listener,
+        router(App {
+            sdk,
+            metrics,
+            max_staleness,
+        }),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    drop(watcher);
     eprintln!("abkit service stopped");
     Ok(())
 }

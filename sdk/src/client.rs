@@ -26,6 +26,8 @@ pub struct Sdk {
     last_report: ArcSwapOption<ReloadReport>,
     /// Shared with the plugin manager: why accepted versions could not be persisted.
     ledger_problem: Arc<Mutex<Option<String>>>,
+    /// Where the configuration comes from (file or etcd) and how current it is.
+    source: crate::source::SourceCell,
 }
 
 #[derive(Debug)]
@@ -124,7 +126,12 @@ impl SdkBuilder {
         let (resolution, pending) = plugins.resolve(&config, SystemTime::now());
         let snapshot = Snapshot::build_resolved(config, 1, resolution)?;
         plugins.commit(pending, &snapshot);
+        let source = self
+            .source
+            .as_deref()
+            .map(crate::source::SourceStatus::file);
         Ok(Sdk {
+            source: crate::source::SourceCell::new(source),
             ledger_problem: plugins.ledger_problem.clone(),
             registry: Registry::new(snapshot),
             exposure: self.exposure,
@@ -142,6 +149,18 @@ impl SdkBuilder {
         let config = Config::from_file(path.as_ref())?;
         self.source = Some(path.as_ref().to_path_buf());
         self.build(config)
+    }
+
+    /// Reads the configuration from one etcd key (feature `etcd`) and serves it; falls back to
+    /// the local copy of the last good document when etcd is unreachable or its document is
+    /// refused (see [`crate::source::etcd`]). Start [`crate::source::etcd::watch`] next to
+    /// follow changes.
+    #[cfg(feature = "etcd")]
+    pub async fn build_from_etcd(
+        self,
+        options: &crate::source::etcd::EtcdOptions,
+    ) -> Result<Sdk, Error> {
+        crate::source::etcd::build(self, options).await
     }
 }
 
@@ -223,7 +242,29 @@ impl Sdk {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        status.source = self.source.status();
         status
+    }
+
+    /// Where the configuration comes from and how current it is (the `source` section of
+    /// [`Sdk::status`], cheaper: for readiness checks, see
+    /// [`crate::source::SourceStatus::stale_reason`]).
+    pub fn source_status(&self) -> Option<crate::source::SourceStatus> {
+        self.source.status()
+    }
+
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub(crate) fn source_cell(&self) -> &crate::source::SourceCell {
+        &self.source
+    }
+
+    /// Records a reload refused before a candidate could be built (a document that does not
+    /// parse, a missing plugin file): the report is published and counted like any other.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub(crate) fn refuse(&self, trigger: &str, refusal: Refusal) -> ReloadReport {
+        let report =
+            ReloadReport::refused_early(trigger, self.registry.load().generation(), refusal);
+        self.finish(report, Instant::now())
     }
 
     /// Lifts the demotion of the plugin strategy serving `experiment` (an explicit operator

@@ -26,4 +26,8 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The etcd source could not provide a configuration (feature `etcd`).
+    #[cfg(feature = "etcd")]
+    #[error(transparent)]
+    Etcd(#[from] crate::source::etcd::EtcdError),
 }

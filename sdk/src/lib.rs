@@ -45,6 +45,7 @@ mod preflight;
 pub mod probe;
 pub mod registry;
 pub mod reload;
+pub mod source;
 mod srm;
 pub mod status;
 pub mod strategy;

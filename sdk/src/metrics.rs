@@ -7,6 +7,9 @@
 //! | `abkit_fallbacks_total` | `experiment`, `reason` (plugin errors, invalid answers, demotion) |
 //! | `abkit_assignments_total` | `experiment`, `variant` (empty when not enrolled) |
 //! | `abkit_exposures_dropped_total` | (none): exposure events dropped by a full [`crate::exposure::ExposureChannel`] |
+//! | `abkit_etcd_watch_lost_total` | (none): times the etcd watch broke (feature `etcd`; once per outage, reconnects follow) |
+//! | `abkit_etcd_watch_compacted_total` | (none): etcd watches cancelled by a compaction (re-read, re-watched) |
+//! | `abkit_etcd_revision` (gauge) | (none): the etcd revision of the document serving |
 //! | `abkit_exposures_deduplicated_total` | (none): exposure events dropped as repeats by an [`crate::exposure::ExposureDedup`] |
 //! | `abkit_exposures_passed_total` | (none): exposure events an [`crate::exposure::ExposureDedup`] let through |
 //!

@@ -176,6 +176,7 @@ impl Snapshot {
             plugins: self.plugins.clone(),
             experiments,
             last_reload: None,
+            source: None,
         }
     }
 

@@ -191,6 +191,9 @@ pub struct Status {
     pub experiments: Vec<ExperimentStatus>,
     /// The last reload attempt (accepted or refused), if any.
     pub last_reload: Option<crate::reload::ReloadReport>,
+    /// Where the configuration comes from (file or etcd), the revision serving, when it was
+    /// last confirmed current and the watch's health; `None` for a configuration from memory.
+    pub source: Option<crate::source::SourceStatus>,
 }
 
 /// `1 plugin library`, `2 plugin libraries`: the count with the right form of the noun.
@@ -222,6 +225,9 @@ impl std::fmt::Display for Status {
                 "!! {} abandoned past their deadline (their threads still run) !!",
                 plural(self.abandoned_plugin_calls, "plugin call", "plugin calls")
             )?;
+        }
+        if let Some(source) = &self.source {
+            write!(f, "{source}")?;
         }
         if let Some(problem) = &self.ledger_problem {
             writeln!(

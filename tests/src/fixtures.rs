@@ -108,7 +108,15 @@ pub fn service_binary() -> PathBuf {
             return built;
         }
         let own = target_base().join("test-bin");
-        let mut args = vec!["-p", "abkit", "--features", "watch", "--example", "service"];
+        // `etcd`: the etcd tests start it on an etcd key too.
+        let mut args = vec![
+            "-p",
+            "abkit",
+            "--features",
+            "watch,etcd",
+            "--example",
+            "service",
+        ];
         if profile == "release" {
             args.push("--release");
         }

@@ -2,6 +2,7 @@
 
 pub mod elf_patch;
 pub mod env;
+pub mod etcd;
 pub mod fixtures;
 pub mod marker;
 

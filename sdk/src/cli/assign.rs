@@ -3,7 +3,7 @@
 use super::CliError;
 use crate::files::DEFAULT_MAX_LINE_BYTES;
 use crate::simulate::{self, AssignUnitsOptions, InputFormat, UnitSource};
-use crate::{Attribute, Sdk, Unit};
+use crate::{Attribute, Unit};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,9 +11,8 @@ use std::process::ExitCode;
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("who").required(true).args(["unit", "units"])))]
 pub struct Args {
-    /// The configuration file (TOML).
-    #[arg(long)]
-    config: PathBuf,
+    #[command(flatten)]
+    source: Box<super::source::SourceArgs>,
     /// The experiment key.
     #[arg(long)]
     experiment: String,
@@ -55,7 +54,7 @@ fn parse_attr(s: &str) -> Result<(String, String), String> {
 }
 
 pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
-    let sdk = Sdk::from_file(&args.config)?;
+    let sdk = args.source.load()?;
     let snapshot = sdk.snapshot();
     if snapshot.experiment(&args.experiment).is_none() {
         let known: Vec<&str> = snapshot
@@ -67,7 +66,7 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
         return Err(CliError::Invalid(format!(
             "experiment \"{}\" is not in {}; known experiments: {}",
             args.experiment,
-            args.config.display(),
+            args.source.name(),
             if known.is_empty() {
                 "(none)".to_string()
             } else {

@@ -70,7 +70,7 @@ pub(crate) fn plural(n: usize, noun: &str) -> String {
 /// parses, names the plugin's configured name, and verifies against the trusted keys (key,
 /// signature, expiry, SHA-256; not rollback, which needs the running service's ledger); each
 /// library passes the ELF and dependency checks. One issue per problem, all at once.
-fn file_issues(config: &Config) -> Vec<ConfigIssue> {
+pub(super) fn file_issues(config: &Config) -> Vec<ConfigIssue> {
     let mut issues = Vec::new();
     let mut issue = |path: String, message: String| {
         // Some messages name their field already (`trust.public_keys[1]: ...`).

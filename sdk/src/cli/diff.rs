@@ -19,9 +19,16 @@ enum Format {
 /// Arguments of `abkit diff`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The current configuration (TOML).
-    #[arg(long)]
-    from: PathBuf,
+    /// The current configuration (TOML); or the document in etcd now (--etcd-endpoints,
+    /// --etcd-key), to see what publishing --to would change.
+    #[arg(
+        long,
+        required_unless_present = "etcd_key",
+        conflicts_with = "etcd_key"
+    )]
+    from: Option<PathBuf>,
+    #[command(flatten)]
+    etcd: Box<super::source::EtcdArgs>,
     /// The proposed configuration (TOML).
     #[arg(long)]
     to: PathBuf,
@@ -36,7 +43,7 @@ pub struct Args {
 }
 
 pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
-    let from = Sdk::from_file(&args.from)?;
+    let from = args.etcd.load(args.from.as_deref())?;
     let to = Sdk::from_file(&args.to)?;
     let (source, mut opts) = args.input.source_and_options(args.experiments)?;
     let bar = Bar::attach(source.progress_total(), &mut opts);

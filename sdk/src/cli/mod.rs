@@ -14,8 +14,10 @@ mod check;
 mod diff;
 mod keygen;
 mod preflight;
+mod publish;
 mod sign;
 mod simulate;
+mod source;
 mod status;
 mod verify;
 mod watch;
@@ -109,8 +111,12 @@ pub enum Command {
     /// The child side of `[preflight]`: exercises one plugin read from stdin (started by the SDK).
     #[command(hide = true)]
     Preflight(preflight::Args),
-    /// Serve a configuration and print every reload as it happens (file edits, SIGHUP).
+    /// Serve a configuration and print every reload as it happens (file edits, SIGHUP, or
+    /// changes of an etcd key).
     Watch(watch::Args),
+    /// Validate a configuration, verify every plugin it names, then write it to an etcd key
+    /// with a compare-and-swap (--if-revision; --dry-run shows what would change).
+    Publish(publish::Args),
 }
 
 /// What a subcommand reports when it fails: the message goes to stderr, the code is the exit code.
@@ -147,6 +153,7 @@ impl Command {
             Command::Verify(a) => verify::run(a),
             Command::Watch(a) => watch::run(a),
             Command::Preflight(a) => preflight::run(a),
+            Command::Publish(a) => publish::run(a),
         }
     }
 }

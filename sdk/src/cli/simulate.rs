@@ -6,7 +6,6 @@ use crate::simulate::{
     self, AttributeDistribution, InputFormat, Progress, ProgressTotal, SimulateOptions,
     SyntheticSpec, UnitSource,
 };
-use crate::Sdk;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -199,9 +198,8 @@ enum Format {
 /// Arguments of `abkit simulate`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The configuration file (TOML).
-    #[arg(long)]
-    config: PathBuf,
+    #[command(flatten)]
+    source: Box<super::source::SourceArgs>,
     #[command(flatten)]
     input: InputArgs,
     /// Simulate only this experiment (repeatable; default: all).
@@ -217,7 +215,7 @@ pub struct Args {
 }
 
 pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
-    let sdk = Sdk::from_file(&args.config)?;
+    let sdk = args.source.load()?;
     let (source, mut opts) = args.input.source_and_options(args.experiments)?;
     let bar = Bar::attach(source.progress_total(), &mut opts);
     let report = simulate::run(&sdk.snapshot(), source, &opts)

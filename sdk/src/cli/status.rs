@@ -5,20 +5,19 @@
 //! configured; 1 when any plugin or experiment is refused (the status is still printed, each
 //! refusal also goes to stderr, so a script sees it), or the configuration cannot be read;
 //! with `--strict`, 1 also when unsigned plugins are allowed or the accepted-versions ledger
-//! could not be persisted; 2 for usage errors.
+//! could not be persisted; 2 for usage errors. With an etcd source, 1 when the newest document
+//! was refused, and with `--strict` when etcd has not confirmed the configuration current for
+//! more than `--max-staleness` seconds.
 
 use super::CliError;
 use crate::status::{PluginState, Status};
-use crate::Sdk;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Arguments of `abkit status`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The configuration file (TOML).
-    #[arg(long)]
-    config: PathBuf,
+    #[command(flatten)]
+    source: Box<super::source::SourceArgs>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -27,10 +26,15 @@ pub struct Args {
     /// stderr. (A refused plugin or experiment exits 1 with or without it.)
     #[arg(long)]
     strict: bool,
+    /// With --strict and an etcd source: exit 1 when etcd has not confirmed the configuration
+    /// current for more than this many seconds (a broken watch, or never since the start
+    /// from the local copy).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    max_staleness: u64,
 }
 
 pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
-    let sdk = Sdk::from_file(&args.config)?;
+    let sdk = args.source.load()?;
     let status = sdk.status();
     if args.json {
         let text = serde_json::to_string_pretty(&status)
@@ -39,11 +43,20 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
     } else {
         print!("{status}");
     }
-    let (reasons, label) = if args.strict {
+    let (mut reasons, label) = if args.strict {
         (strict_failures(&status), "status --strict")
     } else {
         (refusals(&status), "status")
     };
+    if let Some(source) = &status.source {
+        let max_age = std::time::Duration::from_secs(args.max_staleness);
+        reasons.extend(source_problems(
+            source,
+            args.strict,
+            crate::reload::now_ms(),
+            max_age,
+        ));
+    }
     for reason in &reasons {
         eprintln!("abkit: {label}: {reason}");
     }
@@ -102,6 +115,29 @@ fn refusals(status: &Status) -> Vec<String> {
     reasons
 }
 
+/// Why the configuration source fails `status`: a refused etcd document (always: the newest
+/// document does not serve), and with `strict`, a source not confirmed current for longer than
+/// `max_age` ([`crate::source::SourceStatus::stale_reason`]).
+fn source_problems(
+    source: &crate::source::SourceStatus,
+    strict: bool,
+    now_ms: u64,
+    max_age: std::time::Duration,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if let Some(r) = source.refused_revision {
+        reasons.push(format!(
+            "etcd key {} revision {r} was refused (see the last reload above); revision {} keeps serving: fix the document and publish it again",
+            source.key.as_deref().unwrap_or_default(),
+            source.revision.map_or_else(|| "-".to_string(), |r| r.to_string())
+        ));
+    }
+    if strict {
+        reasons.extend(source.stale_reason(now_ms, max_age));
+    }
+    reasons
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -117,6 +153,7 @@ mod tests {
             plugins: Vec::new(),
             experiments: Vec::new(),
             last_reload: None,
+            source: None,
         }
     }
 

@@ -20,9 +20,8 @@ use tokio::sync::broadcast::error::RecvError;
 /// Arguments of `abkit watch`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The configuration file (TOML).
-    #[arg(long)]
-    config: PathBuf,
+    #[command(flatten)]
+    source: Box<super::source::SourceArgs>,
     /// Print one JSON object per line instead of text.
     #[arg(long)]
     json: bool,
@@ -49,11 +48,14 @@ struct Watching<'a> {
 }
 
 pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
-    let sdk = Arc::new(Sdk::from_file(&args.config)?);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Invalid(format!("cannot start the async runtime: {e}")))?;
+    let sdk = Arc::new(match &args.source.config {
+        Some(path) if !args.source.etcd.active() => Sdk::from_file(path)?,
+        _ => runtime.block_on(Sdk::builder().build_from_etcd(&args.source.etcd.options()?))?,
+    });
     let result = runtime.block_on(serve(sdk, args));
     // A reload still stuck inside a plugin call runs on a blocking thread: never wait for it
     // (the process exits within a second of `--for` or SIGTERM, whatever a reload is doing).
@@ -72,10 +74,19 @@ async fn serve(sdk: Arc<Sdk>, args: Args) -> Result<ExitCode, CliError> {
         sighup: !args.no_sighup,
         ..WatchOptions::default()
     };
-    let watcher =
-        reload::watch(Arc::clone(&sdk), options).map_err(|e| CliError::Invalid(e.to_string()))?;
+    let watcher = if args.source.etcd.active() {
+        let options = args.source.etcd.options()?;
+        let watcher = crate::source::etcd::watch(Arc::clone(&sdk), options.clone())
+            .map_err(|e| CliError::Invalid(e.to_string()))?;
+        out.watching_etcd(&options.endpoints, &options.key, !args.no_sighup)?;
+        Watcher::Etcd(watcher)
+    } else {
+        let watcher = reload::watch(Arc::clone(&sdk), options)
+            .map_err(|e| CliError::Invalid(e.to_string()))?;
+        out.watching(&watcher.watched(), args.debounce_ms, watcher.sighup())?;
+        Watcher::Files(watcher)
+    };
     let mut reports = watcher.subscribe();
-    out.watching(&watcher.watched(), args.debounce_ms, watcher.sighup())?;
     let deadline = async {
         match args.for_secs {
             Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
@@ -84,6 +95,11 @@ async fn serve(sdk: Arc<Sdk>, args: Args) -> Result<ExitCode, CliError> {
     };
     tokio::pin!(deadline);
     let mut terminate = Terminate::new()?;
+    // etcd: SIGHUP re-reads the key and reloads (the file watcher handles SIGHUP itself).
+    let mut hangup = match &watcher {
+        Watcher::Etcd(_) if !args.no_sighup => Some(hangup_signal()?),
+        _ => None,
+    };
     let mut commands = if args.commands {
         stdin_lines()
     } else {
@@ -93,11 +109,16 @@ async fn serve(sdk: Arc<Sdk>, args: Args) -> Result<ExitCode, CliError> {
         tokio::select! {
             () = &mut deadline => break,
             () = terminate.recv() => break,
+            () = next_hangup(&mut hangup) => {
+                if let Watcher::Etcd(w) = &watcher {
+                    w.reload();
+                }
+            }
             Some(line) = commands.recv() => out.command(&sdk, &line)?,
             report = reports.recv() => match report {
                 Ok(report) => out.report(&report)?,
                 Err(RecvError::Lagged(n)) => eprintln!("warning: {n} reload reports were skipped (output too slow)"),
-                Err(RecvError::Closed) => return Err(CliError::Invalid(format!("the watcher of {} stopped", args.config.display()))),
+                Err(RecvError::Closed) => return Err(CliError::Invalid(format!("the watcher of {} stopped", args.source.name()))),
             },
         }
     }
@@ -116,6 +137,28 @@ async fn serve(sdk: Arc<Sdk>, args: Args) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The file watcher, or the etcd watch.
+enum Watcher {
+    Files(reload::WatchHandle),
+    Etcd(crate::source::etcd::EtcdWatchHandle),
+}
+
+impl Watcher {
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ReloadReport> {
+        match self {
+            Watcher::Files(w) => w.subscribe(),
+            Watcher::Etcd(w) => w.subscribe(),
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Watcher::Files(w) => w.shutdown().await,
+            Watcher::Etcd(w) => w.shutdown().await,
+        }
+    }
+}
+
 /// Standard input, line by line, read on a thread of its own (ends quietly at end of input).
 fn stdin_lines() -> tokio::sync::mpsc::UnboundedReceiver<String> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -128,6 +171,36 @@ fn stdin_lines() -> tokio::sync::mpsc::UnboundedReceiver<String> {
         }
     });
     rx
+}
+
+/// The SIGHUP stream (unix; elsewhere never fires).
+#[cfg(unix)]
+type Hangup = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangup = ();
+
+fn hangup_signal() -> Result<Hangup, CliError> {
+    #[cfg(unix)]
+    {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(|e| {
+            CliError::Invalid(format!("cannot handle SIGHUP: {e}; or pass --no-sighup"))
+        })
+    }
+    #[cfg(not(unix))]
+    Ok(())
+}
+
+/// The next SIGHUP; pends forever without a handler.
+async fn next_hangup(hangup: &mut Option<Hangup>) {
+    #[cfg(unix)]
+    if let Some(signal) = hangup {
+        if signal.recv().await.is_some() {
+            return;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = hangup;
+    std::future::pending().await
 }
 
 /// Ctrl-C or SIGTERM.
@@ -198,6 +271,29 @@ impl Output {
         self.text(&format!(
             "watching {} (debounce {debounce_ms} ms){hup}; Ctrl-C to stop\n",
             names.join(", ")
+        ))
+    }
+
+    /// What the etcd watch follows:
+    /// `{"watching": {"etcd": {"endpoints": [...], "key": K}, "sighup": true}}`.
+    fn watching_etcd(
+        &mut self,
+        endpoints: &[String],
+        key: &str,
+        sighup: bool,
+    ) -> Result<(), CliError> {
+        if self.json {
+            let line = serde_json::json!({"watching": {"etcd": {"endpoints": endpoints, "key": key}, "sighup": sighup}});
+            return self.json_line(&line);
+        }
+        let hup = if sighup {
+            ", and SIGHUP (re-read the key and reload)"
+        } else {
+            ""
+        };
+        self.text(&format!(
+            "watching etcd key {key} at {}{hup}; Ctrl-C to stop\n",
+            endpoints.join(",")
         ))
     }
 

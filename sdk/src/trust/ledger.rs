@@ -57,43 +57,9 @@ impl VersionLedger {
     /// symlink, not a directory, owned by another user (root excepted), or writable by group
     /// or others; refuses ([`TrustError::Ledger`]) a ledger that is not a regular file.
     pub fn open(state_dir: &Path) -> Result<VersionLedger, TrustError> {
-        let insecure = |detail: String| TrustError::InsecureStateDir {
-            path: state_dir.to_path_buf(),
-            detail,
-        };
-        let io = |source| TrustError::Io {
-            path: state_dir.to_path_buf(),
-            source,
-        };
-        match fs::symlink_metadata(state_dir) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(parent) = state_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    fs::create_dir_all(parent).map_err(io)?;
-                }
-                let mut b = fs::DirBuilder::new();
-                std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-                match b.create(state_dir) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(io(e)),
-                }
-            }
-            Err(e) => return Err(io(e)),
-            Ok(_) => {}
-        }
-        let dir = rustix::fs::open(
-            state_dir,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| match e {
-            rustix::io::Errno::LOOP => insecure("is a symlink".into()),
-            rustix::io::Errno::NOTDIR => insecure("is not a directory".into()),
-            other => io(errno(other)),
-        })?;
-        check_dir_owner_and_mode(state_dir, &dir)?;
+        let dir = StateDir::open(state_dir)?;
         let store = Store {
-            dir: Arc::new(dir),
+            dir: dir.fd,
             path: state_dir.join(LEDGER_FILE),
         };
         let versions = store.read()?;
@@ -172,6 +138,97 @@ impl VersionLedger {
     }
 }
 
+/// A checked state directory, held open (the ledger's rules: created mode 0700 if missing, a
+/// real directory, owned by this user or root, not writable by group or others). Other files
+/// the SDK keeps there (the local copy of the last good etcd document) go through it, read
+/// no-follow and written like the ledger (exclusive temporary file, fsync, rename, directory
+/// fsync).
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+pub(crate) struct StateDir {
+    fd: Arc<OwnedFd>,
+    path: PathBuf,
+}
+
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+impl StateDir {
+    /// Opens (creating it if missing) and checks `state_dir`.
+    pub(crate) fn open(state_dir: &Path) -> Result<StateDir, TrustError> {
+        let insecure = |detail: String| TrustError::InsecureStateDir {
+            path: state_dir.to_path_buf(),
+            detail,
+        };
+        let io = |source| TrustError::Io {
+            path: state_dir.to_path_buf(),
+            source,
+        };
+        match fs::symlink_metadata(state_dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(parent) = state_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    fs::create_dir_all(parent).map_err(io)?;
+                }
+                let mut b = fs::DirBuilder::new();
+                std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+                match b.create(state_dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io(e)),
+                }
+            }
+            Err(e) => return Err(io(e)),
+            Ok(_) => {}
+        }
+        let dir = rustix::fs::open(
+            state_dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::LOOP => insecure("is a symlink".into()),
+            rustix::io::Errno::NOTDIR => insecure("is not a directory".into()),
+            other => io(errno(other)),
+        })?;
+        check_dir_owner_and_mode(state_dir, &dir)?;
+        Ok(StateDir {
+            fd: Arc::new(dir),
+            path: state_dir.to_path_buf(),
+        })
+    }
+
+    /// The directory's path (for messages).
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The contents of regular file `name` (at most `max_bytes`), `None` if it does not exist.
+    /// A symlink or anything but a regular file is refused ([`TrustError::Ledger`]).
+    pub(crate) fn read(&self, name: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, TrustError> {
+        let path = self.path.join(name);
+        let Some(f) = open_regular_at(&self.fd, name, &path)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        f.take(max_bytes + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|source| TrustError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(TrustError::Ledger {
+                path,
+                detail: format!("larger than {max_bytes} bytes"),
+            });
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Replaces file `name` with `bytes` atomically (mode 0600).
+    pub(crate) fn write(&self, name: &str, bytes: &[u8]) -> Result<(), TrustError> {
+        write_atomic(&self.fd, name, &self.path.join(name), bytes)
+    }
+}
+
 /// The state directory `fd` (named `path` in messages) must be owned by this process's user
 /// or root, and not writable by group or others.
 fn check_dir_owner_and_mode(path: &Path, fd: &OwnedFd) -> Result<(), TrustError> {
@@ -200,43 +257,12 @@ fn check_dir_owner_and_mode(path: &Path, fd: &OwnedFd) -> Result<(), TrustError>
 }
 
 impl Store {
-    fn corrupt(&self, detail: String) -> TrustError {
-        TrustError::Ledger {
-            path: self.path.clone(),
-            detail,
-        }
-    }
-
     /// Reads the ledger: no-follow, non-blocking, a regular file only, size-capped.
     fn read(&self) -> Result<BTreeMap<String, u64>, TrustError> {
-        let fd = match rustix::fs::openat(
-            &*self.dir,
-            LEDGER_FILE,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(rustix::io::Errno::NOENT) => return Ok(BTreeMap::new()),
-            Err(rustix::io::Errno::LOOP) => {
-                return Err(
-                    self.corrupt("is a symlink; the ledger is never read through one".into())
-                )
-            }
-            Err(e) => {
-                return Err(TrustError::Io {
-                    path: self.path.clone(),
-                    source: errno(e),
-                })
-            }
-        };
-        let st = rustix::fs::fstat(&fd).map_err(|e| TrustError::Io {
-            path: self.path.clone(),
-            source: errno(e),
-        })?;
-        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
-            return Err(self.corrupt("is not a regular file".into()));
+        match open_regular_at(&self.dir, LEDGER_FILE, &self.path)? {
+            Some(f) => parse(&self.path, f),
+            None => Ok(BTreeMap::new()),
         }
-        parse(&self.path, fs::File::from(fd))
     }
 
     /// Writes the ledger through an exclusive, no-follow temporary file in the held directory,
@@ -246,54 +272,97 @@ impl Store {
         for (name, version) in versions {
             text.push_str(&format!("{name} {version}\n"));
         }
-        static WRITES: AtomicU64 = AtomicU64::new(0);
-        let fail = |source: std::io::Error| TrustError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        // A name taken (by a leftover, or by something planted there) is skipped, never reused.
-        let mut last = None;
-        for _ in 0..16 {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
-            let tmp = format!(
-                ".{LEDGER_FILE}.tmp-{}-{}-{nanos:08x}",
-                std::process::id(),
-                WRITES.fetch_add(1, Ordering::Relaxed)
-            );
-            let fd = match rustix::fs::openat(
-                &*self.dir,
-                tmp.as_str(),
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o600),
-            ) {
-                Ok(fd) => fd,
-                Err(e) => {
-                    last = Some(errno(e));
-                    continue;
-                }
-            };
-            let mut f = fs::File::from(fd);
-            let written = f
-                .write_all(text.as_bytes())
-                .and_then(|()| f.sync_all())
-                .and_then(|()| {
-                    rustix::fs::renameat(&*self.dir, tmp.as_str(), &*self.dir, LEDGER_FILE)
-                        .map_err(errno)
-                })
-                .and_then(|()| rustix::fs::fsync(&*self.dir).map_err(errno));
-            if let Err(e) = written {
-                let _ =
-                    rustix::fs::unlinkat(&*self.dir, tmp.as_str(), rustix::fs::AtFlags::empty());
-                return Err(fail(e));
-            }
-            return Ok(());
-        }
-        Err(fail(last.unwrap_or_else(|| {
-            std::io::Error::other("no free temporary file name")
-        })))
+        write_atomic(&self.dir, LEDGER_FILE, &self.path, text.as_bytes())
     }
+}
+
+/// Opens `name` in `dir` no-follow and non-blocking; `None` if it does not exist. A symlink or
+/// anything but a regular file is refused ([`TrustError::Ledger`], named `path`).
+fn open_regular_at(dir: &OwnedFd, name: &str, path: &Path) -> Result<Option<fs::File>, TrustError> {
+    let corrupt = |detail: &str| TrustError::Ledger {
+        path: path.to_path_buf(),
+        detail: detail.to_string(),
+    };
+    let fd = match rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(rustix::io::Errno::LOOP) => {
+            return Err(corrupt("is a symlink; it is never read through one"))
+        }
+        Err(e) => {
+            return Err(TrustError::Io {
+                path: path.to_path_buf(),
+                source: errno(e),
+            })
+        }
+    };
+    let st = rustix::fs::fstat(&fd).map_err(|e| TrustError::Io {
+        path: path.to_path_buf(),
+        source: errno(e),
+    })?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(corrupt("is not a regular file"));
+    }
+    Ok(Some(fs::File::from(fd)))
+}
+
+/// Writes `bytes` to `name` in `dir` (named `path` in messages) through an exclusive,
+/// no-follow temporary file (mode 0600), fsyncs it, renames it into place and fsyncs the
+/// directory.
+fn write_atomic(
+    dir: &Arc<OwnedFd>,
+    name: &str,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(), TrustError> {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let fail = |source: std::io::Error| TrustError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    // A name taken (by a leftover, or by something planted there) is skipped, never reused.
+    let mut last = None;
+    for _ in 0..16 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let tmp = format!(
+            ".{name}.tmp-{}-{}-{nanos:08x}",
+            std::process::id(),
+            WRITES.fetch_add(1, Ordering::Relaxed)
+        );
+        let fd = match rustix::fs::openat(
+            &**dir,
+            tmp.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => fd,
+            Err(e) => {
+                last = Some(errno(e));
+                continue;
+            }
+        };
+        let mut f = fs::File::from(fd);
+        let written = f
+            .write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .and_then(|()| rustix::fs::renameat(&**dir, tmp.as_str(), &**dir, name).map_err(errno))
+            .and_then(|()| rustix::fs::fsync(&**dir).map_err(errno));
+        if let Err(e) = written {
+            let _ = rustix::fs::unlinkat(&**dir, tmp.as_str(), rustix::fs::AtFlags::empty());
+            return Err(fail(e));
+        }
+        return Ok(());
+    }
+    Err(fail(last.unwrap_or_else(|| {
+        std::io::Error::other("no free temporary file name")
+    })))
 }
 
 fn parse(path: &Path, f: fs::File) -> Result<BTreeMap<String, u64>, TrustError> {

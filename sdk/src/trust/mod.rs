@@ -41,6 +41,8 @@ mod store;
 
 pub(crate) use abkit_signing::metadata::format_utc;
 pub use error::TrustError;
+#[cfg(feature = "etcd")]
+pub(crate) use ledger::StateDir;
 pub use ledger::{VersionLedger, LEDGER_FILE};
 pub use metadata::{parse_trusted_comment, ParsedComment, SignedMetadata};
 pub use store::{signature_text, TrustStore};
