@@ -50,7 +50,8 @@ step "the abkit CLI and the weighted-hash plugin the tests compare with"
 (
   cd "$ROOT"
   unset CARGO_TARGET_DIR
-  cargo build --locked --quiet -p abkit --features cli --bin abkit
+  # Every feature, as `cargo test --workspace --all-features` builds it (then a no-op here).
+  cargo build --locked --quiet -p abkit --all-features --bin abkit
   # The same package set and directory as tests/src/fixtures.rs: after `cargo test` a no-op.
   cargo build --locked --quiet -p abkit-strategy-weighted-hash -p abkit-strategy-switchback \
     -p abkit-strategy-cluster --target-dir target/test-plugins

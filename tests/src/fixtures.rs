@@ -79,7 +79,7 @@ pub fn abkit_binary() -> PathBuf {
         }
         let own = target_base().join("test-bin");
         cargo_build(
-            &["-p", "abkit", "--features", "cli", "--bin", "abkit"],
+            &["-p", "abkit", "--all-features", "--bin", "abkit"],
             &own,
         );
         own.join("debug/abkit")

@@ -21,11 +21,15 @@ enum Format {
 pub struct Args {
     /// The current configuration (TOML); or the document in etcd now (--etcd-endpoints,
     /// --etcd-key), to see what publishing --to would change.
-    #[arg(
-        long,
-        required_unless_present = "etcd_key",
-        conflicts_with = "etcd_key"
+    #[cfg_attr(
+        feature = "etcd",
+        arg(
+            long,
+            required_unless_present = "etcd_key",
+            conflicts_with = "etcd_key"
+        )
     )]
+    #[cfg_attr(not(feature = "etcd"), arg(long, required = true))]
     from: Option<PathBuf>,
     #[command(flatten)]
     etcd: Box<super::source::EtcdArgs>,

@@ -14,6 +14,7 @@ mod check;
 mod diff;
 mod keygen;
 mod preflight;
+#[cfg(feature = "etcd")]
 mod publish;
 mod sign;
 mod simulate;
@@ -116,6 +117,7 @@ pub enum Command {
     Watch(watch::Args),
     /// Validate a configuration, verify every plugin it names, then write it to an etcd key
     /// with a compare-and-swap (--if-revision; --dry-run shows what would change).
+    #[cfg(feature = "etcd")]
     Publish(publish::Args),
 }
 
@@ -153,6 +155,7 @@ impl Command {
             Command::Verify(a) => verify::run(a),
             Command::Watch(a) => watch::run(a),
             Command::Preflight(a) => preflight::run(a),
+            #[cfg(feature = "etcd")]
             Command::Publish(a) => publish::run(a),
         }
     }

@@ -2,14 +2,21 @@
 //! (`--etcd-endpoints E --etcd-key K`, with the TLS, auth, base-directory and state-directory
 //! options). Shared by `assign`, `status`, `watch`, `simulate`, `diff` and `publish`.
 
+//!
+//! Without the `etcd` feature only `--config FILE` exists (the tool then builds without
+//! `protoc`); [`EtcdArgs`] is an empty stand-in so the subcommands need no `cfg` of their own.
+
 use super::CliError;
+#[cfg(feature = "etcd")]
 use crate::source::etcd::{EtcdAuth, EtcdOptions, EtcdTls};
 use crate::{Sdk, SdkBuilder};
 use std::path::{Path, PathBuf};
+#[cfg(feature = "etcd")]
 use std::time::Duration;
 
 /// The environment variable the etcd password is read from (never a command-line argument,
 /// which other users can see in the process list).
+#[cfg(feature = "etcd")]
 pub(super) const PASSWORD_ENV: &str = "ABKIT_ETCD_PASSWORD";
 
 /// `--config FILE`, or the etcd options (flattened into `assign`, `status`, `watch` and
@@ -17,11 +24,15 @@ pub(super) const PASSWORD_ENV: &str = "ABKIT_ETCD_PASSWORD";
 #[derive(Debug, Clone, clap::Args)]
 pub(super) struct SourceArgs {
     /// The configuration file (TOML); or read it from etcd (--etcd-endpoints, --etcd-key).
-    #[arg(
-        long,
-        required_unless_present = "etcd_key",
-        conflicts_with = "etcd_key"
+    #[cfg_attr(
+        feature = "etcd",
+        arg(
+            long,
+            required_unless_present = "etcd_key",
+            conflicts_with = "etcd_key"
+        )
     )]
+    #[cfg_attr(not(feature = "etcd"), arg(long, required = true))]
     pub(super) config: Option<PathBuf>,
     #[command(flatten)]
     pub(super) etcd: EtcdArgs,
@@ -40,6 +51,7 @@ impl SourceArgs {
 }
 
 /// etcd options of the command line.
+#[cfg(feature = "etcd")]
 #[derive(Debug, Clone, clap::Args)]
 pub(super) struct EtcdArgs {
     /// etcd endpoints, comma-separated (e.g. `http://10.0.0.1:2379,http://10.0.0.2:2379`;
@@ -82,6 +94,7 @@ pub(super) struct EtcdArgs {
     state_dir: Option<PathBuf>,
 }
 
+#[cfg(feature = "etcd")]
 impl EtcdArgs {
     /// Whether the configuration comes from etcd.
     pub(super) fn active(&self) -> bool {
@@ -158,7 +171,43 @@ impl EtcdArgs {
     }
 }
 
+/// Without the `etcd` feature: no options, the configuration is always the file.
+#[cfg(not(feature = "etcd"))]
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(super) struct EtcdArgs {}
+
+#[cfg(not(feature = "etcd"))]
+impl EtcdArgs {
+    /// Never: this build has no etcd source.
+    pub(super) fn active(&self) -> bool {
+        false
+    }
+
+    /// What the configuration is called in messages: the file.
+    pub(super) fn name(&self, config: Option<&Path>) -> String {
+        config.map_or_else(|| "(no configuration)".into(), |p| p.display().to_string())
+    }
+
+    /// Builds a client from `config` with `builder`'s options.
+    pub(super) fn load_with(
+        &self,
+        config: Option<&Path>,
+        builder: SdkBuilder,
+    ) -> Result<Sdk, CliError> {
+        match config {
+            Some(path) => Ok(builder.build_from_file(path)?),
+            None => Err(CliError::Invalid("give --config FILE".into())),
+        }
+    }
+
+    /// Builds a client from `config`.
+    pub(super) fn load(&self, config: Option<&Path>) -> Result<Sdk, CliError> {
+        self.load_with(config, Sdk::builder())
+    }
+}
+
 /// Runs `fut` to completion on a runtime of its own (one-shot commands).
+#[cfg(feature = "etcd")]
 pub(super) fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output, CliError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -54,7 +54,10 @@ pub(super) fn run(args: Args) -> Result<ExitCode, CliError> {
         .map_err(|e| CliError::Invalid(format!("cannot start the async runtime: {e}")))?;
     let sdk = Arc::new(match &args.source.config {
         Some(path) if !args.source.etcd.active() => Sdk::from_file(path)?,
+        #[cfg(feature = "etcd")]
         _ => runtime.block_on(Sdk::builder().build_from_etcd(&args.source.etcd.options()?))?,
+        #[cfg(not(feature = "etcd"))]
+        _ => return Err(CliError::Invalid("give --config FILE".into())),
     });
     let result = runtime.block_on(serve(sdk, args));
     // A reload still stuck inside a plugin call runs on a blocking thread: never wait for it
@@ -75,11 +78,7 @@ async fn serve(sdk: Arc<Sdk>, args: Args) -> Result<ExitCode, CliError> {
         ..WatchOptions::default()
     };
     let watcher = if args.source.etcd.active() {
-        let options = args.source.etcd.options()?;
-        let watcher = crate::source::etcd::watch(Arc::clone(&sdk), options.clone())
-            .map_err(|e| CliError::Invalid(e.to_string()))?;
-        out.watching_etcd(&options.endpoints, &options.key, !args.no_sighup)?;
-        Watcher::Etcd(watcher)
+        etcd_watcher(&sdk, &args, &mut out)?
     } else {
         let watcher = reload::watch(Arc::clone(&sdk), options)
             .map_err(|e| CliError::Invalid(e.to_string()))?;
@@ -97,6 +96,7 @@ async fn serve(sdk: Arc<Sdk>, args: Args) -> Result<ExitCode, CliError> {
     let mut terminate = Terminate::new()?;
     // etcd: SIGHUP re-reads the key and reloads (the file watcher handles SIGHUP itself).
     let mut hangup = match &watcher {
+        #[cfg(feature = "etcd")]
         Watcher::Etcd(_) if !args.no_sighup => Some(hangup_signal()?),
         _ => None,
     };
@@ -110,6 +110,7 @@ async fn serve(sdk: Arc<Sdk>, args: Args) -> Result<ExitCode, CliError> {
             () = &mut deadline => break,
             () = terminate.recv() => break,
             () = next_hangup(&mut hangup) => {
+                #[cfg(feature = "etcd")]
                 if let Watcher::Etcd(w) = &watcher {
                     w.reload();
                 }
@@ -137,9 +138,28 @@ async fn serve(sdk: Arc<Sdk>, args: Args) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The etcd watch of `args`' key.
+#[cfg(feature = "etcd")]
+fn etcd_watcher(sdk: &Arc<Sdk>, args: &Args, out: &mut Output) -> Result<Watcher, CliError> {
+    let options = args.source.etcd.options()?;
+    let watcher = crate::source::etcd::watch(Arc::clone(sdk), options.clone())
+        .map_err(|e| CliError::Invalid(e.to_string()))?;
+    out.watching_etcd(&options.endpoints, &options.key, !args.no_sighup)?;
+    Ok(Watcher::Etcd(watcher))
+}
+
+/// Without the `etcd` feature no source is from etcd (`active()` is always false).
+#[cfg(not(feature = "etcd"))]
+fn etcd_watcher(_: &Arc<Sdk>, _: &Args, _: &mut Output) -> Result<Watcher, CliError> {
+    Err(CliError::Invalid(
+        "this abkit was built without etcd support".into(),
+    ))
+}
+
 /// The file watcher, or the etcd watch.
 enum Watcher {
     Files(reload::WatchHandle),
+    #[cfg(feature = "etcd")]
     Etcd(crate::source::etcd::EtcdWatchHandle),
 }
 
@@ -147,6 +167,7 @@ impl Watcher {
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ReloadReport> {
         match self {
             Watcher::Files(w) => w.subscribe(),
+            #[cfg(feature = "etcd")]
             Watcher::Etcd(w) => w.subscribe(),
         }
     }
@@ -154,6 +175,7 @@ impl Watcher {
     async fn shutdown(self) {
         match self {
             Watcher::Files(w) => w.shutdown().await,
+            #[cfg(feature = "etcd")]
             Watcher::Etcd(w) => w.shutdown().await,
         }
     }
@@ -179,6 +201,7 @@ type Hangup = tokio::signal::unix::Signal;
 #[cfg(not(unix))]
 type Hangup = ();
 
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 fn hangup_signal() -> Result<Hangup, CliError> {
     #[cfg(unix)]
     {
@@ -276,6 +299,7 @@ impl Output {
 
     /// What the etcd watch follows:
     /// `{"watching": {"etcd": {"endpoints": [...], "key": K}, "sighup": true}}`.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     fn watching_etcd(
         &mut self,
         endpoints: &[String],
