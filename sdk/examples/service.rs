@@ -283,7 +283,7 @@ async fn readyz(State(app): State<App>) -> Response {
     let fallbacks: Vec<serde_json::Value> = status
         .experiments
         .iter()
-        .filter(|e| e.serving.contains("fallback"))
+        .filter(|e| matches!(e.serving, abkit::Serving::Fallback(_)))
         .map(|e| serde_json::json!({ "experiment": e.key, "serving": e.serving }))
         .collect();
     let last = status.last_reload.as_ref().map(|r| {

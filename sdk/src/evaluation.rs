@@ -5,6 +5,7 @@ use crate::assignment::{Assignment, DecidedBy, FallbackReason, Reason, Variant};
 use crate::bucketer::{Bucketer, LayerGate};
 use crate::config::{Config, ExperimentConfig};
 use crate::intern::intern;
+use crate::outcome::Serving;
 use crate::strategy::{PluginStrategy, StrategyCounters};
 use crate::unit::Unit;
 use rustc_hash::FxHashMap;
@@ -159,18 +160,15 @@ impl CompiledExperiment {
     }
 
     /// What decides, for status: a description and live counters when a plugin serves.
-    pub(crate) fn serving(&self) -> (String, Option<StrategyCounters>) {
+    pub(crate) fn serving(&self) -> (Serving, Option<StrategyCounters>) {
         match &self.decider {
-            Decider::Builtin => (DecidedBy::Builtin.to_string(), None),
+            Decider::Builtin => (Serving::Builtin, None),
             Decider::Plugin(s) if s.is_demoted() => (
-                DecidedBy::Fallback(FallbackReason::Demoted).to_string(),
+                Serving::Fallback(FallbackReason::Demoted),
                 Some(s.counters()),
             ),
-            Decider::Plugin(s) => (
-                DecidedBy::Plugin(s.identity).to_string(),
-                Some(s.counters()),
-            ),
-            Decider::Fallback(why) => (DecidedBy::Fallback(*why).to_string(), None),
+            Decider::Plugin(s) => (Serving::Plugin(s.identity), Some(s.counters())),
+            Decider::Fallback(why) => (Serving::Fallback(*why), None),
         }
     }
 

@@ -2,6 +2,7 @@
 //! must answer validly, deterministically, without errors and within a latency budget.
 
 use crate::config::ExperimentConfig;
+use crate::outcome::RefusalReason;
 use crate::strategy::{PluginStrategy, StrategyDeclaration};
 use crate::unit::{Attribute, Unit};
 use abkit_strategy_api::Decision;
@@ -76,12 +77,12 @@ pub enum ProbeError {
 
 impl ProbeError {
     /// A stable snake_case code.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> RefusalReason {
         match self {
-            ProbeError::InvalidAnswer { .. } => "probe_invalid_answer",
-            ProbeError::StrategyError { .. } => "probe_strategy_error",
-            ProbeError::Nondeterministic { .. } => "probe_nondeterministic",
-            ProbeError::TooSlow { .. } => "probe_too_slow",
+            ProbeError::InvalidAnswer { .. } => RefusalReason::ProbeInvalidAnswer,
+            ProbeError::StrategyError { .. } => RefusalReason::ProbeStrategyError,
+            ProbeError::Nondeterministic { .. } => RefusalReason::ProbeNondeterministic,
+            ProbeError::TooSlow { .. } => RefusalReason::ProbeTooSlow,
         }
     }
 }

@@ -67,7 +67,8 @@ pub struct Snapshot {
     by_key: FxHashMap<Box<str>, usize>,
     config: Config,
     plugins: Vec<PluginStatus>,
-    refusals: Vec<ExperimentStatus>,
+    /// Experiments refused on their own (their strategy_config rejected), with why.
+    refusals: Vec<(String, crate::status::Refusal)>,
 }
 
 impl Snapshot {
@@ -138,8 +139,8 @@ impl Snapshot {
                 let refusal = self
                     .refusals
                     .iter()
-                    .find(|r| r.key == c.config.key)
-                    .and_then(|r| r.refusal.clone());
+                    .find(|(key, _)| *key == c.config.key)
+                    .map(|(_, r)| r.clone());
                 ExperimentStatus {
                     key: c.config.key.clone(),
                     configured: ExperimentStatus::configured_as(&c.config.strategy),

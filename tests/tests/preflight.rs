@@ -11,6 +11,7 @@ use abkit::config::PreflightConfig;
 use abkit::probe::ProbeConfig;
 use abkit::status::PluginState;
 use abkit::{DecidedBy, Sdk, Unit};
+use abkit::{GuardKind, RefusalReason};
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};
 use abkit_tests::fixtures::{abkit_binary, fixture, reference};
 use abkit_tests::marker::images_named;
@@ -69,7 +70,7 @@ fn a_good_plugin_passes_preflight_and_serves() {
         report
             .guards
             .iter()
-            .any(|g| g.guard == "sample_ratio" && g.passed),
+            .any(|g| g.guard == GuardKind::SampleRatio && g.passed),
         "{report}"
     );
 }
@@ -102,7 +103,7 @@ fn plugins_that_abort_or_exit_during_the_checks_are_refused_and_never_mapped_her
         let report = sdk.reload();
         assert!(!report.accepted, "{report}");
         let refusal = report.refusal.as_ref().unwrap();
-        assert_eq!(refusal.reason, "preflight_crashed", "{report}");
+        assert_eq!(refusal.reason, RefusalReason::PreflightCrashed, "{report}");
         assert!(refusal.message.contains(signal), "{report}");
         // What served keeps serving; this process is alive and never mapped the new bytes.
         assert!(serves(&sdk, "crash"));
@@ -134,6 +135,6 @@ fn a_child_past_its_timeout_is_killed_and_the_artifact_refused() {
     let sdk = Sdk::builder().probe(probe()).build_from_file(&cfg).unwrap();
     let status = sdk.status();
     let refusal = status.plugins[0].refusal.clone().unwrap();
-    assert_eq!(refusal.reason, "preflight_timeout", "{status}");
+    assert_eq!(refusal.reason, RefusalReason::PreflightTimeout, "{status}");
     assert_eq!(images_named("stuck"), 0, "the stuck build was mapped here");
 }

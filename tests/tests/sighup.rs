@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use abkit::reload::{watch, WatchOptions};
+use abkit::Change;
 use abkit::Sdk;
 use abkit_tests::env::TestEnv;
 use std::sync::Arc;
@@ -47,7 +48,7 @@ async fn sighup_reloads_the_config_file_with_trigger_sighup() {
         report
             .experiments
             .iter()
-            .any(|e| e.key == "after" && e.change == "added"),
+            .any(|e| e.key == "after" && e.change == Change::Added),
         "{report}"
     );
     assert_eq!(sdk.status().generation, 2);

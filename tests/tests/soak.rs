@@ -31,6 +31,7 @@ use abkit::probe::ProbeConfig;
 use abkit::reload::ReloadReport;
 use abkit::status::PluginState;
 use abkit::{Assignment, DecidedBy, FallbackReason, Reason, Sdk, Unit};
+use abkit::{Change, RefusalReason};
 use abkit_tests::env::{sha256_hex, TestEnv};
 use abkit_tests::fixtures::{fixture, reference};
 use std::collections::{BTreeMap, BTreeSet};
@@ -313,24 +314,24 @@ impl Refused {
         })
     }
 
-    fn reason(self) -> &'static str {
+    fn reason(self) -> RefusalReason {
         match self {
-            Refused::SignatureMissing => "signature_missing",
-            Refused::UnknownKey => "unknown_key_id",
-            Refused::MalformedSignature => "malformed_signature",
-            Refused::Missing => "plugin_missing",
-            Refused::WorldWritable | Refused::Symlink => "unsafe_path",
-            Refused::NotALibrary => "cannot_open",
-            Refused::NoTrustedKeys => "no_trusted_keys",
-            Refused::InvalidToml | Refused::InvalidConfig => "invalid_config",
-            Refused::BadSignature => "bad_signature",
-            Refused::Rollback => "rollback",
-            Refused::Truncated => "malformed_library",
-            Refused::NoRootModule => "symbol_missing",
-            Refused::InitPanics => "init_failed",
-            Refused::WrongModule => "module_name_mismatch",
-            Refused::MarkerNameMismatch => "name_mismatch",
-            Refused::ReassignmentGuard => "guard_reassignment",
+            Refused::SignatureMissing => RefusalReason::SignatureMissing,
+            Refused::UnknownKey => RefusalReason::UnknownKeyId,
+            Refused::MalformedSignature => RefusalReason::MalformedSignature,
+            Refused::Missing => RefusalReason::PluginMissing,
+            Refused::WorldWritable | Refused::Symlink => RefusalReason::UnsafePath,
+            Refused::NotALibrary => RefusalReason::CannotOpen,
+            Refused::NoTrustedKeys => RefusalReason::NoTrustedKeys,
+            Refused::InvalidToml | Refused::InvalidConfig => RefusalReason::InvalidConfig,
+            Refused::BadSignature => RefusalReason::BadSignature,
+            Refused::Rollback => RefusalReason::Rollback,
+            Refused::Truncated => RefusalReason::MalformedLibrary,
+            Refused::NoRootModule => RefusalReason::SymbolMissing,
+            Refused::InitPanics => RefusalReason::InitFailed,
+            Refused::WrongModule => RefusalReason::ModuleNameMismatch,
+            Refused::MarkerNameMismatch => RefusalReason::NameMismatch,
+            Refused::ReassignmentGuard => RefusalReason::GuardReassignment,
         }
     }
 }
@@ -686,7 +687,7 @@ struct Deployer<'a> {
     accepted: usize,
     refused: usize,
     /// Refusals by reason: of whole reloads, and of the never-good plugins in accepted ones.
-    refused_by_reason: BTreeMap<&'static str, usize>,
+    refused_by_reason: BTreeMap<RefusalReason, usize>,
     slowest_reload: Duration,
     /// Time spent per kind of reload: (count, total).
     time_by_kind: BTreeMap<String, (u32, Duration)>,
@@ -732,10 +733,14 @@ impl Deployer<'_> {
         self.generation = g;
         self.live = next;
         self.accepted += 1;
-        for p in report.plugins.iter().filter(|p| p.change != "removed") {
+        for p in report
+            .plugins
+            .iter()
+            .filter(|p| p.change != Change::Removed)
+        {
             let never_good = match p.name.as_str() {
-                "nondeterministic" => Some("probe_nondeterministic"),
-                "slow" => Some("probe_too_slow"),
+                "nondeterministic" => Some(RefusalReason::ProbeNondeterministic),
+                "slow" => Some(RefusalReason::ProbeTooSlow),
                 _ => None,
             };
             match never_good {
@@ -753,7 +758,7 @@ impl Deployer<'_> {
     }
 
     /// Reloads expecting a refusal with `reason` that leaves everything as it was.
-    fn expect_refused(&mut self, reason: &'static str, what: &str) {
+    fn expect_refused(&mut self, reason: RefusalReason, what: &str) {
         self.lives.lock().unwrap()[self.generation as usize + 1] = None;
         let report = self.reload(false);
         assert!(
@@ -1066,12 +1071,15 @@ fn row27_a_thousand_hot_swaps_under_concurrent_assign() {
     let by_reason = &deployer.refused_by_reason;
     for b in CHEAP.iter().chain(&COSTLY) {
         assert!(
-            by_reason.get(b.reason()).copied().unwrap_or(0) >= 5,
+            by_reason.get(&b.reason()).copied().unwrap_or(0) >= 5,
             "{b:?}: {by_reason:?}"
         );
     }
-    for reason in ["probe_nondeterministic", "probe_too_slow"] {
-        assert!(by_reason.contains_key(reason), "{reason}: {by_reason:?}");
+    for reason in [
+        RefusalReason::ProbeNondeterministic,
+        RefusalReason::ProbeTooSlow,
+    ] {
+        assert!(by_reason.contains_key(&reason), "{reason}: {by_reason:?}");
     }
     let calls = stats.calls.load(Ordering::Relaxed);
     assert!(calls >= 10_000, "the callers made only {calls} calls");
@@ -1140,9 +1148,9 @@ fn row27_a_thousand_hot_swaps_under_concurrent_assign() {
         (
             last.shape.nondeterministic,
             "nondeterministic",
-            "probe_nondeterministic",
+            RefusalReason::ProbeNondeterministic,
         ),
-        (last.shape.slow, "slow", "probe_too_slow"),
+        (last.shape.slow, "slow", RefusalReason::ProbeTooSlow),
     ] {
         match plugin(name) {
             Some(p) => {

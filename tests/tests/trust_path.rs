@@ -7,6 +7,7 @@
 
 use abkit::probe::ProbeConfig;
 use abkit::status::PluginState;
+use abkit::RefusalReason;
 use abkit::{DecidedBy, Sdk, Unit};
 use abkit_tests::elf_patch::{patchelf, with_dynamic_value};
 use abkit_tests::env::{plugin_experiment_toml, sha256_hex, TestEnv};
@@ -39,14 +40,13 @@ fn weighted_hash(env: &TestEnv, version: u64) -> PathBuf {
 
 /// The refusal reason of plugin `name`, panicking with the status if it was not refused.
 #[track_caller]
-fn refusal_reason(sdk: &Sdk, name: &str) -> String {
+fn refusal_reason(sdk: &Sdk, name: &str) -> RefusalReason {
     let status = sdk.status();
     let p = status.plugins.iter().find(|p| p.name == name).unwrap();
     p.refusal
         .as_ref()
         .unwrap_or_else(|| panic!("{name} was not refused:\n{status}"))
         .reason
-        .to_string()
 }
 
 #[track_caller]
@@ -141,7 +141,8 @@ fn row28_the_configured_file_swapped_during_reloads_never_runs_unsigned_code() {
             if !report.accepted {
                 let r = report.refusal.as_ref().unwrap();
                 assert!(
-                    ["bad_signature", "digest_mismatch"].contains(&r.reason),
+                    [RefusalReason::BadSignature, RefusalReason::DigestMismatch]
+                        .contains(&r.reason),
                     "{report}"
                 );
             }
@@ -165,7 +166,10 @@ fn row29_an_insecure_state_dir_refuses_plugins_and_status_says_why() {
     std::fs::create_dir(&state).unwrap();
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
     let sdk = build(&config);
-    assert_eq!(refusal_reason(&sdk, "weighted-hash"), "insecure_state_dir");
+    assert_eq!(
+        refusal_reason(&sdk, "weighted-hash"),
+        RefusalReason::InsecureStateDir
+    );
     let status = sdk.status().to_string();
     assert!(
         status.contains("777") && status.contains("state"),
@@ -179,7 +183,7 @@ fn row29_an_insecure_state_dir_refuses_plugins_and_status_says_why() {
     std::os::unix::fs::symlink(&real, &state).unwrap();
     assert_eq!(
         refusal_reason(&build(&config), "weighted-hash"),
-        "insecure_state_dir"
+        RefusalReason::InsecureStateDir
     );
     std::fs::remove_file(&state).unwrap();
 
@@ -189,7 +193,7 @@ fn row29_an_insecure_state_dir_refuses_plugins_and_status_says_why() {
         std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
         assert_eq!(
             refusal_reason(&build(&config), "weighted-hash"),
-            "insecure_state_dir"
+            RefusalReason::InsecureStateDir
         );
         std::os::unix::fs::chown(&state, Some(0), Some(0)).unwrap();
     } else {
@@ -207,7 +211,7 @@ fn row29_an_insecure_state_dir_refuses_plugins_and_status_says_why() {
     assert!(!report.accepted, "{report}");
     assert_eq!(
         report.refusal.as_ref().unwrap().reason,
-        "insecure_state_dir"
+        RefusalReason::InsecureStateDir
     );
     assert_serves_plugin(&sdk, "weighted-hash");
 }
@@ -230,7 +234,10 @@ fn row29_rollback_protection_is_not_lost_to_a_world_writable_state_dir() {
     std::fs::remove_file(state.join(abkit::trust::LEDGER_FILE)).unwrap();
     weighted_hash(&env, 4);
     let sdk = build(&config);
-    assert_eq!(refusal_reason(&sdk, "weighted-hash"), "insecure_state_dir");
+    assert_eq!(
+        refusal_reason(&sdk, "weighted-hash"),
+        RefusalReason::InsecureStateDir
+    );
     assert!(matches!(
         sdk.assign("exp", &Unit::new("u")).decided_by,
         DecidedBy::Fallback(_)
@@ -248,7 +255,10 @@ fn row30_a_symlink_at_the_ledger_is_refused_and_its_target_never_written() {
     std::os::unix::fs::symlink(&victim, state.join(abkit::trust::LEDGER_FILE)).unwrap();
     let lib = weighted_hash(&env, 1);
     let sdk = build(&env.write_config(&plugin_experiment_toml("weighted-hash", &lib, None), true));
-    assert_eq!(refusal_reason(&sdk, "weighted-hash"), "bad_ledger");
+    assert_eq!(
+        refusal_reason(&sdk, "weighted-hash"),
+        RefusalReason::BadLedger
+    );
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
 }
 
@@ -273,7 +283,7 @@ fn row30_a_ledger_fifo_is_refused_in_milliseconds_not_waited_on() {
     let reason = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("building the SDK hung on a FIFO ledger");
-    assert_eq!(reason, "bad_ledger");
+    assert_eq!(reason, RefusalReason::BadLedger);
 }
 
 #[test]
@@ -350,7 +360,7 @@ fn row31_dependencies_outside_the_allowlist_are_refused_before_dlopen() {
             build(&env.write_config(&plugin_experiment_toml("weighted-hash", &lib, None), false));
         assert_eq!(
             refusal_reason(&sdk, "weighted-hash"),
-            "disallowed_dependency",
+            RefusalReason::DisallowedDependency,
             "{what}"
         );
         let status = sdk.status().to_string();
@@ -381,7 +391,7 @@ fn row31_allowed_libraries_names_what_a_plugin_may_need() {
     std::fs::write(&config, trust).unwrap();
     assert_eq!(
         refusal_reason(&build(&config), "weighted-hash"),
-        "disallowed_dependency"
+        RefusalReason::DisallowedDependency
     );
 }
 
@@ -410,7 +420,7 @@ fn row32_dynamic_pointers_outside_the_segments_are_refused_before_dlopen() {
             build(&env.write_config(&plugin_experiment_toml("ctor-marker", &lib, None), false));
         assert_eq!(
             refusal_reason(&sdk, "ctor-marker"),
-            "malformed_library",
+            RefusalReason::MalformedLibrary,
             "tag {tag}"
         );
         assert_never_ran(&marker);
@@ -464,13 +474,13 @@ fn a_library_refused_after_mapping_never_stands_in_for_later_bytes() {
     let cfg = env.write_config(&plugin_experiment_toml("refused-twice", &bad, None), false);
     assert_eq!(
         refusal_reason(&build(&cfg), "refused-twice"),
-        "abi_layout_mismatch"
+        RefusalReason::AbiLayoutMismatch
     );
     assert_eq!(images_named("refused-twice"), 1);
     // The same bytes again: the same refusal, and no second mapping.
     assert_eq!(
         refusal_reason(&build(&cfg), "refused-twice"),
-        "abi_layout_mismatch"
+        RefusalReason::AbiLayoutMismatch
     );
     assert_eq!(images_named("refused-twice"), 1);
     // Other bytes loaded afterwards are really those bytes (a reused descriptor number must

@@ -6,6 +6,7 @@
 use abkit::guard::GuardConfig;
 use abkit::probe::ProbeConfig;
 use abkit::reload::{watch, ReloadReport, WatchHandle, WatchOptions};
+use abkit::{Change, RefusalReason};
 use abkit::{DecidedBy, Reason, Sdk, Unit};
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};
 use abkit_tests::fixtures::fixture;
@@ -125,7 +126,7 @@ async fn renaming_a_new_config_over_the_old_one_reloads_it() {
         report
             .experiments
             .iter()
-            .any(|e| e.key == "extra" && e.change == "added"),
+            .any(|e| e.key == "extra" && e.change == Change::Added),
         "{report}"
     );
     assert!(variant_of(&sdk, "extra").is_some());
@@ -181,12 +182,12 @@ async fn a_new_signed_plugin_build_renamed_into_place_serves_after_the_reload() 
     for refused in &seen[..seen.len() - 1] {
         assert_eq!(
             refused.refusal.as_ref().map(|r| r.reason),
-            Some("bad_signature"),
+            Some(RefusalReason::BadSignature),
             "{refused}"
         );
     }
     let report = seen.last().unwrap();
-    assert_eq!(report.plugins[0].change, "updated", "{report}");
+    assert_eq!(report.plugins[0].change, Change::Updated, "{report}");
     let a = sdk.assign("exp", &Unit::new("user-1"));
     assert_eq!(a.variant.unwrap().index, 1, "build B's code serves");
     assert!(matches!(a.decided_by, DecidedBy::Plugin(p) if p.version == 2));
@@ -208,11 +209,11 @@ async fn a_tampered_signature_or_a_corrupted_plugin_is_refused_and_serving_is_un
     let seen = reports_until(&mut reports, |r| {
         r.refusal
             .as_ref()
-            .is_some_and(|r| r.reason == "bad_signature")
+            .is_some_and(|r| r.reason == RefusalReason::BadSignature)
     })
     .await;
     assert!(seen.iter().all(|r| !r.accepted), "{seen:?}");
-    assert_eq!(seen.last().unwrap().plugins[0].change, "refused");
+    assert_eq!(seen.last().unwrap().plugins[0].change, Change::Refused);
     assert_serves_build_a(&sdk);
 
     // 2. The good signature back: accepted again (nothing changed that serves).
@@ -230,7 +231,7 @@ async fn a_tampered_signature_or_a_corrupted_plugin_is_refused_and_serving_is_un
     let report = seen.last().unwrap();
     assert_eq!(
         report.refusal.as_ref().unwrap().reason,
-        "bad_signature",
+        RefusalReason::BadSignature,
         "{report}"
     );
     assert_serves_build_a(&sdk);
@@ -261,7 +262,7 @@ async fn a_burst_of_edits_gives_few_reloads_and_the_last_content_serves() {
         r.accepted
             && r.experiments
                 .iter()
-                .any(|e| e.key == "e10" && e.change == "added")
+                .any(|e| e.key == "e10" && e.change == Change::Added)
     })
     .await;
     assert!(

@@ -123,6 +123,7 @@ pub fn read_claimed_metadata(path: &Path) -> Result<ParsedComment, TrustError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::outcome::RefusalReason;
 
     #[test]
     fn claimed_metadata_is_parsed_without_verification() {
@@ -138,10 +139,10 @@ mod tests {
         std::fs::write(&sig, "junk").unwrap();
         assert_eq!(
             read_claimed_metadata(&sig).unwrap_err().reason(),
-            "malformed_signature"
+            RefusalReason::MalformedSignature
         );
         let missing = read_claimed_metadata(&dir.path().join("none.minisig")).unwrap_err();
-        assert_eq!(missing.reason(), "signature_missing");
+        assert_eq!(missing.reason(), RefusalReason::SignatureMissing);
     }
 
     #[test]
@@ -152,16 +153,22 @@ mod tests {
         assert_eq!(read_capped(&small, 5, FileKind::Plugin).unwrap(), b"12345");
 
         let cases = [
-            (read_capped(&small, 4, FileKind::Plugin), "too_large"),
+            (
+                read_capped(&small, 4, FileKind::Plugin),
+                RefusalReason::TooLarge,
+            ),
             (
                 read_capped(&dir.path().join("p.so.minisig"), 4096, FileKind::Signature),
-                "signature_missing",
+                RefusalReason::SignatureMissing,
             ),
             (
                 read_capped(&dir.path().join("q.so"), 4096, FileKind::Plugin),
-                "io",
+                RefusalReason::Io,
             ),
-            (read_capped(dir.path(), 4096, FileKind::Plugin), "io"),
+            (
+                read_capped(dir.path(), 4096, FileKind::Plugin),
+                RefusalReason::Io,
+            ),
         ];
         for (result, reason) in cases {
             let e = result.unwrap_err();
@@ -193,7 +200,7 @@ mod tests {
                 .recv_timeout(std::time::Duration::from_secs(5))
                 .expect("blocked on a FIFO")
                 .unwrap_err();
-            assert_eq!(e.reason(), "io", "{e}");
+            assert_eq!(e.reason(), RefusalReason::Io, "{e}");
             let msg = e.to_string();
             assert!(msg.contains("key.pub") && msg.contains("FIFO"), "{msg}");
         }
