@@ -20,7 +20,7 @@
 //! SIGTERM or Ctrl-C.
 #![allow(missing_docs)]
 
-use abkit::reload::{self, WatchOptions};
+use abkit::WatchOptions;
 use abkit::{Assignment, Attribute, Sdk, Unit};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, MatchedPath, RawQuery, Request, State};
@@ -356,7 +356,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let metrics = PrometheusBuilder::new().install_recorder()?;
     // Built before the listener opens: the service is ready as soon as it accepts connections.
     let sdk = Arc::new(Sdk::from_file(&args.config)?);
-    let watcher = reload::watch(Arc::clone(&sdk), WatchOptions::default())?;
+    let watcher = abkit::watch(Arc::clone(&sdk), WatchOptions::default())?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     eprintln!(
         "abkit service listening on http://{}",

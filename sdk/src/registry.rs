@@ -289,13 +289,13 @@ impl Snapshot {
 
 /// Holds the serving snapshot.
 #[derive(Debug)]
-pub struct Registry {
+pub(crate) struct Registry {
     current: ArcSwap<Snapshot>,
 }
 
 impl Registry {
     /// A registry serving `snapshot`.
-    pub fn new(snapshot: Snapshot) -> Registry {
+    pub(crate) fn new(snapshot: Snapshot) -> Registry {
         Registry {
             current: ArcSwap::from_pointee(snapshot),
         }
@@ -303,21 +303,16 @@ impl Registry {
 
     /// A cheap, lock-free read guard on the serving snapshot (for one or a few calls).
     #[inline]
-    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
         self.current.load()
     }
 
     /// A reference-counted handle on the serving snapshot (for long work such as simulations).
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()
     }
 
     /// Publishes `next` with one atomic store; returns the previous snapshot.
-    pub fn publish(&self, next: Snapshot) -> Arc<Snapshot> {
-        self.current.swap(Arc::new(next))
-    }
-
-    /// [`Registry::publish`] for a snapshot already behind an `Arc`.
     pub(crate) fn publish_shared(&self, next: Arc<Snapshot>) -> Arc<Snapshot> {
         self.current.swap(next)
     }

@@ -3,13 +3,13 @@
 //! start-up). A refused reload leaves the generation and every answer exactly as they were.
 #![allow(clippy::unwrap_used)]
 
-use abkit::guard::{GuardConfig, GuardResult};
-use abkit::probe::ProbeConfig;
-use abkit::reload::ReloadReport;
-use abkit::status::PluginState;
 use abkit::GuardKind;
+use abkit::PluginState;
+use abkit::ProbeConfig;
+use abkit::ReloadReport;
 use abkit::{Assignment, DecidedBy, FallbackReason, Reason, Sdk, Unit};
 use abkit::{Change, RefusalReason, Step};
+use abkit::{GuardConfig, GuardResult};
 use abkit_tests::env::TestEnv;
 use abkit_tests::fixtures::{fixture, reference};
 use abkit_tests::toml_string;

@@ -2,9 +2,9 @@
 //! with its named reason (or contained at run time), and assignment keeps working.
 #![allow(clippy::unwrap_used)]
 
-use abkit::guard::GuardConfig;
-use abkit::probe::ProbeConfig;
-use abkit::status::PluginState;
+use abkit::GuardConfig;
+use abkit::PluginState;
+use abkit::ProbeConfig;
 use abkit::{Change, DecidedBy, FallbackReason, Reason, RefusalReason, Sdk, Serving, Unit};
 use abkit_tests::env::{plugin_experiment_toml, sha256_hex, TestEnv};
 use abkit_tests::fixtures::{fixture, reference};

@@ -1,9 +1,9 @@
 //! Provenance, exposure events and counters.
 #![allow(clippy::unwrap_used)]
 
-use abkit::exposure::{Exposure, ExposureChannel};
-use abkit::probe::ProbeConfig;
+use abkit::ProbeConfig;
 use abkit::{DecidedBy, Reason, Sdk, Unit};
+use abkit::{Exposure, ExposureChannel};
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};
 use abkit_tests::fixtures::reference;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};

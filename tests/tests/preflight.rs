@@ -7,9 +7,9 @@
 //! fixtures are only ever loaded with preflight on.
 #![allow(clippy::unwrap_used)]
 
-use abkit::config::PreflightConfig;
-use abkit::probe::ProbeConfig;
-use abkit::status::PluginState;
+use abkit::PluginState;
+use abkit::PreflightConfig;
+use abkit::ProbeConfig;
 use abkit::{DecidedBy, Sdk, Unit};
 use abkit::{GuardKind, RefusalReason};
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};

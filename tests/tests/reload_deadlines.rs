@@ -5,8 +5,8 @@
 //! time whatever a reload is doing. Fixture: `tests/fixtures/stuck` (hangs sleep, not spin).
 #![allow(clippy::unwrap_used)]
 
-use abkit::probe::ProbeConfig;
-use abkit::status::PluginState;
+use abkit::PluginState;
+use abkit::ProbeConfig;
 use abkit::RefusalReason;
 use abkit::{DecidedBy, FallbackReason, Sdk, Unit};
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};

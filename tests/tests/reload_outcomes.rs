@@ -7,10 +7,10 @@
 //!   reload, or right after the expiry with the watcher, and unrelated edits apply.
 #![allow(clippy::unwrap_used)]
 
-use abkit::guard::GuardConfig;
-use abkit::probe::ProbeConfig;
-use abkit::reload::{watch, ReloadReport, WatchOptions};
-use abkit::status::PluginState;
+use abkit::GuardConfig;
+use abkit::PluginState;
+use abkit::ProbeConfig;
+use abkit::{watch, ReloadReport, WatchOptions};
 use abkit::{Attribute, DecidedBy, FallbackReason, PluginIdentity, Sdk, Unit};
 use abkit::{Change, RefusalReason};
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};
@@ -103,7 +103,7 @@ fn sleep_past(expires: u64) {
 }
 
 #[track_caller]
-fn plugin_change<'r>(report: &'r ReloadReport, name: &str) -> &'r abkit::reload::PluginChange {
+fn plugin_change<'r>(report: &'r ReloadReport, name: &str) -> &'r abkit::PluginChange {
     report
         .plugins
         .iter()

@@ -3,8 +3,8 @@
 //! changed is listed as not applied, never as if it went live.
 #![allow(clippy::unwrap_used)]
 
-use abkit::probe::ProbeConfig;
 use abkit::Change;
+use abkit::ProbeConfig;
 use abkit::Sdk;
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};
 use abkit_tests::fixtures::reference;

@@ -1,10 +1,10 @@
-//! SIGHUP reloads (`abkit::reload::watch` with `sighup` on). Its own test binary: signals are
+//! SIGHUP reloads (`abkit::watch` with `sighup` on). Its own test binary: signals are
 //! process-wide, and a SIGHUP without a handler would end every test running beside it.
 #![allow(clippy::unwrap_used)]
 
-use abkit::reload::{watch, WatchOptions};
 use abkit::Change;
 use abkit::Sdk;
+use abkit::{watch, WatchOptions};
 use abkit_tests::env::TestEnv;
 use std::sync::Arc;
 use std::time::Duration;

@@ -26,10 +26,10 @@
 //! This file holds one test on purpose: `status().loaded_libraries` counts the whole process.
 #![allow(clippy::unwrap_used)]
 
-use abkit::guard::GuardConfig;
-use abkit::probe::ProbeConfig;
-use abkit::reload::ReloadReport;
-use abkit::status::PluginState;
+use abkit::GuardConfig;
+use abkit::PluginState;
+use abkit::ProbeConfig;
+use abkit::ReloadReport;
 use abkit::{Assignment, DecidedBy, FallbackReason, Reason, Sdk, Unit};
 use abkit::{Change, RefusalReason};
 use abkit_tests::env::{sha256_hex, TestEnv};

@@ -5,8 +5,8 @@
 //! same library is legitimately signed and loaded.
 #![allow(clippy::unwrap_used)]
 
-use abkit::probe::ProbeConfig;
-use abkit::status::PluginState;
+use abkit::PluginState;
+use abkit::ProbeConfig;
 use abkit::RefusalReason;
 use abkit::{DecidedBy, Sdk, Unit};
 use abkit_tests::elf_patch::{patchelf, with_dynamic_value};
@@ -231,7 +231,7 @@ fn row29_rollback_protection_is_not_lost_to_a_world_writable_state_dir() {
     assert_serves_plugin(&build(&config), "weighted-hash");
     // Someone opens the directory up and deletes the ledger, then deploys the old v4.
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
-    std::fs::remove_file(state.join(abkit::trust::LEDGER_FILE)).unwrap();
+    std::fs::remove_file(state.join(abkit::LEDGER_FILE)).unwrap();
     weighted_hash(&env, 4);
     let sdk = build(&config);
     assert_eq!(
@@ -252,7 +252,7 @@ fn row30_a_symlink_at_the_ledger_is_refused_and_its_target_never_written() {
     let state = private_dir(&env.path("state"));
     let victim = env.path("victim.txt");
     std::fs::write(&victim, "precious\n").unwrap();
-    std::os::unix::fs::symlink(&victim, state.join(abkit::trust::LEDGER_FILE)).unwrap();
+    std::os::unix::fs::symlink(&victim, state.join(abkit::LEDGER_FILE)).unwrap();
     let lib = weighted_hash(&env, 1);
     let sdk = build(&env.write_config(&plugin_experiment_toml("weighted-hash", &lib, None), true));
     assert_eq!(
@@ -266,7 +266,7 @@ fn row30_a_symlink_at_the_ledger_is_refused_and_its_target_never_written() {
 fn row30_a_ledger_fifo_is_refused_in_milliseconds_not_waited_on() {
     let env = TestEnv::new();
     let state = private_dir(&env.path("state"));
-    let fifo = state.join(abkit::trust::LEDGER_FILE);
+    let fifo = state.join(abkit::LEDGER_FILE);
     assert!(std::process::Command::new("mkfifo")
         .arg(&fifo)
         .status()
@@ -295,7 +295,7 @@ fn row30_a_ledger_that_cannot_be_persisted_is_shown_in_status() {
     assert_serves_plugin(&sdk, "weighted-hash");
     assert_eq!(sdk.status().ledger_problem, None);
     // The ledger's name now holds a non-empty directory: renaming the new ledger over it fails.
-    let ledger = state.join(abkit::trust::LEDGER_FILE);
+    let ledger = state.join(abkit::LEDGER_FILE);
     std::fs::remove_file(&ledger).unwrap();
     std::fs::create_dir(&ledger).unwrap();
     std::fs::write(ledger.join("keep"), "x").unwrap();

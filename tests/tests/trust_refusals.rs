@@ -3,12 +3,13 @@
 //! that names the thing. Arbitrary byte strings stand in for plugins: nothing is loaded here.
 #![allow(clippy::unwrap_used)]
 
-use abkit::config::TrustConfig;
-use abkit::trust::{
-    read_capped, signature_text, FileKind, SignedMetadata, TrustError, TrustStore, VersionLedger,
-    PLUGIN_MAX_BYTES, SIGNATURE_MAX_BYTES,
-};
+use abkit::internals::{read_capped, signature_text};
 use abkit::RefusalReason;
+use abkit::TrustConfig;
+use abkit::{
+    FileKind, SignedMetadata, TrustError, TrustStore, VersionLedger, PLUGIN_MAX_BYTES,
+    SIGNATURE_MAX_BYTES,
+};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;

@@ -1,11 +1,11 @@
-//! The reload watcher (`abkit::reload::watch`, feature `watch`): config and plugin files changed
+//! The reload watcher (`abkit::watch`, feature `watch`): config and plugin files changed
 //! on disk — by atomic rename or in place — are reloaded, debounced, and every report reaches
 //! the subscribers; a bad artifact is refused and serving stays as it was.
 #![allow(clippy::unwrap_used)]
 
-use abkit::guard::GuardConfig;
-use abkit::probe::ProbeConfig;
-use abkit::reload::{watch, ReloadReport, WatchHandle, WatchOptions};
+use abkit::GuardConfig;
+use abkit::ProbeConfig;
+use abkit::{watch, ReloadReport, WatchHandle, WatchOptions};
 use abkit::{Change, RefusalReason};
 use abkit::{DecidedBy, Reason, Sdk, Unit};
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};

@@ -92,7 +92,7 @@ fn assign_through_a_loaded_plugin_allocates_nothing() {
     );
     let config = env.write_config(&plugin_experiment_toml("weighted-hash", &lib, None), false);
     let sdk = Sdk::builder()
-        .probe(abkit::probe::ProbeConfig {
+        .probe(abkit::ProbeConfig {
             units: 64,
             ..Default::default()
         })

@@ -8,7 +8,7 @@
 //! experiments are then served by the builtin fallback, exactly as when a plugin is refused.
 #![no_main]
 
-use abkit::config::TrustConfig;
+use abkit::TrustConfig;
 use abkit::{Attribute, Config, Reason, Sdk, Unit};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;

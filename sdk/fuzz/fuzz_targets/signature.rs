@@ -7,8 +7,9 @@
 //! away; the seed corpus holds signatures it made over `PLUGIN` (see README.md).
 #![no_main]
 
-use abkit::config::TrustConfig;
-use abkit::trust::{parse_trusted_comment, signature_text, SignedMetadata, TrustStore};
+use abkit::TrustConfig;
+use abkit::{SignedMetadata, TrustStore};
+use abkit::internals::{parse_trusted_comment, signature_text};
 use libfuzzer_sys::fuzz_target;
 use std::sync::LazyLock;
 use std::time::{Duration, UNIX_EPOCH};

@@ -50,7 +50,7 @@ impl Default for WatchOptions {
 #[non_exhaustive]
 pub enum WatchError {
     /// [`watch`] was called outside a tokio runtime.
-    #[error("the reload watcher needs a tokio runtime: call abkit::reload::watch from async code or inside Runtime::enter")]
+    #[error("the reload watcher needs a tokio runtime: call abkit::watch from async code or inside Runtime::enter")]
     NoRuntime,
     /// The client was built from a configuration in memory: there is no file to watch.
     #[error("this client was not built from a file, so there is nothing to watch; build it with Sdk::builder().build_from_file(path)")]
@@ -168,7 +168,7 @@ impl WatchHandle {
 ///
 /// # Example
 /// ```no_run
-/// use abkit::reload::{watch, WatchOptions};
+/// use abkit::{watch, WatchOptions};
 /// use abkit::Sdk;
 /// use std::sync::Arc;
 ///

@@ -12,11 +12,11 @@
 //!    the version once the plugin is accepted.
 //!
 //! ```
-//! use abkit::trust::{TrustError, TrustStore, VersionLedger};
+//! use abkit::{TrustError, TrustStore, VersionLedger};
 //! use std::time::SystemTime;
 //!
 //! # fn main() -> Result<(), TrustError> {
-//! # let trust = abkit::config::TrustConfig::default();
+//! # let trust = abkit::TrustConfig::default();
 //! // `trust` is the `[trust]` table of a validated `Config`.
 //! let store = TrustStore::from_config(&trust)?;
 //! let mut ledger = VersionLedger::in_memory();
