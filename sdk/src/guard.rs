@@ -37,6 +37,7 @@ use serde::Serialize;
 
 /// Guard settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct GuardConfig {
     /// Synthetic units evaluated per experiment.
     pub population: usize,
@@ -57,6 +58,26 @@ impl Default for GuardConfig {
             srm_min_p_value: 0.001,
             srm_min_enrolled: 1_000,
         }
+    }
+}
+
+impl GuardConfig {
+    /// This value with `population` set to `population`.
+    pub const fn with_population(mut self, population: usize) -> Self {
+        self.population = population;
+        self
+    }
+
+    /// This value with `srm_min_p_value` set to `srm_min_p_value`.
+    pub const fn with_srm_min_p_value(mut self, srm_min_p_value: f64) -> Self {
+        self.srm_min_p_value = srm_min_p_value;
+        self
+    }
+
+    /// This value with `srm_min_enrolled` set to `srm_min_enrolled`.
+    pub const fn with_srm_min_enrolled(mut self, srm_min_enrolled: u64) -> Self {
+        self.srm_min_enrolled = srm_min_enrolled;
+        self
     }
 }
 

@@ -102,7 +102,7 @@ pub use error::Error;
 
 // Reload triggers: a file watcher and SIGHUP (feature `watch`).
 #[cfg(feature = "watch")]
-pub use reload::{watch, WatchError, WatchHandle, WatchOptions};
+pub use reload::{watch, ReloadReports, ReportsError, WatchError, WatchHandle, WatchOptions};
 
 // Offline simulation (feature `simulate`).
 #[cfg(feature = "simulate")]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 /// Probe settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct ProbeConfig {
     /// Synthetic units per experiment.
     pub units: usize,
@@ -28,6 +29,26 @@ impl Default for ProbeConfig {
             p99_budget: Duration::from_millis(1),
             deadline: Duration::from_secs(3),
         }
+    }
+}
+
+impl ProbeConfig {
+    /// This value with `units` set to `units`.
+    pub const fn with_units(mut self, units: usize) -> Self {
+        self.units = units;
+        self
+    }
+
+    /// This value with `p99_budget` set to `p99_budget`.
+    pub const fn with_p99_budget(mut self, p99_budget: Duration) -> Self {
+        self.p99_budget = p99_budget;
+        self
+    }
+
+    /// This value with `deadline` set to `deadline`.
+    pub const fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
     }
 }
 

@@ -20,11 +20,10 @@ use std::time::Duration;
 const UNITS: usize = 2000;
 
 fn probe() -> ProbeConfig {
-    ProbeConfig {
-        units: 64,
-        p99_budget: Duration::from_millis(1),
-        deadline: Duration::from_secs(3),
-    }
+    ProbeConfig::default()
+        .with_units(64)
+        .with_p99_budget(Duration::from_millis(1))
+        .with_deadline(Duration::from_secs(3))
 }
 
 /// The default guards: 20,000 synthetic units, refuse at p < 0.001.

@@ -12,11 +12,10 @@ use std::path::Path;
 use std::time::Duration;
 
 fn probe() -> ProbeConfig {
-    ProbeConfig {
-        units: 128,
-        p99_budget: Duration::from_millis(1),
-        deadline: Duration::from_secs(3),
-    }
+    ProbeConfig::default()
+        .with_units(128)
+        .with_p99_budget(Duration::from_millis(1))
+        .with_deadline(Duration::from_secs(3))
 }
 
 fn build(config: &Path) -> Sdk {
@@ -665,10 +664,7 @@ fn row25_a_new_version_over_the_same_path_really_runs() {
     let env = TestEnv::new();
     let lib = env.install(&fixture("marker-a"), "plugins/marker.so", "marker", 1);
     // The marker builds answer one variant for everybody: no sample-ratio guard for this row.
-    let no_srm = GuardConfig {
-        srm_min_p_value: 0.0,
-        ..GuardConfig::default()
-    };
+    let no_srm = GuardConfig::default().with_srm_min_p_value(0.0);
     let cfg = env.write_config(&plugin_experiment_toml("marker", &lib, None), false);
     let sdk = Sdk::builder()
         .probe(probe())

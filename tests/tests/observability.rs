@@ -75,10 +75,7 @@ fn exposures_carry_the_plugin_provenance() {
     );
     let (channel, receiver) = ExposureChannel::bounded(100);
     let sdk = Sdk::builder()
-        .probe(ProbeConfig {
-            units: 64,
-            ..Default::default()
-        })
+        .probe(ProbeConfig::default().with_units(64))
         .on_exposure(channel.hook())
         .build_from_file(
             env.write_config(&plugin_experiment_toml("weighted-hash", &lib, None), false),

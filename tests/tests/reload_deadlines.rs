@@ -19,11 +19,10 @@ use std::time::Duration;
 const DEADLINE: Duration = Duration::from_millis(1500);
 
 fn probe() -> ProbeConfig {
-    ProbeConfig {
-        units: 128,
-        p99_budget: Duration::from_millis(50),
-        deadline: Duration::from_secs(10),
-    }
+    ProbeConfig::default()
+        .with_units(128)
+        .with_p99_budget(Duration::from_millis(50))
+        .with_deadline(Duration::from_secs(10))
 }
 
 /// Runs `f` on a thread and fails the test (instead of hanging it) if it takes over a minute.

@@ -21,14 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn sdk_on(config: &Path) -> Arc<Sdk> {
-    let probe = ProbeConfig {
-        units: 64,
-        ..ProbeConfig::default()
-    };
-    let guards = GuardConfig {
-        population: 2_000,
-        ..GuardConfig::default()
-    };
+    let probe = ProbeConfig::default().with_units(64);
+    let guards = GuardConfig::default().with_population(2_000);
     Arc::new(
         Sdk::builder()
             .probe(probe)
@@ -399,14 +393,7 @@ async fn the_watcher_retires_a_plugin_right_after_its_signature_expires() {
     let config = env.write_config(&plugin_experiment_toml("weighted-hash", &lib, None), false);
     let sdk = sdk_on(&config);
     assert!(decider(&sdk, "exp", &Unit::new("u1")).is_ok());
-    let handle = watch(
-        Arc::clone(&sdk),
-        WatchOptions {
-            sighup: false,
-            ..WatchOptions::default()
-        },
-    )
-    .unwrap();
+    let handle = watch(Arc::clone(&sdk), WatchOptions::default().with_sighup(false)).unwrap();
     let mut reports = handle.subscribe();
 
     // No edit at all: the watcher reloads at the expiry by itself.

@@ -10,10 +10,7 @@ use abkit_tests::env::{plugin_experiment_toml, TestEnv};
 use abkit_tests::fixtures::reference;
 
 fn sdk_on(config: &std::path::Path) -> Sdk {
-    let probe = ProbeConfig {
-        units: 64,
-        ..ProbeConfig::default()
-    };
+    let probe = ProbeConfig::default().with_units(64);
     Sdk::builder().probe(probe).build_from_file(config).unwrap()
 }
 

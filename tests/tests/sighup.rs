@@ -19,14 +19,7 @@ async fn sighup_reloads_the_config_file_with_trigger_sighup() {
     let config = env.write_config(&experiment("before"), false);
     let sdk = Arc::new(Sdk::from_file(&config).unwrap());
     // Files off: only the signal can trigger this reload.
-    let handle = watch(
-        Arc::clone(&sdk),
-        WatchOptions {
-            files: false,
-            ..WatchOptions::default()
-        },
-    )
-    .unwrap();
+    let handle = watch(Arc::clone(&sdk), WatchOptions::default().with_files(false)).unwrap();
     assert!(handle.sighup());
     assert!(handle.watched().is_empty());
     let mut reports = handle.subscribe();

@@ -973,20 +973,18 @@ fn row27_a_thousand_hot_swaps_under_concurrent_assign() {
     let config = env.write_config(&config_body(&env, &shape, &good, false), true);
     // The marker builds answer one variant for everybody: no sample-ratio test here (see
     // guards.rs for that guard); the reassignment guard stays on.
-    let guards = GuardConfig {
-        population: 2000,
-        srm_min_p_value: 0.0,
-        srm_min_enrolled: 500,
-    };
+    let guards = GuardConfig::default()
+        .with_population(2000)
+        .with_srm_min_p_value(0.0)
+        .with_srm_min_enrolled(500);
     // Every reload probes the serving plugins again, the last good one too when a candidate is
     // refused (and if that re-probe failed, the refused reload would go live with the plugin on
     // the builtin). A debug call takes ~20 µs; 2.5 ms leaves room for a loaded 2-core machine
     // where 4 callers wake every millisecond, and still refuses `slow` (3 ms per call).
-    let probe = ProbeConfig {
-        units: 32,
-        p99_budget: Duration::from_micros(2500),
-        deadline: Duration::from_secs(1),
-    };
+    let probe = ProbeConfig::default()
+        .with_units(32)
+        .with_p99_budget(Duration::from_micros(2500))
+        .with_deadline(Duration::from_secs(1));
     let sdk = Sdk::builder()
         .probe(probe)
         .guards(guards)

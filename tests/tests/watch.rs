@@ -5,7 +5,7 @@
 
 use abkit::GuardConfig;
 use abkit::ProbeConfig;
-use abkit::{watch, ReloadReport, WatchHandle, WatchOptions};
+use abkit::{watch, ReloadReport, ReloadReports, WatchHandle, WatchOptions};
 use abkit::{Change, RefusalReason};
 use abkit::{DecidedBy, Reason, Sdk, Unit};
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};
@@ -13,7 +13,6 @@ use abkit_tests::fixtures::fixture;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast::Receiver;
 
 /// Generous: a reload of a real plugin in a debug build on a loaded machine.
 const WAIT: Duration = Duration::from_secs(10);
@@ -21,14 +20,8 @@ const WAIT: Duration = Duration::from_secs(10);
 /// An SDK as the watcher tests need it: a small probe, and no sample-ratio guard since the
 /// marker builds answer one variant for everybody.
 fn sdk_on(config: &Path) -> Arc<Sdk> {
-    let guards = GuardConfig {
-        srm_min_p_value: 0.0,
-        ..GuardConfig::default()
-    };
-    let probe = ProbeConfig {
-        units: 64,
-        ..ProbeConfig::default()
-    };
+    let guards = GuardConfig::default().with_srm_min_p_value(0.0);
+    let probe = ProbeConfig::default().with_units(64);
     Arc::new(
         Sdk::builder()
             .probe(probe)
@@ -39,21 +32,14 @@ fn sdk_on(config: &Path) -> Arc<Sdk> {
 }
 
 /// Files only: SIGHUP has its own test binary (signals are process-wide).
-fn start(sdk: &Arc<Sdk>) -> (WatchHandle, Receiver<ReloadReport>) {
-    let handle = watch(
-        Arc::clone(sdk),
-        WatchOptions {
-            sighup: false,
-            ..WatchOptions::default()
-        },
-    )
-    .unwrap();
+fn start(sdk: &Arc<Sdk>) -> (WatchHandle, ReloadReports) {
+    let handle = watch(Arc::clone(sdk), WatchOptions::default().with_sighup(false)).unwrap();
     let reports = handle.subscribe();
     (handle, reports)
 }
 
 /// The next report, or the test fails after [`WAIT`].
-async fn next_report(reports: &mut Receiver<ReloadReport>) -> ReloadReport {
+async fn next_report(reports: &mut ReloadReports) -> ReloadReport {
     tokio::time::timeout(WAIT, reports.recv())
         .await
         .expect("no reload report in time")
@@ -62,7 +48,7 @@ async fn next_report(reports: &mut Receiver<ReloadReport>) -> ReloadReport {
 
 /// Reports until one satisfies `done`; returns them all (the last one satisfies `done`).
 async fn reports_until(
-    reports: &mut Receiver<ReloadReport>,
+    reports: &mut ReloadReports,
     done: impl Fn(&ReloadReport) -> bool,
 ) -> Vec<ReloadReport> {
     let mut seen = Vec::new();

@@ -92,10 +92,7 @@ fn assign_through_a_loaded_plugin_allocates_nothing() {
     );
     let config = env.write_config(&plugin_experiment_toml("weighted-hash", &lib, None), false);
     let sdk = Sdk::builder()
-        .probe(abkit::ProbeConfig {
-            units: 64,
-            ..Default::default()
-        })
+        .probe(abkit::ProbeConfig::default().with_units(64))
         .build_from_file(config)
         .unwrap();
     let ids: Vec<String> = (0..10_000).map(|i| format!("user-{i}")).collect();
