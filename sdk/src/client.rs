@@ -314,8 +314,7 @@ impl Sdk {
         {
             Ok(s) => Arc::new(s),
             Err(e) => {
-                let refusal =
-                    Refusal::new(Step::Config, RefusalReason::InvalidConfig, e.to_string());
+                let refusal = Refusal::config(e);
                 return self.finish(
                     ReloadReport::refused_early(trigger, current.generation(), refusal),
                     started,

@@ -126,8 +126,20 @@ impl CompiledExperiment {
         e: &ExperimentConfig,
         config: &Config,
         decider: Decider,
-    ) -> Result<Self, abkit_bucketing::RangesError> {
-        let bucketer = Bucketer::new(&e.salt, &e.weights(), e.coverage_bp)?;
+    ) -> Result<Self, String> {
+        let bucketer =
+            Bucketer::new(&e.salt, &e.weights(), e.coverage_bp).map_err(|err| err.to_string())?;
+        // `variant()` indexes the names with override indices: every one must be in range.
+        if let Some((unit, index)) = e
+            .overrides
+            .iter()
+            .find(|(_, i)| *i as usize >= e.variants.len())
+        {
+            return Err(format!(
+                "override of unit \"{unit}\" names variant {index}, but there are {} variants",
+                e.variants.len()
+            ));
+        }
         let layer = e.layer.as_ref().map(|s| {
             let salt = config
                 .layer(&s.layer)

@@ -5,9 +5,7 @@
 
 use crate::assignment::FallbackReason;
 use crate::assignment::{Assignment, Reason};
-use crate::config::StrategyRef;
-use crate::config::{Config, ExperimentConfig};
-use crate::error::Error;
+use crate::config::{Config, ConfigError, ConfigIssue, ExperimentConfig};
 use crate::evaluation::{Clock, CompiledExperiment, Decider};
 use crate::plugins::Resolution;
 use crate::status::{ExperimentStatus, PluginStatus, Status};
@@ -72,26 +70,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Compiles a validated configuration, every experiment on `builtin:hash-v1` (plugins are
-    /// not loaded: experiments configured with one answer as the builtin fallback).
-    pub fn build(config: Config, generation: u64) -> Result<Snapshot, Error> {
-        let mut res = Resolution::default();
-        for e in &config.experiments {
-            let d = match e.strategy {
-                StrategyRef::Builtin => Decider::Builtin,
-                StrategyRef::Plugin(_) => Decider::Fallback(FallbackReason::PluginRefused),
-            };
-            res.deciders.insert(e.key.clone(), d);
-        }
-        Snapshot::build_resolved(config, generation, res)
-    }
-
-    /// Compiles a validated configuration with its resolved strategies.
+    /// Compiles a validated configuration with its resolved strategies. Validation leaves
+    /// nothing to fail here; should an experiment still not compile (a configuration built
+    /// inside the crate, e.g. from the preflight request), it is a problem of that
+    /// configuration, reported like one.
     pub(crate) fn build_resolved(
         config: Config,
         generation: u64,
         mut res: Resolution,
-    ) -> Result<Snapshot, Error> {
+    ) -> Result<Snapshot, ConfigError> {
         let mut experiments = Vec::with_capacity(config.experiments.len());
         let mut by_key = FxHashMap::default();
         for (i, e) in config.experiments.iter().enumerate() {
@@ -99,10 +86,13 @@ impl Snapshot {
                 .deciders
                 .remove(&e.key)
                 .unwrap_or(Decider::Fallback(FallbackReason::PluginRefused));
-            let compiled = CompiledExperiment::compile(e, &config, decider).map_err(|err| {
-                Error::Experiment {
-                    experiment: e.key.clone(),
-                    message: err.to_string(),
+            let compiled = CompiledExperiment::compile(e, &config, decider).map_err(|message| {
+                ConfigError {
+                    source_name: format!("experiment \"{}\"", e.key),
+                    issues: vec![ConfigIssue {
+                        path: format!("experiments[{i}]"),
+                        message,
+                    }],
                 }
             })?;
             by_key.insert(e.key.as_str().into(), i);

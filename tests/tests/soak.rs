@@ -1175,7 +1175,7 @@ fn row27_a_thousand_hot_swaps_under_concurrent_assign() {
     let snapshot = sdk.snapshot();
     let wh_config = snapshot.experiment("wh").unwrap();
     assert_eq!(wh_config.weights(), WH_WEIGHTS[last.shape.weights]);
-    assert_eq!(wh_config.coverage, WH_COVERAGE[last.shape.coverage]);
+    assert_eq!(wh_config.coverage(), WH_COVERAGE[last.shape.coverage]);
     for (u, id) in ids.iter().enumerate() {
         for exp in ["wh", "extra", "mk", "nd", "sl"] {
             let a = sdk.assign(exp, &Unit::new(id));

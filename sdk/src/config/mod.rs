@@ -17,22 +17,26 @@ pub use validate::STRATEGY_BUILTIN;
 pub use abkit_signing::metadata::is_valid_name as is_valid_plugin_name;
 
 /// A validated configuration: every experiment can be evaluated without error.
+///
+/// Only [`Config::from_toml_str`] and [`Config::from_file`] make one (they parse and validate),
+/// and its fields are read through getters, so every `Config` a user holds is valid:
+/// [`crate::Sdk::assign`] cannot fail or panic on it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Experiments in file order; keys are unique.
-    pub experiments: Vec<ExperimentConfig>,
+    pub(crate) experiments: Vec<ExperimentConfig>,
     /// Layers (declared in `[[layers]]` or implied by an experiment's `layer.name`).
-    pub layers: Vec<LayerConfig>,
+    pub(crate) layers: Vec<LayerConfig>,
     /// Trusted keys and state for signed plugins.
-    pub trust: TrustConfig,
+    pub(crate) trust: TrustConfig,
     /// Declared strategy plugins.
-    pub plugins: Vec<PluginConfig>,
+    pub(crate) plugins: Vec<PluginConfig>,
     /// The `[reload]` table.
-    pub reload: ReloadConfig,
+    pub(crate) reload: ReloadConfig,
     /// The `[preflight]` table: run every new plugin artifact in a child process first.
-    pub preflight: Option<PreflightConfig>,
+    pub(crate) preflight: Option<PreflightConfig>,
     /// Directory that relative paths are resolved against (the config file's directory).
-    pub base_dir: PathBuf,
+    pub(crate) base_dir: PathBuf,
 }
 
 /// Which strategy decides an experiment's variant.
@@ -53,38 +57,103 @@ impl fmt::Display for StrategyRef {
     }
 }
 
-/// One validated experiment.
+/// One validated experiment (read-only: it comes from a [`Config`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExperimentConfig {
     /// Unique key, used by `assign`.
-    pub key: String,
+    pub(crate) key: String,
     /// Hash salt (defaults to the key).
-    pub salt: String,
+    pub(crate) salt: String,
     /// Whether the experiment enrols anybody.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// Coverage as a fraction in `[0, 1]`.
-    pub coverage: f64,
+    pub(crate) coverage: f64,
     /// Coverage in basis points, `floor(coverage * 10000 + 0.5)`.
-    pub coverage_bp: u32,
+    pub(crate) coverage_bp: u32,
     /// The strategy that decides.
-    pub strategy: StrategyRef,
+    pub(crate) strategy: StrategyRef,
     /// The strategy's own configuration as JSON text (`{}` when absent).
-    pub strategy_config_json: String,
+    pub(crate) strategy_config_json: String,
     /// Variants in order, each with its weight.
-    pub variants: Vec<VariantConfig>,
+    pub(crate) variants: Vec<VariantConfig>,
     /// Forced assignments: unit id -> variant index.
-    pub overrides: Vec<(String, u32)>,
+    pub(crate) overrides: Vec<(String, u32)>,
     /// Targeting: every attribute must equal one of its listed values.
-    pub targeting: Vec<(String, Vec<String>)>,
+    pub(crate) targeting: Vec<(String, Vec<String>)>,
     /// The experiment's slice of a layer, if any.
-    pub layer: Option<LayerSlice>,
+    pub(crate) layer: Option<LayerSlice>,
     /// Largest fraction of enrolled units a reload may move (reassignment guard), if set.
-    pub max_reassignment: Option<f64>,
+    pub(crate) max_reassignment: Option<f64>,
     /// Marks a change as intended: the reassignment guard lets it through.
-    pub intended_change: bool,
+    pub(crate) intended_change: bool,
 }
 
 impl ExperimentConfig {
+    /// Unique key, used by `assign`.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Hash salt (defaults to the key).
+    pub fn salt(&self) -> &str {
+        &self.salt
+    }
+
+    /// Whether the experiment enrols anybody.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Coverage as a fraction in `[0, 1]`.
+    pub fn coverage(&self) -> f64 {
+        self.coverage
+    }
+
+    /// Coverage in basis points, `floor(coverage * 10000 + 0.5)`.
+    pub fn coverage_bp(&self) -> u32 {
+        self.coverage_bp
+    }
+
+    /// The strategy that decides.
+    pub fn strategy(&self) -> &StrategyRef {
+        &self.strategy
+    }
+
+    /// The strategy's own configuration as JSON text (`{}` when absent).
+    pub fn strategy_config_json(&self) -> &str {
+        &self.strategy_config_json
+    }
+
+    /// Variants in order, each with its weight.
+    pub fn variants(&self) -> &[VariantConfig] {
+        &self.variants
+    }
+
+    /// Forced assignments: unit id -> variant index (always a valid index).
+    pub fn overrides(&self) -> &[(String, u32)] {
+        &self.overrides
+    }
+
+    /// Targeting: every attribute must equal one of its listed values.
+    pub fn targeting(&self) -> &[(String, Vec<String>)] {
+        &self.targeting
+    }
+
+    /// The experiment's slice of a layer, if any.
+    pub fn layer(&self) -> Option<&LayerSlice> {
+        self.layer.as_ref()
+    }
+
+    /// Largest fraction of enrolled units a reload may move (reassignment guard), if set.
+    pub fn max_reassignment(&self) -> Option<f64> {
+        self.max_reassignment
+    }
+
+    /// Whether the change is marked as intended (the reassignment guard lets it through).
+    pub fn intended_change(&self) -> bool {
+        self.intended_change
+    }
+
     /// The weights, in variant order.
     pub fn weights(&self) -> Vec<u32> {
         self.variants.iter().map(|v| v.weight).collect()
@@ -294,6 +363,41 @@ impl Config {
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Config::from_toml_str(&text, &source_name, &base)
+    }
+
+    /// Experiments in file order; keys are unique.
+    pub fn experiments(&self) -> &[ExperimentConfig] {
+        &self.experiments
+    }
+
+    /// Layers (declared in `[[layers]]` or implied by an experiment's `layer.name`).
+    pub fn layers(&self) -> &[LayerConfig] {
+        &self.layers
+    }
+
+    /// Trusted keys and state for signed plugins.
+    pub fn trust(&self) -> &TrustConfig {
+        &self.trust
+    }
+
+    /// Declared strategy plugins.
+    pub fn plugins(&self) -> &[PluginConfig] {
+        &self.plugins
+    }
+
+    /// The `[reload]` table.
+    pub fn reload(&self) -> &ReloadConfig {
+        &self.reload
+    }
+
+    /// The `[preflight]` table, if set.
+    pub fn preflight(&self) -> Option<&PreflightConfig> {
+        self.preflight.as_ref()
+    }
+
+    /// Directory that relative paths are resolved against (the config file's directory).
+    pub fn base_dir(&self) -> &Path {
+        &self.base_dir
     }
 
     /// The experiment with this key.
