@@ -333,7 +333,7 @@ impl SimulationReport {
                     [
                         "not_enrolled",
                         &e.key,
-                        r,
+                        r.as_str(),
                         &n.to_string(),
                         "",
                         "",
