@@ -307,6 +307,30 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_serialises_as_step_reason_message_and_keeps_its_cause() {
+        let r = crate::status::Refusal::trust(TrustError::BadSignature);
+        assert_eq!(
+            serde_json::to_value(&r).expect("serialises"),
+            serde_json::json!({
+                "step": "trust",
+                "reason": "bad_signature",
+                "message": TrustError::BadSignature.to_string(),
+            })
+        );
+        assert!(matches!(
+            r.cause(),
+            Some(RefusalCause::Trust(e)) if matches!(**e, TrustError::BadSignature)
+        ));
+        let demoted = Serving::Fallback(FallbackReason::Demoted);
+        assert_eq!(demoted.to_string(), "builtin:hash-v1 (fallback: demoted)");
+        assert_eq!(
+            serde_json::to_value(demoted).expect("serialises"),
+            serde_json::json!("builtin:hash-v1 (fallback: demoted)")
+        );
+        assert_eq!(format!("{:<9}|", Change::Added), "added    |");
+    }
+
+    #[test]
     fn codes_round_trip_through_json() {
         for r in RefusalReason::ALL {
             let back: RefusalReason =

@@ -525,3 +525,36 @@ fn exercise(request: &Request, bytes: Vec<u8>) -> Response {
         answers,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(json: &str) -> Refusal {
+        serde_json::from_str::<WireRefusal>(json)
+            .expect("a wire refusal")
+            .into_refusal()
+    }
+
+    #[test]
+    fn the_child_may_name_only_what_it_can_see() {
+        let r = judged(r#"{"step":"probe","reason":"probe_too_slow","message":"slow"}"#);
+        assert_eq!(
+            (r.step, r.reason),
+            (Step::Probe, RefusalReason::ProbeTooSlow)
+        );
+        assert_eq!(r.message, "preflight: slow");
+        // A trust verdict is not the child's to give.
+        let r = judged(r#"{"step":"signature","reason":"bad_signature","message":"x"}"#);
+        assert_eq!(
+            (r.step, r.reason),
+            (Step::Preflight, RefusalReason::PreflightRefused)
+        );
+        // Codes this SDK does not know.
+        let r = judged(r#"{"step":"warp","reason":"flux","message":"x"}"#);
+        assert_eq!(
+            (r.step, r.reason),
+            (Step::Preflight, RefusalReason::PreflightRefused)
+        );
+    }
+}

@@ -5,7 +5,10 @@
 use abkit::GuardConfig;
 use abkit::PluginState;
 use abkit::ProbeConfig;
-use abkit::{Change, DecidedBy, FallbackReason, Reason, RefusalReason, Sdk, Serving, Unit};
+use abkit::{
+    Change, DecidedBy, FallbackReason, LoadError, Reason, RefusalCause, RefusalReason, Sdk,
+    Serving, Step, TrustError, Unit,
+};
 use abkit_tests::env::{plugin_experiment_toml, sha256_hex, TestEnv};
 use abkit_tests::fixtures::{fixture, reference};
 use std::path::Path;
@@ -140,6 +143,19 @@ fn row02_signature_by_an_untrusted_key_is_refused() {
     other.sign(&lib, "weighted-hash", 1);
     let sdk = sdk_for(&env, "weighted-hash", &lib, None);
     assert_refused(&sdk, "weighted-hash", RefusalReason::UnknownKeyId);
+    // The typed error behind the refusal: the loader's, wrapping the trust error with the key.
+    let status = sdk.status();
+    let refusal = status.plugins[0].refusal.as_ref().unwrap();
+    assert_eq!(refusal.step, Step::Signature);
+    match refusal.cause() {
+        Some(RefusalCause::Load(e)) => match &**e {
+            LoadError::Trust(TrustError::UnknownKeyId { key_id, .. }) => {
+                assert!(refusal.message.contains(key_id.as_str()), "{refusal:?}");
+            }
+            other => panic!("wrong load error: {other:?}"),
+        },
+        other => panic!("no typed cause: {other:?}"),
+    }
     let msg = &sdk.status().plugins[0].refusal.clone().unwrap().message;
     assert!(msg.contains("not trusted"), "{msg}");
 }
