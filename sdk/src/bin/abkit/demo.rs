@@ -79,7 +79,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
             use std::fmt::Write;
             let _ = write!(id, "unit-{i}");
             let unit = Unit::new(&id).with_attributes(attrs);
-            match sdk.assign(&e.key(), &unit).variant {
+            match sdk.assign(e.key(), &unit).variant {
                 Some(v) => counts[v.index as usize] += 1,
                 None => not_enrolled += 1,
             }
