@@ -123,6 +123,12 @@ pub mod internals {
     pub use crate::trust::{
         parse_trusted_comment, read_capped, read_claimed_metadata, signature_text, ParsedComment,
     };
+
+    /// `config` without its plugins and `[trust]` table (see the `config` fuzz target): its
+    /// plugin experiments are answered by the builtin fallback; experiments are unchanged.
+    pub fn config_without_plugins(config: crate::Config) -> crate::Config {
+        config.without_plugins()
+    }
 }
 
 /// The README's Rust snippets run as doctests, so the quick start stays true.

@@ -159,3 +159,30 @@ fn an_override_of_an_unknown_variant_is_refused_not_served() {
     assert!(e.to_string().contains("overrides"), "{e}");
     assert!(Sdk::from_toml_str(text).is_err());
 }
+
+/// The fuzz targets' way to drop plugins keeps a config `assign` cannot panic on: plugin
+/// experiments answer with the builtin fallback.
+#[test]
+fn a_config_without_its_plugins_still_assigns() {
+    let text = r#"
+        [[plugins]]
+        name = "wh"
+        path = "/nonexistent/wh.so"
+
+        [[experiments]]
+        key = "e"
+        strategy = "plugin:wh"
+        variants = [ { name = "a", weight = 1 }, { name = "b", weight = 1 } ]
+        overrides = { "u" = "b" }
+    "#;
+    let config = Config::from_toml_str(text, "<string>", Path::new(".")).unwrap();
+    let config = abkit::internals::config_without_plugins(config);
+    assert!(config.plugins().is_empty());
+    let sdk = Sdk::from_config(config.clone()).unwrap();
+    assign_all(&sdk, &config);
+    let a = sdk.assign("e", &Unit::new("someone"));
+    assert_eq!(
+        a.decided_by,
+        abkit::DecidedBy::Fallback(abkit::FallbackReason::PluginRefused)
+    );
+}

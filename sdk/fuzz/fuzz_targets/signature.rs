@@ -75,7 +75,7 @@ fuzz_target!(|data: &[u8]| {
     let text = match signature_text(data) {
         Ok(text) => text,
         Err(e) => {
-            assert_eq!(e.reason(), "malformed_signature");
+            assert_eq!(e.reason(), abkit::RefusalReason::MalformedSignature);
             return;
         }
     };

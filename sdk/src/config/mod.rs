@@ -400,6 +400,17 @@ impl Config {
         &self.base_dir
     }
 
+    /// This configuration without its plugins and with the default `[trust]` table: its plugin
+    /// experiments are then answered by the builtin fallback, as when a plugin is refused. For
+    /// the fuzz targets (no file is ever read or written); experiments are unchanged, so it
+    /// stays valid for `assign`.
+    pub(crate) fn without_plugins(mut self) -> Config {
+        self.plugins.clear();
+        self.trust = TrustConfig::default();
+        self.preflight = None;
+        self
+    }
+
     /// The experiment with this key.
     pub fn experiment(&self, key: &str) -> Option<&ExperimentConfig> {
         self.experiments.iter().find(|e| e.key == key)
