@@ -78,6 +78,7 @@ pub use strategy::DemotionPolicy;
 
 // Status and reload reports, and the typed outcomes in them.
 pub use guard::{check as check_guards, check_seeded as check_guards_seeded, GuardResult};
+pub use loader::elf::ElfError;
 pub use loader::{loaded_libraries, LoadError, PluginIdentity};
 pub use outcome::{Change, GuardKind, RefusalCause, RefusalReason, Serving, Step};
 pub use probe::ProbeError;
