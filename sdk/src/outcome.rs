@@ -328,6 +328,12 @@ mod tests {
             serde_json::json!("builtin:hash-v1 (fallback: demoted)")
         );
         assert_eq!(format!("{:<9}|", Change::Added), "added    |");
+        let configured = crate::config::StrategyRef::Plugin("wh".into());
+        assert_eq!(format!("{configured:<12}|"), "plugin:wh   |");
+        assert_eq!(
+            serde_json::to_value(&configured).expect("serialises"),
+            serde_json::json!("plugin:wh")
+        );
     }
 
     #[test]

@@ -133,7 +133,7 @@ impl Snapshot {
                     .map(|(_, r)| r.clone());
                 ExperimentStatus {
                     key: c.config.key.clone(),
-                    configured: ExperimentStatus::configured_as(&c.config.strategy),
+                    configured: c.config.strategy.clone(),
                     serving,
                     counters,
                     randomisation: c

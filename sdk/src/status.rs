@@ -208,7 +208,7 @@ pub struct ExperimentStatus {
     /// Experiment key.
     pub key: String,
     /// The configured strategy (`builtin:hash-v1` or `plugin:<name>`).
-    pub configured: String,
+    pub configured: StrategyRef,
     /// What decides now; serialised and displayed as e.g.
     /// `plugin:switchback v3 (1a2b3c4d5e6f, key 8F1E...)` or
     /// `builtin:hash-v1 (fallback: plugin_refused)`.
@@ -224,12 +224,6 @@ pub struct ExperimentStatus {
     pub demotion: Option<crate::strategy::Demotion>,
     /// Why this experiment does not use its plugin, if it was refused on its own.
     pub refusal: Option<Refusal>,
-}
-
-impl ExperimentStatus {
-    pub(crate) fn configured_as(strategy: &StrategyRef) -> String {
-        strategy.to_string()
-    }
 }
 
 /// The whole status.

@@ -48,11 +48,19 @@ pub enum StrategyRef {
     Plugin(String),
 }
 
+/// Serialised as its text, `builtin:hash-v1` or `plugin:<name>`.
+impl serde::Serialize for StrategyRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl fmt::Display for StrategyRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StrategyRef::Builtin => f.write_str(STRATEGY_BUILTIN),
-            StrategyRef::Plugin(name) => write!(f, "plugin:{name}"),
+            // `pad`: status lines align the configured strategy in a column.
+            StrategyRef::Builtin => f.pad(STRATEGY_BUILTIN),
+            StrategyRef::Plugin(name) => f.pad(&format!("plugin:{name}")),
         }
     }
 }
