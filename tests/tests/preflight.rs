@@ -26,10 +26,7 @@ fn probe() -> ProbeConfig {
 }
 
 fn preflight() -> PreflightConfig {
-    PreflightConfig {
-        command: abkit_binary(),
-        timeout: Duration::from_secs(60),
-    }
+    PreflightConfig::new(abkit_binary()).with_timeout(Duration::from_secs(60))
 }
 
 fn build(config: PathBuf) -> Sdk {

@@ -203,6 +203,7 @@ pub struct LayerConfig {
 /// exits without a result or times out refuses the artifact (`preflight_crashed`,
 /// `preflight_timeout`) and the serving process never maps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PreflightConfig {
     /// An `abkit` binary: an absolute path, or a name looked up on `PATH`.
     pub command: std::path::PathBuf,
@@ -220,6 +221,12 @@ impl PreflightConfig {
             command: command.into(),
             timeout: Self::DEFAULT_TIMEOUT,
         }
+    }
+
+    /// This value with the child timeout set to `timeout`.
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 }
 
