@@ -220,7 +220,7 @@ fn bench_bulk(c: &mut Criterion) {
         let mut out = Vec::with_capacity(40 * n as usize);
         b.iter(|| {
             out.clear();
-            abkit::bulk::assign_csv(&snap, "checkout_button", &input[..], &mut out).unwrap()
+            abkit::assign_csv(&snap, "checkout_button", &input[..], &mut out).unwrap()
         })
     });
     g.finish();

@@ -295,7 +295,10 @@ fn main() {
                 let t = Instant::now();
                 let r = sdk5.reload();
                 total += t.elapsed();
-                assert!(r.accepted && r.plugins[0].change == "updated", "{r}");
+                assert!(
+                    r.accepted && r.plugins[0].change == abkit::Change::Updated,
+                    "{r}"
+                );
             }
             total
         })
@@ -309,7 +312,10 @@ fn main() {
     g.bench_function("unchanged_config_5mb_plugin", |b| {
         b.iter(|| {
             let r = sdk5.reload();
-            assert!(r.accepted && r.plugins[0].change == "unchanged", "{r}");
+            assert!(
+                r.accepted && r.plugins[0].change == abkit::Change::Unchanged,
+                "{r}"
+            );
         })
     });
     g.finish();

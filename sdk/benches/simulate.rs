@@ -73,9 +73,9 @@ fn salts(toml: &str) -> Vec<String> {
     let sdk = Sdk::from_toml_str(toml).unwrap();
     let snap = sdk.snapshot();
     snap.config()
-        .experiments
+        .experiments()
         .iter()
-        .map(|e| e.salt.clone())
+        .map(|e| e.salt().to_string())
         .collect()
 }
 

@@ -25,7 +25,7 @@
 //! SIGTERM or Ctrl-C.
 #![allow(missing_docs)]
 
-use abkit::reload::{self, WatchOptions};
+use abkit::WatchOptions;
 use abkit::{Assignment, Attribute, Sdk, Unit};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, MatchedPath, RawQuery, Request, State};
@@ -317,7 +317,7 @@ async fn readyz(State(app): State<App>) -> Response {
     let fallbacks: Vec<serde_json::Value> = status
         .experiments
         .iter()
-        .filter(|e| e.serving.contains("fallback"))
+        .filter(|e| matches!(e.serving, abkit::Serving::Fallback(_)))
         .map(|e| serde_json::json!({ "experiment": e.key, "serving": e.serving }))
         .collect();
     let last = status.last_reload.as_ref().map(|r| {
@@ -409,7 +409,7 @@ async fn start(
     }
     let config = args.config.as_ref().ok_or("--config is required")?;
     let sdk = Arc::new(Sdk::from_file(config)?);
-    let watcher = reload::watch(Arc::clone(&sdk), WatchOptions::default())?;
+    let watcher = abkit::watch(Arc::clone(&sdk), WatchOptions::default())?;
     Ok((sdk, Box::new(watcher)))
 }
 

@@ -4,12 +4,12 @@ use crate::assignment::Assignment;
 use crate::config::Config;
 use crate::error::Error;
 use crate::exposure::{Exposure, ExposureHook};
-use crate::guard::{self, GuardConfig};
+use crate::guard::{self, GuardConfig, GuardKind};
 use crate::plugins::{PluginManager, PluginOptions};
 use crate::probe::ProbeConfig;
 use crate::registry::{ExperimentHandle, Registry, Snapshot};
 use crate::reload::ReloadReport;
-use crate::status::{Refusal, Status};
+use crate::status::{Refusal, RefusalReason, Status, Step};
 use crate::strategy::DemotionPolicy;
 use crate::unit::Unit;
 use arc_swap::ArcSwapOption;
@@ -303,8 +303,8 @@ impl Sdk {
     pub fn reload_from_source(&self, trigger: &str) -> ReloadReport {
         let Some(path) = self.config_path() else {
             let refusal = Refusal::new(
-                "config",
-                "no_config_file",
+                Step::Config,
+                RefusalReason::NoConfigFile,
                 "this client was not built from a file; use reload_with".into(),
             );
             return self.finish(
@@ -316,7 +316,7 @@ impl Sdk {
             Ok(config) => self.reload_with(config, trigger),
             Err(e) => {
                 let started = Instant::now();
-                let refusal = Refusal::new("config", "invalid_config", e.to_string());
+                let refusal = Refusal::config(e);
                 self.finish(
                     ReloadReport::refused_early(
                         trigger,
@@ -355,7 +355,7 @@ impl Sdk {
         {
             Ok(s) => Arc::new(s),
             Err(e) => {
-                let refusal = Refusal::new("config", "invalid_config", e.to_string());
+                let refusal = Refusal::config(e);
                 return self.finish(
                     ReloadReport::refused_early(trigger, current.generation(), refusal),
                     started,
@@ -381,20 +381,15 @@ impl Sdk {
             };
             // A version that may no longer serve cannot be kept to spare reassignments.
             for g in report.guards.iter_mut().filter(|g| {
-                !g.passed && g.guard == "reassignment" && forced.contains(&g.experiment)
+                !g.passed && g.guard == GuardKind::Reassignment && forced.contains(&g.experiment)
             }) {
                 g.passed = true;
                 g.detail += "; allowed: the plugin version that served it may no longer serve (key revoked or signature expired)";
             }
             if let Some(g) = report.guards.iter().find(|g| !g.passed) {
-                let reason = if g.guard == "sample_ratio" {
-                    "guard_sample_ratio"
-                } else {
-                    "guard_reassignment"
-                };
                 report.refusal = Some(Refusal::new(
-                    "guard",
-                    reason,
+                    Step::Guard,
+                    g.guard.refusal_reason(),
                     format!("experiment \"{}\": {}", g.experiment, g.detail),
                 ));
             }
@@ -416,7 +411,7 @@ impl Sdk {
                 tracing::info!(trigger = %report.trigger, generation = report.generation, duration_us = report.duration_us, "reload accepted")
             }
             Some(r) => {
-                tracing::warn!(trigger = %report.trigger, step = r.step, reason = r.reason, "reload refused: {}", r.message)
+                tracing::warn!(trigger = %report.trigger, step = %r.step, reason = %r.reason, "reload refused: {}", r.message)
             }
         }
         crate::metrics::reload(&report);
@@ -445,8 +440,8 @@ fn run_guards(
     })
     .map_err(|e| {
         Refusal::new(
-            "deadline",
-            "deadline_exceeded",
+            Step::Deadline,
+            RefusalReason::DeadlineExceeded,
             format!("{e}; a plugin stopped answering during the guards: fix it, or raise [reload] deadline_ms"),
         )
     })

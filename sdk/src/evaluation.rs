@@ -5,6 +5,7 @@ use crate::assignment::{Assignment, DecidedBy, FallbackReason, Reason, Variant};
 use crate::bucketer::{Bucketer, LayerGate};
 use crate::config::{Config, ExperimentConfig};
 use crate::intern::intern;
+use crate::outcome::Serving;
 use crate::strategy::{PluginStrategy, StrategyCounters};
 use crate::unit::Unit;
 use rustc_hash::FxHashMap;
@@ -187,8 +188,20 @@ impl CompiledExperiment {
         config: &Config,
         decider: Decider,
         holdouts: &[(crate::config::HoldoutConfig, Arc<CompiledHoldout>)],
-    ) -> Result<Self, abkit_bucketing::RangesError> {
-        let bucketer = Bucketer::new(&e.salt, &e.weights(), e.coverage_bp)?;
+    ) -> Result<Self, String> {
+        let bucketer =
+            Bucketer::new(&e.salt, &e.weights(), e.coverage_bp).map_err(|err| err.to_string())?;
+        // `variant()` indexes the names with override indices: every one must be in range.
+        if let Some((unit, index)) = e
+            .overrides
+            .iter()
+            .find(|(_, i)| *i as usize >= e.variants.len())
+        {
+            return Err(format!(
+                "override of unit \"{unit}\" names variant {index}, but there are {} variants",
+                e.variants.len()
+            ));
+        }
         let layer = e.layer.as_ref().map(|s| {
             let layer = config.layer(&s.layer);
             let salt = layer.map_or(s.layer.as_str(), |l| l.salt.as_str());
@@ -239,18 +252,15 @@ impl CompiledExperiment {
     }
 
     /// What decides, for status: a description and live counters when a plugin serves.
-    pub(crate) fn serving(&self) -> (String, Option<StrategyCounters>) {
+    pub(crate) fn serving(&self) -> (Serving, Option<StrategyCounters>) {
         match &self.decider {
-            Decider::Builtin => (DecidedBy::Builtin.to_string(), None),
+            Decider::Builtin => (Serving::Builtin, None),
             Decider::Plugin(s) if s.is_demoted() => (
-                DecidedBy::Fallback(FallbackReason::Demoted).to_string(),
+                Serving::Fallback(FallbackReason::Demoted),
                 Some(s.counters()),
             ),
-            Decider::Plugin(s) => (
-                DecidedBy::Plugin(s.identity).to_string(),
-                Some(s.counters()),
-            ),
-            Decider::Fallback(why) => (DecidedBy::Fallback(*why).to_string(), None),
+            Decider::Plugin(s) => (Serving::Plugin(s.identity), Some(s.counters())),
+            Decider::Fallback(why) => (Serving::Fallback(*why), None),
         }
     }
 

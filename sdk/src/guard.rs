@@ -29,6 +29,7 @@
 
 use crate::assignment::DecidedBy;
 use crate::config::ExperimentConfig;
+pub use crate::outcome::GuardKind;
 use crate::registry::Snapshot;
 use crate::srm;
 use crate::unit::{Attribute, Unit};
@@ -36,6 +37,7 @@ use serde::Serialize;
 
 /// Guard settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct GuardConfig {
     /// Synthetic units evaluated per experiment.
     pub population: usize,
@@ -59,11 +61,31 @@ impl Default for GuardConfig {
     }
 }
 
+impl GuardConfig {
+    /// This value with `population` set to `population`.
+    pub const fn with_population(mut self, population: usize) -> Self {
+        self.population = population;
+        self
+    }
+
+    /// This value with `srm_min_p_value` set to `srm_min_p_value`.
+    pub const fn with_srm_min_p_value(mut self, srm_min_p_value: f64) -> Self {
+        self.srm_min_p_value = srm_min_p_value;
+        self
+    }
+
+    /// This value with `srm_min_enrolled` set to `srm_min_enrolled`.
+    pub const fn with_srm_min_enrolled(mut self, srm_min_enrolled: u64) -> Self {
+        self.srm_min_enrolled = srm_min_enrolled;
+        self
+    }
+}
+
 /// The outcome of one guard on one experiment.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GuardResult {
-    /// `sample_ratio` or `reassignment`.
-    pub guard: &'static str,
+    /// Which guard (`sample_ratio` or `reassignment` in JSON).
+    pub guard: GuardKind,
     /// The experiment.
     pub experiment: String,
     /// Whether the candidate may go live as far as this guard is concerned.
@@ -275,7 +297,7 @@ pub(crate) fn check_with(
             }
             if enrolled == 0 {
                 out.push(GuardResult {
-                    guard: "reassignment",
+                    guard: GuardKind::Reassignment,
                     experiment: e.key.clone(),
                     passed: true,
                     detail:
@@ -287,7 +309,7 @@ pub(crate) fn check_with(
             let share = moved as f64 / enrolled as f64;
             let passed = share <= limit || e.intended_change;
             out.push(GuardResult {
-                guard: "reassignment",
+                guard: GuardKind::Reassignment,
                 experiment: e.key.clone(),
                 passed,
                 detail: format!(
@@ -390,7 +412,7 @@ fn sample_tests(
 /// The sample-ratio guard of `e` on its two samples (`codes`, drawn with `seed`).
 fn sample_ratio(e: &ExperimentConfig, codes: &[u32], seed: u64, cfg: &GuardConfig) -> GuardResult {
     let result = |passed, detail| GuardResult {
-        guard: "sample_ratio",
+        guard: GuardKind::SampleRatio,
         experiment: e.key.clone(),
         passed,
         detail,
@@ -542,12 +564,16 @@ mod tests {
             [("e".to_string(), child)].into_iter().collect();
         let same = check_with(&snap, &snap, &cfg, 0, 42, &pre);
         assert!(
-            same.iter().any(|g| g.guard == "sample_ratio" && !g.passed),
+            same.iter()
+                .any(|g| g.guard == GuardKind::SampleRatio && !g.passed),
             "{same:?}"
         );
         // Another seed: recomputed here (the builtin decides: no sample-ratio guard at all).
         let other = check_with(&snap, &snap, &cfg, 0, 43, &pre);
-        assert!(other.iter().all(|g| g.guard != "sample_ratio"), "{other:?}");
+        assert!(
+            other.iter().all(|g| g.guard != GuardKind::SampleRatio),
+            "{other:?}"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::reload::ReloadReport;
 pub(crate) fn reload(report: &ReloadReport) {
     let (outcome, reason) = match &report.refusal {
         None => ("accepted", "none"),
-        Some(r) => ("refused", r.reason),
+        Some(r) => ("refused", r.reason.as_str()),
     };
     metrics::counter!("abkit_reloads_total", "outcome" => outcome, "reason" => reason).increment(1);
 }

@@ -14,7 +14,7 @@ use crate::config::{Config, ExperimentConfig, PluginConfig, StrategyRef};
 use crate::evaluation::Decider;
 use crate::loader::{self, LoadContext, LoadError, LoadedPlugin};
 use crate::probe::{self, ProbeConfig};
-use crate::status::{ExperimentStatus, PluginState, PluginStatus, Refusal, ServingPlugin};
+use crate::status::{PluginState, PluginStatus, Refusal, RefusalReason, ServingPlugin, Step};
 use crate::strategy::{DemotionPolicy, PluginStrategy, StrategySpec};
 use crate::trust::{SignedMetadata, TrustError, TrustStore, VersionLedger};
 use abkit_strategy_api::abi_stable::std_types::RResult;
@@ -27,7 +27,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub(crate) struct Resolution {
     pub(crate) deciders: FxHashMap<String, Decider>,
     pub(crate) plugins: Vec<PluginStatus>,
-    pub(crate) experiments: Vec<ExperimentStatus>,
+    /// Experiments refused on their own, with why.
+    pub(crate) experiments: Vec<(String, Refusal)>,
     /// Why this candidate may not replace a serving snapshot: a refused artifact of a plugin
     /// that has a good version, or an experiment whose `strategy_config` its plugin rejected.
     /// Ignored at the first build (nothing serves yet: those experiments use the builtin).
@@ -229,22 +230,18 @@ impl PluginManager {
                 Err(refusal) => {
                     // A revoked key or an expired signature is a decision, not a fault: the
                     // reload applies and the version stops serving.
-                    let forced = invalid.is_some() || refusal.reason == "revoked";
+                    let forced = invalid.is_some() || refusal.reason == RefusalReason::Revoked;
                     let refusal = match invalid {
-                        Some(inv) => Refusal::new(
-                            inv.step,
-                            inv.reason,
-                            format!(
-                                "{}. The configured artifact {} is refused ({}): {}",
-                                inv.message,
-                                p.path.display(),
-                                refusal.reason,
-                                refusal.message
-                            ),
-                        ),
+                        Some(inv) => inv.with_message(format!(
+                            "{}. The configured artifact {} is refused ({}): {}",
+                            inv.message,
+                            p.path.display(),
+                            refusal.reason,
+                            refusal.message
+                        )),
                         None => refusal,
                     };
-                    tracing::warn!(plugin = %p.name, step = refusal.step, reason = refusal.reason, "plugin refused: {}", refusal.message);
+                    tracing::warn!(plugin = %p.name, step = %refusal.step, reason = %refusal.reason, "plugin refused: {}", refusal.message);
                     // The newest accepted version that may still serve.
                     let fallback =
                         self.history
@@ -262,11 +259,11 @@ impl PluginManager {
                     // A refused artifact never changes what serves: it blocks the reload when
                     // its plugin serves now or when a good version would stand in for it.
                     if !forced && res.blocking.is_none() && (serving_now || fallback.is_some()) {
-                        res.blocking = Some(Refusal::new(
-                            refusal.step,
-                            refusal.reason,
-                            format!("plugin \"{}\": {}", p.name, refusal.message),
-                        ));
+                        res.blocking =
+                            Some(refusal.with_message(format!(
+                                "plugin \"{}\": {}",
+                                p.name, refusal.message
+                            )));
                     }
                     if forced {
                         res.forced.extend(exps.iter().map(|e| e.key.clone()));
@@ -308,34 +305,29 @@ impl PluginManager {
     /// insecure state directory included: rollback protection could not be trusted).
     fn prepare(&mut self, config: &Config) -> Result<TrustStore, Refusal> {
         let t = &config.trust;
-        let trust = TrustStore::from_config(t)
-            .map_err(|e| Refusal::new("trust", e.reason(), e.to_string()))?;
+        let trust = TrustStore::from_config(t).map_err(Refusal::trust)?;
         if trust.is_empty() && !t.danger_allow_unsigned {
             return Err(Refusal::new(
-                "trust",
-                "no_trusted_keys",
+                Step::Trust,
+                RefusalReason::NoTrustedKeys,
                 "no trusted public key is configured; add [trust] public_keys or public_key_files"
                     .into(),
             ));
         }
         if self.ledger.is_none() || self.ledger_dir != t.state_dir {
             let mut next = match &t.state_dir {
-                Some(dir) => VersionLedger::open(dir)
-                    .map_err(|e| Refusal::new("trust", e.reason(), e.to_string()))?,
+                Some(dir) => VersionLedger::open(dir).map_err(Refusal::trust)?,
                 None => VersionLedger::in_memory(),
             };
             // Versions accepted in this process stay accepted whatever the state directory.
             if let Some(previous) = &self.ledger {
-                next.absorb(previous)
-                    .map_err(|e| Refusal::new("trust", e.reason(), e.to_string()))?;
+                next.absorb(previous).map_err(Refusal::trust)?;
             }
             self.ledger = Some(next);
             self.ledger_dir = t.state_dir.clone();
         } else if let Some(ledger) = &self.ledger {
             // Same directory as before: it may have been chmod-ed or chown-ed meanwhile.
-            ledger
-                .verify_state_dir()
-                .map_err(|e| Refusal::new("trust", e.reason(), e.to_string()))?;
+            ledger.verify_state_dir().map_err(Refusal::trust)?;
         }
         Ok(trust)
     }
@@ -374,15 +366,15 @@ impl PluginManager {
                 if trusted_before.contains(key_id) =>
             {
                 Refusal::new(
-                    "signature",
-                    "revoked",
+                    Step::Signature,
+                    RefusalReason::Revoked,
                     format!(
                         "{}: signed by key {key_id}, which this process trusted before and [trust] no longer lists: the key is revoked, so this artifact does not serve; sign the plugin with a trusted key",
                         p.signature.display()
                     ),
                 )
             }
-            _ => Refusal::new(e.step(), e.reason(), e.to_string()),
+            _ => Refusal::load(e),
         }
         };
         let verified = loader::verify(p, &cx).map_err(refusal_of)?;
@@ -468,8 +460,8 @@ pub(crate) fn instantiate(
     let limit = deadline;
     let deadline_refusal = |err: crate::deadline::DeadlineError| {
         Refusal::new(
-            "deadline",
-            "deadline_exceeded",
+            Step::Deadline,
+            RefusalReason::DeadlineExceeded,
             format!(
                 "plugin \"{}\": {err}; fix the plugin, or raise [reload] deadline_ms",
                 loaded.identity.name
@@ -496,8 +488,8 @@ pub(crate) fn instantiate(
         .map_err(deadline_refusal)?;
         let rejected = |why: &str| {
             Refusal::new(
-                "instantiate",
-                "strategy_config_rejected",
+                Step::Instantiate,
+                RefusalReason::StrategyConfigRejected,
                 format!(
                     "plugin \"{}\" rejected the strategy_config of experiment \"{}\": {}",
                     loaded.identity.name,
@@ -518,8 +510,8 @@ pub(crate) fn instantiate(
             Err(why) => {
                 // The plugin built a strategy whose declaration the SDK cannot use.
                 return Err(Refusal::new(
-                    "instantiate",
-                    "invalid_declaration",
+                    Step::Instantiate,
+                    RefusalReason::InvalidDeclaration,
                     format!(
                         "plugin \"{}\", experiment \"{}\": {why}; fix the plugin's declaration",
                         loaded.identity.name, e.key
@@ -535,11 +527,8 @@ pub(crate) fn instantiate(
         )
         .map_err(deadline_refusal)?
         .map_err(|err| {
-            Refusal::new(
-                "probe",
-                err.reason(),
-                format!("experiment \"{}\": {err}", e.key),
-            )
+            let message = format!("experiment \"{}\": {err}", e.key);
+            Refusal::probe(err, message)
         })?;
         ok.push((e.key.clone(), strategy));
     }
@@ -565,15 +554,15 @@ fn unservable(
     if id.key_id == "UNSIGNED" {
         if !allow_unsigned {
             return Some(Refusal::new(
-                "signature",
-                "revoked",
+                Step::Signature,
+                RefusalReason::Revoked,
                 format!("{what} is unsigned and trust.danger_allow_unsigned is now off, so it stops serving; deploy a signed release"),
             ));
         }
     } else if trust.is_some_and(|t| !t.trusts(&id.key_id)) {
         return Some(Refusal::new(
-            "signature",
-            "revoked",
+            Step::Signature,
+            RefusalReason::Revoked,
             format!(
                 "{what} is signed by key {}, which [trust] no longer lists: the key is revoked, so this version stops serving; deploy a release signed by a trusted key",
                 id.key_id
@@ -582,8 +571,8 @@ fn unservable(
     }
     match id.expires {
         Some(expires) if now_secs > expires => Some(Refusal::new(
-            "signature",
-            "expired",
+            Step::Signature,
+            RefusalReason::Expired,
             format!(
                 "{what}: its signature expired at {}, so it stops serving; re-sign it with a later --expires (or deploy a newer release) and reload",
                 crate::trust::format_utc(expires)
@@ -595,14 +584,10 @@ fn unservable(
 
 /// The refusal of a whole reload for an experiment whose `strategy_config` was rejected.
 fn experiment_blocking(r: &Refusal) -> Refusal {
-    Refusal::new(
-        r.step,
-        r.reason,
-        format!(
+    r.with_message(format!(
             "{}; a rejected experiment refuses the whole reload, so what serves keeps serving: fix that experiment's strategy_config (or deploy a plugin version that accepts it) and reload",
             r.message
-        ),
-    )
+        ))
 }
 
 fn install(
@@ -618,7 +603,6 @@ fn install(
             key.clone(),
             Decider::Fallback(FallbackReason::PluginRefused),
         );
-        res.experiments
-            .push(ExperimentStatus::refused(key, refusal));
+        res.experiments.push((key, refusal));
     }
 }

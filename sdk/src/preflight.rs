@@ -21,7 +21,7 @@ use crate::config::{Config, ExperimentConfig, PreflightConfig};
 use crate::config::{LayerConfig, LayerSlice, StrategyRef, VariantConfig};
 use crate::guard::{GuardAnswers, GuardConfig};
 use crate::probe::ProbeConfig;
-use crate::status::Refusal;
+use crate::status::{Refusal, RefusalReason, Step};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -158,67 +158,83 @@ impl WireExperiment {
     }
 }
 
-/// A refusal as it crosses the process boundary.
+/// A refusal as it crosses the process boundary. The child runs the untrusted plugin, so its
+/// answer is judged: a step or reason it may not claim (a trust verdict, say) or cannot name
+/// becomes `preflight` / `preflight_refused`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct WireRefusal {
-    step: String,
-    reason: String,
+    #[serde(deserialize_with = "lenient")]
+    step: Option<Step>,
+    #[serde(deserialize_with = "lenient")]
+    reason: Option<RefusalReason>,
     message: String,
+}
+
+/// A code the child sent, or `None` for one this SDK does not know.
+fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 impl WireRefusal {
     #[cfg(feature = "cli")]
     fn of(r: &Refusal) -> Self {
         WireRefusal {
-            step: r.step.to_string(),
-            reason: r.reason.to_string(),
+            step: Some(r.step),
+            reason: Some(r.reason),
             message: r.message.clone(),
         }
     }
 
     pub(crate) fn into_refusal(self) -> Refusal {
+        use RefusalReason as R;
+        let step = match self.step {
+            Some(
+                s @ (Step::Elf
+                | Step::Map
+                | Step::Open
+                | Step::Abi
+                | Step::Init
+                | Step::Instantiate
+                | Step::Probe
+                | Step::Deadline
+                | Step::Preflight),
+            ) => s,
+            _ => Step::Preflight,
+        };
+        let reason = match self.reason {
+            Some(
+                r @ (R::MalformedLibrary
+                | R::DisallowedDependency
+                | R::CannotOpen
+                | R::MapFailed
+                | R::SymbolMissing
+                | R::AbiVersion
+                | R::AbiLayoutMismatch
+                | R::InitFailed
+                | R::ModuleNameMismatch
+                | R::LibraryCap
+                | R::StrategyConfigRejected
+                | R::InvalidDeclaration
+                | R::ProbeInvalidAnswer
+                | R::ProbeStrategyError
+                | R::ProbeNondeterministic
+                | R::ProbeTooSlow
+                | R::DeadlineExceeded
+                | R::PreflightRefused),
+            ) => r,
+            _ => R::PreflightRefused,
+        };
         Refusal::new(
-            known(&self.step, STEPS).unwrap_or("preflight"),
-            known(&self.reason, REASONS).unwrap_or("preflight_refused"),
+            step,
+            reason,
             format!("preflight: {}", crate::status::ClippedText(&self.message)),
         )
     }
-}
-
-const STEPS: &[&str] = &[
-    "elf",
-    "map",
-    "open",
-    "abi",
-    "init",
-    "instantiate",
-    "probe",
-    "deadline",
-    "preflight",
-];
-const REASONS: &[&str] = &[
-    "malformed_library",
-    "disallowed_dependency",
-    "cannot_open",
-    "map_failed",
-    "symbol_missing",
-    "abi_version",
-    "abi_layout_mismatch",
-    "init_failed",
-    "module_name_mismatch",
-    "library_cap",
-    "strategy_config_rejected",
-    "invalid_declaration",
-    "probe_invalid_answer",
-    "probe_strategy_error",
-    "probe_nondeterministic",
-    "probe_too_slow",
-    "deadline_exceeded",
-    "preflight_refused",
-];
-
-fn known(s: &str, list: &[&'static str]) -> Option<&'static str> {
-    list.iter().copied().find(|k| *k == s)
 }
 
 /// What the child answers.
@@ -311,8 +327,8 @@ pub(crate) fn run(
 ) -> Result<Response, Refusal> {
     let crashed = |detail: String| {
         Refusal::new(
-            "preflight",
-            "preflight_crashed",
+            Step::Preflight,
+            RefusalReason::PreflightCrashed,
             format!(
                 "plugin \"{}\": the preflight child {detail}; the artifact was never mapped in this process",
                 request.plugin
@@ -329,8 +345,8 @@ pub(crate) fn run(
         .spawn()
         .map_err(|e| {
             Refusal::new(
-                "preflight",
-                "preflight_unavailable",
+                Step::Preflight,
+                RefusalReason::PreflightUnavailable,
                 format!(
                     "cannot start the preflight command {}: {e}; set [preflight] command to an abkit binary",
                     pf.command.display()
@@ -390,8 +406,8 @@ pub(crate) fn run(
         let _ = child.wait();
         let _ = writer.join();
         return Err(Refusal::new(
-            "preflight",
-            "preflight_timeout",
+            Step::Preflight,
+            RefusalReason::PreflightTimeout,
             format!(
                 "plugin \"{}\": the preflight child did not finish within {} ms and was killed; \
                  the artifact was never mapped in this process (raise [preflight] timeout_ms if \
@@ -489,7 +505,7 @@ fn exercise(request: &Request, bytes: Vec<u8>) -> Response {
         &request.allowed_libraries,
     ) {
         Ok(l) => l,
-        Err(e) => return refuse(Refusal::new(e.step(), e.reason(), e.to_string())),
+        Err(e) => return refuse(Refusal::load(e)),
     };
     let experiments: Vec<ExperimentConfig> = request
         .experiments
@@ -562,8 +578,8 @@ fn exercise(request: &Request, bytes: Vec<u8>) -> Response {
         Ok(s) => std::sync::Arc::new(s),
         Err(e) => {
             return refuse(Refusal::new(
-                "preflight",
-                "preflight_refused",
+                Step::Preflight,
+                RefusalReason::PreflightRefused,
                 format!("cannot build a snapshot: {e}"),
             ))
         }
@@ -591,8 +607,8 @@ fn exercise(request: &Request, bytes: Vec<u8>) -> Response {
             Ok(a) => answers.push((key, a)),
             Err(err) => {
                 return refuse(Refusal::new(
-                    "deadline",
-                    "deadline_exceeded",
+                    Step::Deadline,
+                    RefusalReason::DeadlineExceeded,
                     format!("plugin \"{}\": {err}", request.plugin),
                 ))
             }
@@ -601,5 +617,38 @@ fn exercise(request: &Request, bytes: Vec<u8>) -> Response {
     Response {
         refusal: None,
         answers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(json: &str) -> Refusal {
+        serde_json::from_str::<WireRefusal>(json)
+            .expect("a wire refusal")
+            .into_refusal()
+    }
+
+    #[test]
+    fn the_child_may_name_only_what_it_can_see() {
+        let r = judged(r#"{"step":"probe","reason":"probe_too_slow","message":"slow"}"#);
+        assert_eq!(
+            (r.step, r.reason),
+            (Step::Probe, RefusalReason::ProbeTooSlow)
+        );
+        assert_eq!(r.message, "preflight: slow");
+        // A trust verdict is not the child's to give.
+        let r = judged(r#"{"step":"signature","reason":"bad_signature","message":"x"}"#);
+        assert_eq!(
+            (r.step, r.reason),
+            (Step::Preflight, RefusalReason::PreflightRefused)
+        );
+        // Codes this SDK does not know.
+        let r = judged(r#"{"step":"warp","reason":"flux","message":"x"}"#);
+        assert_eq!(
+            (r.step, r.reason),
+            (Step::Preflight, RefusalReason::PreflightRefused)
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! must answer validly, deterministically, without errors and within a latency budget.
 
 use crate::config::ExperimentConfig;
+use crate::outcome::RefusalReason;
 use crate::strategy::{PluginStrategy, StrategyDeclaration};
 use crate::unit::{Attribute, Unit};
 use abkit_strategy_api::Decision;
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 /// Probe settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct ProbeConfig {
     /// Synthetic units per experiment.
     pub units: usize,
@@ -27,6 +29,26 @@ impl Default for ProbeConfig {
             p99_budget: Duration::from_millis(1),
             deadline: Duration::from_secs(3),
         }
+    }
+}
+
+impl ProbeConfig {
+    /// This value with `units` set to `units`.
+    pub const fn with_units(mut self, units: usize) -> Self {
+        self.units = units;
+        self
+    }
+
+    /// This value with `p99_budget` set to `p99_budget`.
+    pub const fn with_p99_budget(mut self, p99_budget: Duration) -> Self {
+        self.p99_budget = p99_budget;
+        self
+    }
+
+    /// This value with `deadline` set to `deadline`.
+    pub const fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
     }
 }
 
@@ -76,12 +98,12 @@ pub enum ProbeError {
 
 impl ProbeError {
     /// A stable snake_case code.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> RefusalReason {
         match self {
-            ProbeError::InvalidAnswer { .. } => "probe_invalid_answer",
-            ProbeError::StrategyError { .. } => "probe_strategy_error",
-            ProbeError::Nondeterministic { .. } => "probe_nondeterministic",
-            ProbeError::TooSlow { .. } => "probe_too_slow",
+            ProbeError::InvalidAnswer { .. } => RefusalReason::ProbeInvalidAnswer,
+            ProbeError::StrategyError { .. } => RefusalReason::ProbeStrategyError,
+            ProbeError::Nondeterministic { .. } => RefusalReason::ProbeNondeterministic,
+            ProbeError::TooSlow { .. } => RefusalReason::ProbeTooSlow,
         }
     }
 }

@@ -5,9 +5,7 @@
 
 use crate::assignment::FallbackReason;
 use crate::assignment::{Assignment, Reason};
-use crate::config::StrategyRef;
-use crate::config::{Config, ExperimentConfig};
-use crate::error::Error;
+use crate::config::{Config, ConfigError, ConfigIssue, ExperimentConfig};
 use crate::evaluation::{Clock, CompiledExperiment, Decider};
 use crate::plugins::Resolution;
 use crate::status::{ExperimentStatus, PluginStatus, Status};
@@ -67,30 +65,20 @@ pub struct Snapshot {
     by_key: FxHashMap<Box<str>, usize>,
     config: Config,
     plugins: Vec<PluginStatus>,
-    refusals: Vec<ExperimentStatus>,
+    /// Experiments refused on their own (their strategy_config rejected), with why.
+    refusals: Vec<(String, crate::status::Refusal)>,
 }
 
 impl Snapshot {
-    /// Compiles a validated configuration, every experiment on `builtin:hash-v1` (plugins are
-    /// not loaded: experiments configured with one answer as the builtin fallback).
-    pub fn build(config: Config, generation: u64) -> Result<Snapshot, Error> {
-        let mut res = Resolution::default();
-        for e in &config.experiments {
-            let d = match e.strategy {
-                StrategyRef::Builtin => Decider::Builtin,
-                StrategyRef::Plugin(_) => Decider::Fallback(FallbackReason::PluginRefused),
-            };
-            res.deciders.insert(e.key.clone(), d);
-        }
-        Snapshot::build_resolved(config, generation, res)
-    }
-
-    /// Compiles a validated configuration with its resolved strategies.
+    /// Compiles a validated configuration with its resolved strategies. Validation leaves
+    /// nothing to fail here; should an experiment still not compile (a configuration built
+    /// inside the crate, e.g. from the preflight request), it is a problem of that
+    /// configuration, reported like one.
     pub(crate) fn build_resolved(
         config: Config,
         generation: u64,
         mut res: Resolution,
-    ) -> Result<Snapshot, Error> {
+    ) -> Result<Snapshot, ConfigError> {
         let mut experiments = Vec::with_capacity(config.experiments.len());
         let mut by_key = FxHashMap::default();
         let holdouts: Vec<_> = config
@@ -109,10 +97,13 @@ impl Snapshot {
                 .remove(&e.key)
                 .unwrap_or(Decider::Fallback(FallbackReason::PluginRefused));
             let compiled =
-                CompiledExperiment::compile(e, &config, decider, &holdouts).map_err(|err| {
-                    Error::Experiment {
-                        experiment: e.key.clone(),
-                        message: err.to_string(),
+                CompiledExperiment::compile(e, &config, decider, &holdouts).map_err(|message| {
+                    ConfigError {
+                        source_name: format!("experiment \"{}\"", e.key),
+                        issues: vec![ConfigIssue {
+                            path: format!("experiments[{i}]"),
+                            message,
+                        }],
                     }
                 })?;
             by_key.insert(e.key.as_str().into(), i);
@@ -152,11 +143,11 @@ impl Snapshot {
                 let refusal = self
                     .refusals
                     .iter()
-                    .find(|r| r.key == c.config.key)
-                    .and_then(|r| r.refusal.clone());
+                    .find(|(key, _)| *key == c.config.key)
+                    .map(|(_, r)| r.clone());
                 ExperimentStatus {
                     key: c.config.key.clone(),
-                    configured: ExperimentStatus::configured_as(&c.config.strategy),
+                    configured: c.config.strategy.clone(),
                     serving,
                     counters,
                     randomisation: c
@@ -305,13 +296,13 @@ impl Snapshot {
 
 /// Holds the serving snapshot.
 #[derive(Debug)]
-pub struct Registry {
+pub(crate) struct Registry {
     current: ArcSwap<Snapshot>,
 }
 
 impl Registry {
     /// A registry serving `snapshot`.
-    pub fn new(snapshot: Snapshot) -> Registry {
+    pub(crate) fn new(snapshot: Snapshot) -> Registry {
         Registry {
             current: ArcSwap::from_pointee(snapshot),
         }
@@ -319,21 +310,16 @@ impl Registry {
 
     /// A cheap, lock-free read guard on the serving snapshot (for one or a few calls).
     #[inline]
-    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
         self.current.load()
     }
 
     /// A reference-counted handle on the serving snapshot (for long work such as simulations).
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()
     }
 
     /// Publishes `next` with one atomic store; returns the previous snapshot.
-    pub fn publish(&self, next: Snapshot) -> Arc<Snapshot> {
-        self.current.swap(Arc::new(next))
-    }
-
-    /// [`Registry::publish`] for a snapshot already behind an `Arc`.
     pub(crate) fn publish_shared(&self, next: Arc<Snapshot>) -> Arc<Snapshot> {
         self.current.swap(next)
     }

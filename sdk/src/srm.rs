@@ -26,9 +26,12 @@ const EXACT_MAX_TRIALS: u64 = 10_000_000;
 /// Relative tolerance when comparing outcome probabilities (as R's `binom.test`).
 const LN_TOLERANCE: f64 = 1e-7;
 
-/// The test used for a p-value.
+/// The test a p-value comes from. Serialised and displayed as its name (`chi-square`,
+/// `exact binomial`, `fisher exact`, `nothing to test`, `impossible count`,
+/// `insufficient data`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Method {
+#[non_exhaustive]
+pub enum Method {
     /// Nothing to test (no units, or one cell).
     Nothing,
     /// Pearson's chi-square.
@@ -39,8 +42,22 @@ pub(crate) enum Method {
     Fisher,
     /// A count where nothing is expected: p = 0.
     Impossible,
-    /// An expected count below [`MIN_EXPECTED`] and no exact test: no p-value.
+    /// An expected count below the minimum and no exact test: no p-value.
     InsufficientData,
+    /// The test does not apply (e.g. units randomised in clusters): no p-value.
+    NotApplicable,
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl serde::Serialize for Method {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 impl Method {
@@ -52,6 +69,7 @@ impl Method {
             Method::Fisher => "fisher exact",
             Method::Impossible => "impossible count",
             Method::InsufficientData => "insufficient data",
+            Method::NotApplicable => "not applicable",
         }
     }
 }

@@ -1,10 +1,14 @@
 //! What `Sdk::status()` reports: per plugin what serves and why, per experiment which strategy
 //! really decides, and the process-wide facts (generation, libraries mapped).
 
-use crate::config::{PluginConfig, StrategyRef};
-use crate::loader::PluginIdentity;
+use crate::config::{ConfigError, PluginConfig, StrategyRef};
+use crate::loader::{LoadError, PluginIdentity};
+pub use crate::outcome::{RefusalCause, RefusalReason, Serving, Step};
+use crate::probe::ProbeError;
 use crate::strategy::StrategyCounters;
+use crate::trust::TrustError;
 use serde::Serialize;
+use std::sync::Arc;
 
 /// Most bytes of text a plugin may put into status, reports and logs (names, versions, error
 /// and rejection messages); longer text is cut at a character boundary and marked.
@@ -35,25 +39,94 @@ impl std::fmt::Display for ClippedText<'_> {
     }
 }
 
-/// A refusal: the pipeline step that refused, a stable reason code, and the full message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A refusal: the pipeline step that refused, a stable reason code, the full message, and the
+/// typed error behind it when there is one.
+///
+/// Serialises as `{"step": ..., "reason": ..., "message": ...}` (the cause is not serialised:
+/// the message is its text). Two refusals are equal when step, reason and message are.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Refusal {
-    /// Step: `path`, `signature`, `rollback`, `elf`, `map`, `open`, `abi`, `init`,
-    /// `instantiate`, `probe`, `trust`.
-    pub step: &'static str,
-    /// Stable snake_case reason, e.g. `bad_signature`, `unknown_key_id`, `probe_nondeterministic`.
-    pub reason: &'static str,
+    /// The step that refused.
+    pub step: Step,
+    /// The stable reason code, e.g. `bad_signature`, `unknown_key_id`, `probe_nondeterministic`.
+    pub reason: RefusalReason,
     /// What was wrong, where, and what to do.
     pub message: String,
+    #[serde(skip)]
+    cause: Option<RefusalCause>,
 }
 
+impl PartialEq for Refusal {
+    fn eq(&self, other: &Self) -> bool {
+        self.step == other.step && self.reason == other.reason && self.message == other.message
+    }
+}
+
+impl Eq for Refusal {}
+
 impl Refusal {
-    pub(crate) fn new(step: &'static str, reason: &'static str, message: String) -> Self {
+    /// A refusal the SDK decides itself (no typed error behind it).
+    pub(crate) fn new(step: Step, reason: RefusalReason, message: String) -> Self {
         Refusal {
             step,
             reason,
             message,
+            cause: None,
         }
+    }
+
+    /// A refusal of the `[trust]` table, the trust store or the ledger (step `trust`).
+    pub(crate) fn trust(e: TrustError) -> Self {
+        Refusal {
+            step: Step::Trust,
+            reason: e.reason(),
+            message: e.to_string(),
+            cause: Some(RefusalCause::Trust(Arc::new(e))),
+        }
+    }
+
+    /// A refusal of the loader, at the step that refused.
+    pub(crate) fn load(e: LoadError) -> Self {
+        Refusal {
+            step: e.step(),
+            reason: e.reason(),
+            message: e.to_string(),
+            cause: Some(RefusalCause::Load(Arc::new(e))),
+        }
+    }
+
+    /// A refusal of the probe, with the message `message` (it names the experiment).
+    pub(crate) fn probe(e: ProbeError, message: String) -> Self {
+        Refusal {
+            step: Step::Probe,
+            reason: e.reason(),
+            message,
+            cause: Some(RefusalCause::Probe(e)),
+        }
+    }
+
+    /// A refusal of an invalid configuration (step `config`).
+    pub(crate) fn config(e: ConfigError) -> Self {
+        Refusal {
+            step: Step::Config,
+            reason: RefusalReason::InvalidConfig,
+            message: e.to_string(),
+            cause: Some(RefusalCause::Config(Arc::new(e))),
+        }
+    }
+
+    /// The same refusal (cause included) with another message.
+    pub(crate) fn with_message(&self, message: String) -> Self {
+        Refusal {
+            message,
+            ..self.clone()
+        }
+    }
+
+    /// The typed error behind this refusal, if there is one.
+    pub fn cause(&self) -> Option<&RefusalCause> {
+        self.cause.as_ref()
     }
 }
 
@@ -135,10 +208,11 @@ pub struct ExperimentStatus {
     /// Experiment key.
     pub key: String,
     /// The configured strategy (`builtin:hash-v1` or `plugin:<name>`).
-    pub configured: String,
-    /// What decides now, e.g. `plugin:switchback v3 (sha256 1a2b3c4d5e6f, key 8F1E...)` or
+    pub configured: StrategyRef,
+    /// What decides now; serialised and displayed as e.g.
+    /// `plugin:switchback v3 (1a2b3c4d5e6f, key 8F1E...)` or
     /// `builtin:hash-v1 (fallback: plugin_refused)`.
-    pub serving: String,
+    pub serving: Serving,
     /// Live counters when a plugin serves.
     pub counters: Option<StrategyCounters>,
     /// What the serving plugin strategy declared it randomises by (absent for the builtin,
@@ -150,24 +224,6 @@ pub struct ExperimentStatus {
     pub demotion: Option<crate::strategy::Demotion>,
     /// Why this experiment does not use its plugin, if it was refused on its own.
     pub refusal: Option<Refusal>,
-}
-
-impl ExperimentStatus {
-    pub(crate) fn refused(key: String, refusal: Refusal) -> Self {
-        ExperimentStatus {
-            key,
-            configured: String::new(),
-            serving: String::new(),
-            counters: None,
-            randomisation: None,
-            demotion: None,
-            refusal: Some(refusal),
-        }
-    }
-
-    pub(crate) fn configured_as(strategy: &StrategyRef) -> String {
-        strategy.to_string()
-    }
 }
 
 /// The whole status.

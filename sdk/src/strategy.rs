@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// When a plugin is demoted: more than `max_error_rate` of the last `window` calls failed.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct DemotionPolicy {
     /// Calls the error rate is measured over.
     pub window: u64,
@@ -24,6 +25,20 @@ impl Default for DemotionPolicy {
             window: 10_000,
             max_error_rate: 0.01,
         }
+    }
+}
+
+impl DemotionPolicy {
+    /// This value with `window` set to `window`.
+    pub const fn with_window(mut self, window: u64) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// This value with `max_error_rate` set to `max_error_rate`.
+    pub const fn with_max_error_rate(mut self, max_error_rate: f64) -> Self {
+        self.max_error_rate = max_error_rate;
+        self
     }
 }
 

@@ -78,10 +78,7 @@ pub fn abkit_binary() -> PathBuf {
             return built;
         }
         let own = target_base().join("test-bin");
-        cargo_build(
-            &["-p", "abkit", "--all-features", "--bin", "abkit"],
-            &own,
-        );
+        cargo_build(&["-p", "abkit", "--all-features", "--bin", "abkit"], &own);
         own.join("debug/abkit")
     })
     .clone()

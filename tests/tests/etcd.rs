@@ -394,7 +394,7 @@ async fn a_bad_document_is_refused_by_all() {
         assert_eq!(status.source.as_ref().unwrap().revision, Some(good));
         let report = status.last_reload.as_ref().unwrap();
         let refusal = report.refusal.as_ref().unwrap();
-        assert_eq!(refusal.reason, "invalid_config");
+        assert_eq!(refusal.reason, abkit::RefusalReason::InvalidConfig);
         assert!(
             refusal.message.contains(&format!("revision {bad}"))
                 && refusal.message.contains("colour"),
@@ -432,7 +432,7 @@ async fn a_bad_document_is_refused_by_all() {
     for i in &fleet {
         let report = i.sdk.last_reload().unwrap();
         let refusal = report.refusal.as_ref().unwrap();
-        assert_eq!(refusal.reason, "missing_file");
+        assert_eq!(refusal.reason, abkit::RefusalReason::MissingFile);
         assert!(
             refusal
                 .message
@@ -485,7 +485,10 @@ async fn a_bad_document_is_refused_by_all() {
     .await;
     for i in &fleet {
         let report = i.sdk.last_reload().unwrap();
-        assert_eq!(report.refusal.as_ref().unwrap().reason, "key_deleted");
+        assert_eq!(
+            report.refusal.as_ref().unwrap().reason,
+            abkit::RefusalReason::KeyDeleted
+        );
         assert!(knows(&i.sdk, "fixed"));
     }
     let again = publish(&etcd, &doc(Some("again"))).await;
@@ -650,7 +653,7 @@ async fn plugin_files_are_deployed_per_host_and_a_host_missing_them_refuses_the_
     );
     let report = b.last_reload().unwrap();
     let refusal = report.refusal.as_ref().unwrap();
-    assert_eq!(refusal.reason, "missing_file");
+    assert_eq!(refusal.reason, abkit::RefusalReason::MissingFile);
     let expected = host_b.join("plugins/libwh-v1.so");
     assert!(
         refusal

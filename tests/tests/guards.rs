@@ -3,11 +3,13 @@
 //! start-up). A refused reload leaves the generation and every answer exactly as they were.
 #![allow(clippy::unwrap_used)]
 
-use abkit::guard::{GuardConfig, GuardResult};
-use abkit::probe::ProbeConfig;
-use abkit::reload::ReloadReport;
-use abkit::status::PluginState;
+use abkit::GuardKind;
+use abkit::PluginState;
+use abkit::ProbeConfig;
+use abkit::ReloadReport;
 use abkit::{Assignment, DecidedBy, FallbackReason, Reason, Sdk, Unit};
+use abkit::{Change, RefusalReason, Step};
+use abkit::{GuardConfig, GuardResult};
 use abkit_tests::env::TestEnv;
 use abkit_tests::fixtures::{fixture, fx, reference, rf};
 use abkit_tests::toml_string;
@@ -18,11 +20,10 @@ use std::time::Duration;
 const UNITS: usize = 2000;
 
 fn probe() -> ProbeConfig {
-    ProbeConfig {
-        units: 64,
-        p99_budget: Duration::from_millis(1),
-        deadline: Duration::from_secs(3),
-    }
+    ProbeConfig::default()
+        .with_units(64)
+        .with_p99_budget(Duration::from_millis(1))
+        .with_deadline(Duration::from_secs(3))
 }
 
 /// The default guards: 20,000 synthetic units, refuse at p < 0.001.
@@ -114,7 +115,12 @@ fn observe(sdk: &Sdk, experiments: &[&str]) -> Observed {
 
 /// The reload was refused with `reason`, and nothing a caller can see changed.
 #[track_caller]
-fn assert_refused_and_unchanged(sdk: &Sdk, report: &ReloadReport, reason: &str, before: &Observed) {
+fn assert_refused_and_unchanged(
+    sdk: &Sdk,
+    report: &ReloadReport,
+    reason: RefusalReason,
+    before: &Observed,
+) {
     assert!(!report.accepted, "{report}");
     assert_eq!(
         report.refusal.as_ref().map(|r| r.reason),
@@ -136,7 +142,7 @@ fn assert_refused_and_unchanged(sdk: &Sdk, report: &ReloadReport, reason: &str, 
     );
 }
 
-fn guard<'a>(report: &'a ReloadReport, kind: &str, experiment: &str) -> &'a GuardResult {
+fn guard<'a>(report: &'a ReloadReport, kind: GuardKind, experiment: &str) -> &'a GuardResult {
     report
         .guards
         .iter()
@@ -165,8 +171,8 @@ fn sample_ratio_guard_refuses_a_biased_plugin() {
     );
     env.write_config(&body, false);
     let report = sdk.reload();
-    assert_refused_and_unchanged(&sdk, &report, "guard_sample_ratio", &before);
-    assert_eq!(report.refusal.as_ref().unwrap().step, "guard");
+    assert_refused_and_unchanged(&sdk, &report, RefusalReason::GuardSampleRatio, &before);
+    assert_eq!(report.refusal.as_ref().unwrap().step, Step::Guard);
     assert!(
         report
             .refusal
@@ -176,12 +182,15 @@ fn sample_ratio_guard_refuses_a_biased_plugin() {
             .contains("biased_exp"),
         "{report}"
     );
-    let g = guard(&report, "sample_ratio", "biased_exp");
+    let g = guard(&report, GuardKind::SampleRatio, "biased_exp");
     assert!(
         !g.passed && g.detail.contains("sample ratio mismatch"),
         "{g:?}"
     );
-    assert!(guard(&report, "sample_ratio", "exp").passed, "{report}");
+    assert!(
+        guard(&report, GuardKind::SampleRatio, "exp").passed,
+        "{report}"
+    );
     // Nothing of it serves: the experiment does not even exist for callers.
     let a = sdk.assign("biased_exp", &Unit::new("u1"));
     assert_eq!(
@@ -211,7 +220,7 @@ fn sample_ratio_guard_passes_weighted_hash() {
     let report = sdk.reload();
     assert!(report.accepted, "{report}");
     assert_eq!(report.generation, 2);
-    let g = guard(&report, "sample_ratio", "exp");
+    let g = guard(&report, GuardKind::SampleRatio, "exp");
     assert!(g.passed && g.detail.contains("chi2"), "{g:?}");
     // weighted-hash is bucketing-v1: nobody moved, only the provenance changed.
     let now = answers(&sdk, "exp");
@@ -243,7 +252,7 @@ fn sample_ratio_guard_tests_attribute_strategies_with_one_cluster_per_unit() {
     assert!(report.accepted, "{report}");
     // The switchback declares it randomises by city: each guard unit gets a city of its own,
     // so the units are independent draws and the split is tested like any other.
-    let g = guard(&report, "sample_ratio", "sb");
+    let g = guard(&report, GuardKind::SampleRatio, "sb");
     assert!(g.passed && g.detail.contains("chi2"), "{g:?}");
 }
 
@@ -276,8 +285,8 @@ fn reassignment_guard_refuses_a_weight_change_that_moves_too_many_units() {
     // 50/50 -> 60/40 moves the units of buckets [5000, 6000): 10% of everybody.
     write_exp(&env, &wh, &[60, 40], "max_reassignment = 0.01");
     let report = sdk.reload();
-    assert_refused_and_unchanged(&sdk, &report, "guard_reassignment", &before);
-    let g = guard(&report, "reassignment", "exp");
+    assert_refused_and_unchanged(&sdk, &report, RefusalReason::GuardReassignment, &before);
+    let g = guard(&report, GuardKind::Reassignment, "exp");
     assert!(!g.passed, "{g:?}");
     let share: f64 = g.detail.split('%').next().unwrap().parse().unwrap();
     assert!(
@@ -301,7 +310,7 @@ fn reassignment_guard_lets_an_intended_change_through() {
     let report = sdk.reload();
     assert!(report.accepted, "{report}");
     assert_eq!(report.generation, 2);
-    let g = guard(&report, "reassignment", "exp");
+    let g = guard(&report, GuardKind::Reassignment, "exp");
     assert!(
         g.passed && g.detail.contains("allowed: intended_change = true"),
         "{g:?}"
@@ -323,7 +332,7 @@ fn reassignment_guard_passes_a_small_change_within_the_limit() {
     write_exp(&env, &wh, &[505, 495], "max_reassignment = 0.01");
     let report = sdk.reload();
     assert!(report.accepted, "{report}");
-    let g = guard(&report, "reassignment", "exp");
+    let g = guard(&report, GuardKind::Reassignment, "exp");
     assert!(g.passed && !g.detail.contains("intended_change"), "{g:?}");
 }
 
@@ -343,7 +352,7 @@ fn raising_coverage_passes_because_no_enrolled_unit_moves() {
     );
     let report = sdk.reload();
     assert!(report.accepted, "{report}");
-    let g = guard(&report, "reassignment", "exp");
+    let g = guard(&report, GuardKind::Reassignment, "exp");
     assert!(g.passed && g.detail.starts_with("0.00% of "), "{g:?}");
     // The same, unit by unit, on other ids than the guard's: every enrolled unit keeps its
     // variant, and more units are enrolled.
@@ -373,8 +382,8 @@ fn lowering_coverage_is_refused_because_enrolled_units_leave() {
         "coverage = 0.5\nmax_reassignment = 0.01",
     );
     let report = sdk.reload();
-    assert_refused_and_unchanged(&sdk, &report, "guard_reassignment", &before);
-    let share: f64 = guard(&report, "reassignment", "exp")
+    assert_refused_and_unchanged(&sdk, &report, RefusalReason::GuardReassignment, &before);
+    let share: f64 = guard(&report, GuardKind::Reassignment, "exp")
         .detail
         .split('%')
         .next()
@@ -395,8 +404,8 @@ fn lowering_coverage_is_refused_because_enrolled_units_leave() {
 #[test]
 fn probe_refuses_nondeterministic_and_slow_plugins_at_reload() {
     for (plugin, reason) in [
-        (fx::NONDETERMINISTIC, "probe_nondeterministic"),
-        (fx::SLOW, "probe_too_slow"),
+        (fx::NONDETERMINISTIC, RefusalReason::ProbeNondeterministic),
+        (fx::SLOW, RefusalReason::ProbeTooSlow),
     ] {
         let fx = plugin.name;
         let env = TestEnv::new();
@@ -413,11 +422,11 @@ fn probe_refuses_nondeterministic_and_slow_plugins_at_reload() {
         let report = sdk.reload();
         assert!(report.accepted, "{report}");
         let change = report.plugins.iter().find(|p| p.name == fx).unwrap();
-        assert_eq!(change.change, "refused", "{report}");
+        assert_eq!(change.change, Change::Refused, "{report}");
         let refusal = change.refusal.as_ref().unwrap();
         assert_eq!(
             (refusal.step, refusal.reason),
-            ("probe", reason),
+            (Step::Probe, reason),
             "{report}"
         );
         let status = sdk.status();
@@ -473,7 +482,7 @@ fn probe_passes_good_plugins_at_reload() {
         report
             .plugins
             .iter()
-            .all(|p| p.change == "added" && p.refusal.is_none()),
+            .all(|p| p.change == Change::Added && p.refusal.is_none()),
         "{report}"
     );
     let status = sdk.status();
@@ -510,7 +519,7 @@ fn reassignment_guard_assesses_targeted_experiments() {
     );
     assert_eq!(
         report.refusal.as_ref().unwrap().reason,
-        "guard_reassignment"
+        RefusalReason::GuardReassignment
     );
 }
 
@@ -538,7 +547,7 @@ fn search_ranking_3687_through_weighted_hash_is_accepted_on_every_reload() {
         env.write_config(&format!("{body}{extra}"), false);
         let report = sdk.reload();
         assert!(report.accepted, "round {round}: {report}");
-        let g = guard(&report, "sample_ratio", "search_ranking_3687");
+        let g = guard(&report, GuardKind::SampleRatio, "search_ranking_3687");
         assert!(g.passed, "{g:?}");
         let seed = g
             .detail
@@ -576,13 +585,16 @@ fn sample_ratio_guard_refuses_a_plugin_that_ignores_coverage() {
     );
     env.write_config(&body, false);
     let report = sdk.reload();
-    assert_refused_and_unchanged(&sdk, &report, "guard_sample_ratio", &before);
-    let g = guard(&report, "sample_ratio", "cov_exp");
+    assert_refused_and_unchanged(&sdk, &report, RefusalReason::GuardSampleRatio, &before);
+    let g = guard(&report, GuardKind::SampleRatio, "cov_exp");
     assert!(
         !g.passed && g.detail.contains("sample A FAILS") && g.detail.contains("sample B FAILS"),
         "{g:?}"
     );
     assert!(g.detail.contains("coverage 20000 of 20000"), "{g:?}");
     // The honest plugin at the same coverage passes, its coverage share inside the range.
-    assert!(guard(&report, "sample_ratio", "exp").passed, "{report}");
+    assert!(
+        guard(&report, GuardKind::SampleRatio, "exp").passed,
+        "{report}"
+    );
 }

@@ -2,21 +2,23 @@
 //! with its named reason (or contained at run time), and assignment keeps working.
 #![allow(clippy::unwrap_used)]
 
-use abkit::guard::GuardConfig;
-use abkit::probe::ProbeConfig;
-use abkit::status::PluginState;
-use abkit::{DecidedBy, FallbackReason, Reason, Sdk, Unit};
+use abkit::GuardConfig;
+use abkit::PluginState;
+use abkit::ProbeConfig;
+use abkit::{
+    Change, DecidedBy, FallbackReason, LoadError, Reason, RefusalCause, RefusalReason, Sdk,
+    Serving, Step, TrustError, Unit,
+};
 use abkit_tests::env::{plugin_experiment_toml, sha256_hex, TestEnv};
 use abkit_tests::fixtures::{fixture, fx, reference, rf};
 use std::path::Path;
 use std::time::Duration;
 
 fn probe() -> ProbeConfig {
-    ProbeConfig {
-        units: 128,
-        p99_budget: Duration::from_millis(1),
-        deadline: Duration::from_secs(3),
-    }
+    ProbeConfig::default()
+        .with_units(128)
+        .with_p99_budget(Duration::from_millis(1))
+        .with_deadline(Duration::from_secs(3))
 }
 
 fn build(config: &Path) -> Sdk {
@@ -43,7 +45,7 @@ fn builtin_variant(unit: &str) -> Option<u32> {
 /// The plugin is refused with `reason`, nothing of it serves, and `exp` is answered by the
 /// builtin as a reported fallback.
 #[track_caller]
-fn assert_refused(sdk: &Sdk, name: &str, reason: &str) {
+fn assert_refused(sdk: &Sdk, name: &str, reason: RefusalReason) {
     let status = sdk.status();
     let p = status
         .plugins
@@ -129,7 +131,7 @@ fn row01_flipped_byte_is_refused_as_bad_signature() {
     assert_refused(
         &sdk_for(&env, "weighted-hash", &lib, None),
         "weighted-hash",
-        "bad_signature",
+        RefusalReason::BadSignature,
     );
 }
 
@@ -140,7 +142,20 @@ fn row02_signature_by_an_untrusted_key_is_refused() {
     let lib = env.copy(&reference(rf::WEIGHTED_HASH), "plugins/wh.so");
     other.sign(&lib, "weighted-hash", 1);
     let sdk = sdk_for(&env, "weighted-hash", &lib, None);
-    assert_refused(&sdk, "weighted-hash", "unknown_key_id");
+    assert_refused(&sdk, "weighted-hash", RefusalReason::UnknownKeyId);
+    // The typed error behind the refusal: the loader's, wrapping the trust error with the key.
+    let status = sdk.status();
+    let refusal = status.plugins[0].refusal.as_ref().unwrap();
+    assert_eq!(refusal.step, Step::Signature);
+    match refusal.cause() {
+        Some(RefusalCause::Load(e)) => match &**e {
+            LoadError::Trust(TrustError::UnknownKeyId { key_id, .. }) => {
+                assert!(refusal.message.contains(key_id.as_str()), "{refusal:?}");
+            }
+            other => panic!("wrong load error: {other:?}"),
+        },
+        other => panic!("no typed cause: {other:?}"),
+    }
     let msg = &sdk.status().plugins[0].refusal.clone().unwrap().message;
     assert!(msg.contains("not trusted"), "{msg}");
 }
@@ -152,7 +167,7 @@ fn row03_missing_signature_is_refused() {
     assert_refused(
         &sdk_for(&env, "weighted-hash", &lib, None),
         "weighted-hash",
-        "signature_missing",
+        RefusalReason::SignatureMissing,
     );
 }
 
@@ -174,7 +189,7 @@ fn row04_valid_signature_of_another_file_is_refused() {
     assert_refused(
         &sdk_for(&env, "weighted-hash", &lib, None),
         "weighted-hash",
-        "bad_signature",
+        RefusalReason::BadSignature,
     );
 }
 
@@ -190,7 +205,7 @@ fn row05_legacy_non_prehashed_signature_is_refused() {
     assert_refused(
         &sdk_for(&env, "weighted-hash", &lib, None),
         "weighted-hash",
-        "legacy_algorithm",
+        RefusalReason::LegacyAlgorithm,
     );
 }
 
@@ -211,7 +226,7 @@ fn row06_trusted_comment_edited_after_signing_is_refused() {
     assert_refused(
         &sdk_for(&env, "weighted-hash", &lib, None),
         "weighted-hash",
-        "bad_signature",
+        RefusalReason::BadSignature,
     );
 }
 
@@ -226,20 +241,20 @@ fn row07_malformed_signatures_are_refused_without_panic() {
     );
     let sig = lib.with_extension("so.minisig");
     let good = std::fs::read_to_string(&sig).unwrap();
-    let cases: Vec<(Vec<u8>, &str)> = vec![
+    let cases: Vec<(Vec<u8>, RefusalReason)> = vec![
         (
             good.as_bytes()[..good.len() / 2].to_vec(),
-            "malformed_signature",
+            RefusalReason::MalformedSignature,
         ),
         (
             good.replacen("RU", "R!", 1).into_bytes(),
-            "malformed_signature",
+            RefusalReason::MalformedSignature,
         ),
         (
             b"untrusted comment: x\n!!!!not base64!!!!\ntrusted comment: y\nzzz\n".to_vec(),
-            "malformed_signature",
+            RefusalReason::MalformedSignature,
         ),
-        (vec![b'A'; 10 << 20], "too_large"),
+        (vec![b'A'; 10 << 20], RefusalReason::TooLarge),
     ];
     for (bytes, reason) in cases {
         std::fs::write(&sig, &bytes).unwrap();
@@ -270,7 +285,7 @@ fn row08_trusted_comment_not_v1_or_with_bad_fields_is_refused_naming_the_field()
     ] {
         env.minisign(&lib, &comment, false);
         let sdk = sdk_for(&env, "weighted-hash", &lib, None);
-        assert_refused(&sdk, "weighted-hash", "bad_metadata");
+        assert_refused(&sdk, "weighted-hash", RefusalReason::BadMetadata);
         let msg = sdk.status().plugins[0].refusal.clone().unwrap().message;
         assert!(
             msg.contains(field),
@@ -286,7 +301,7 @@ fn row09_signed_name_differing_from_config_is_refused() {
     assert_refused(
         &sdk_for(&env, "cluster", &lib, None),
         "cluster",
-        "name_mismatch",
+        RefusalReason::NameMismatch,
     );
 }
 
@@ -313,7 +328,7 @@ fn row10_rollback_is_refused_in_process_and_after_a_restart() {
     assert!(!report.accepted, "{report}");
     assert_eq!(
         report.refusal.as_ref().unwrap().reason,
-        "rollback",
+        RefusalReason::Rollback,
         "{report}"
     );
     assert_eq!(report.generation, 1);
@@ -322,7 +337,7 @@ fn row10_rollback_is_refused_in_process_and_after_a_restart() {
     assert!(matches!(a.decided_by, DecidedBy::Plugin(p) if p.version == 5));
     // A restart with the same state dir still refuses v3.
     drop(sdk);
-    assert_refused(&build(&cfg), "weighted-hash", "rollback");
+    assert_refused(&build(&cfg), "weighted-hash", RefusalReason::Rollback);
 }
 
 #[test]
@@ -342,7 +357,7 @@ fn row11_expired_plugin_is_refused() {
     assert_refused(
         &sdk_for(&env, "weighted-hash", &lib, None),
         "weighted-hash",
-        "expired",
+        RefusalReason::Expired,
     );
 }
 
@@ -358,7 +373,7 @@ fn row12_signed_digest_differing_from_the_file_is_refused() {
     assert_refused(
         &sdk_for(&env, "weighted-hash", &lib, None),
         "weighted-hash",
-        "digest_mismatch",
+        RefusalReason::DigestMismatch,
     );
 }
 
@@ -375,7 +390,7 @@ fn row13_truncated_elf_is_refused_before_dlopen() {
     assert_refused(
         &sdk_for(&env, "weighted-hash", &lib, None),
         "weighted-hash",
-        "malformed_library",
+        RefusalReason::MalformedLibrary,
     );
 }
 
@@ -389,7 +404,7 @@ fn row14_a_text_file_is_refused_as_cannot_open() {
     assert_refused(
         &sdk_for(&env, "weighted-hash", &lib, None),
         "weighted-hash",
-        "cannot_open",
+        RefusalReason::CannotOpen,
     );
 }
 
@@ -397,7 +412,11 @@ fn row14_a_text_file_is_refused_as_cannot_open() {
 fn row15_library_without_root_module_is_refused() {
     let env = TestEnv::new();
     let lib = env.install(&fixture(fx::NO_ROOT_MODULE), "plugins/none.so", "none", 1);
-    assert_refused(&sdk_for(&env, "none", &lib, None), "none", "symbol_missing");
+    assert_refused(
+        &sdk_for(&env, "none", &lib, None),
+        "none",
+        RefusalReason::SymbolMissing,
+    );
 }
 
 #[test]
@@ -412,7 +431,7 @@ fn row16_changed_abi_layout_is_refused() {
     assert_refused(
         &sdk_for(&env, "altered-layout", &lib, None),
         "altered-layout",
-        "abi_layout_mismatch",
+        RefusalReason::AbiLayoutMismatch,
     );
 }
 
@@ -421,7 +440,7 @@ fn row17_other_major_api_version_is_refused() {
     let env = TestEnv::new();
     let lib = env.install(&fixture(fx::API_V9), "plugins/v9.so", "api-v9", 1);
     let sdk = sdk_for(&env, "api-v9", &lib, None);
-    assert_refused(&sdk, "api-v9", "abi_version");
+    assert_refused(&sdk, "api-v9", RefusalReason::AbiVersion);
     assert!(sdk.status().plugins[0]
         .refusal
         .clone()
@@ -435,7 +454,7 @@ fn row17b_a_plugin_built_for_abi_0_1_is_refused_naming_both_versions() {
     let env = TestEnv::new();
     let lib = env.install(&fixture(fx::API_V0_1), "plugins/v01.so", "api-v0-1", 1);
     let sdk = sdk_for(&env, "api-v0-1", &lib, None);
-    assert_refused(&sdk, "api-v0-1", "abi_version");
+    assert_refused(&sdk, "api-v0-1", RefusalReason::AbiVersion);
     let message = sdk.status().plugins[0].refusal.clone().unwrap().message;
     assert!(
         message.contains("0.1.0") && message.contains("0.2.0"),
@@ -450,7 +469,11 @@ fn row18_root_module_constructor_panicking_or_failing_is_refused() {
         let fx = plugin.name;
         let env = TestEnv::new();
         let lib = env.install(&fixture(plugin), "plugins/init.so", fx, 1);
-        assert_refused(&sdk_for(&env, fx, &lib, None), fx, "init_failed");
+        assert_refused(
+            &sdk_for(&env, fx, &lib, None),
+            fx,
+            RefusalReason::InitFailed,
+        );
     }
 }
 
@@ -467,7 +490,7 @@ fn row19_strategy_rejecting_the_experiment_config_refuses_that_experiment_only()
     assert_eq!(status.plugins[0].state, PluginState::Active, "{status}");
     let exp = status.experiments.iter().find(|e| e.key == "exp").unwrap();
     let refusal = exp.refusal.as_ref().unwrap();
-    assert_eq!(refusal.reason, "strategy_config_rejected");
+    assert_eq!(refusal.reason, RefusalReason::StrategyConfigRejected);
     assert!(
         refusal.message.contains("window_minutes"),
         "{}",
@@ -538,7 +561,7 @@ fn row21_out_of_range_answers_and_errors_fall_back_and_demote_past_the_threshold
     assert!(c.demoted, "{status}");
     assert_eq!(c.invalid_answers, 1);
     assert!(
-        status.experiments[0].serving.contains("fallback: demoted"),
+        status.experiments[0].serving == Serving::Fallback(FallbackReason::Demoted),
         "{status}"
     );
     let a = sdk.assign("exp", &Unit::new("user-1"));
@@ -609,8 +632,8 @@ fn row21_demotion_sticks_across_unchanged_reloads_until_reset_or_a_new_spec() {
 #[test]
 fn row22_nondeterministic_or_slow_strategies_are_refused_by_the_probe() {
     for (plugin, reason) in [
-        (fx::NONDETERMINISTIC, "probe_nondeterministic"),
-        (fx::SLOW, "probe_too_slow"),
+        (fx::NONDETERMINISTIC, RefusalReason::ProbeNondeterministic),
+        (fx::SLOW, RefusalReason::ProbeTooSlow),
     ] {
         let fx = plugin.name;
         let env = TestEnv::new();
@@ -647,10 +670,10 @@ fn row24_the_loaded_code_is_the_verified_private_copy_not_the_configured_path() 
     assert!(!report.accepted);
     assert_eq!(
         report.refusal.as_ref().unwrap().reason,
-        "bad_signature",
+        RefusalReason::BadSignature,
         "{report}"
     );
-    assert_eq!(report.plugins[0].change, "refused");
+    assert_eq!(report.plugins[0].change, Change::Refused);
     assert_eq!(sdk.assign("exp", &Unit::new("u")).variant.unwrap().index, 0);
 }
 
@@ -659,10 +682,7 @@ fn row25_a_new_version_over_the_same_path_really_runs() {
     let env = TestEnv::new();
     let lib = env.install(&fixture(fx::MARKER_A), "plugins/marker.so", "marker", 1);
     // The marker builds answer one variant for everybody: no sample-ratio guard for this row.
-    let no_srm = GuardConfig {
-        srm_min_p_value: 0.0,
-        ..GuardConfig::default()
-    };
+    let no_srm = GuardConfig::default().with_srm_min_p_value(0.0);
     let cfg = env.write_config(&plugin_experiment_toml("marker", &lib, None), false);
     let sdk = Sdk::builder()
         .probe(probe())
@@ -673,7 +693,7 @@ fn row25_a_new_version_over_the_same_path_really_runs() {
     env.install(&fixture(fx::MARKER_B), "plugins/marker.so", "marker", 2);
     let report = sdk.reload();
     assert!(report.accepted, "{report}");
-    assert_eq!(report.plugins[0].change, "updated");
+    assert_eq!(report.plugins[0].change, Change::Updated);
     assert_eq!(sdk.status().plugins[0].state, PluginState::Active);
     let a = sdk.assign("exp", &Unit::new("u"));
     assert_eq!(a.variant.unwrap().index, 1, "build B's code serves");
@@ -695,7 +715,7 @@ fn row26_unsafe_paths_are_refused_with_the_path() {
     assert_refused(
         &sdk_for(&env, "weighted-hash", &dotted, None),
         "weighted-hash",
-        "unsafe_path",
+        RefusalReason::UnsafePath,
     );
     // a symlink
     let link = env.path("plugins/link.so");
@@ -708,12 +728,12 @@ fn row26_unsafe_paths_are_refused_with_the_path() {
     assert_refused(
         &sdk_for(&env, "weighted-hash", &link, None),
         "weighted-hash",
-        "unsafe_path",
+        RefusalReason::UnsafePath,
     );
     // a world-writable file
     std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o666)).unwrap();
     let sdk = sdk_for(&env, "weighted-hash", &lib, None);
-    assert_refused(&sdk, "weighted-hash", "unsafe_path");
+    assert_refused(&sdk, "weighted-hash", RefusalReason::UnsafePath);
     assert!(sdk.status().plugins[0]
         .refusal
         .clone()
@@ -726,7 +746,7 @@ fn row26_unsafe_paths_are_refused_with_the_path() {
     assert_refused(
         &sdk_for(&env, "weighted-hash", &lib, None),
         "weighted-hash",
-        "unsafe_path",
+        RefusalReason::UnsafePath,
     );
 }
 
@@ -752,7 +772,10 @@ fn rollback_protection_survives_a_change_of_state_dir() {
     env.write_config(&body, false);
     let report = sdk.reload();
     assert!(!report.accepted, "{report}");
-    assert_eq!(report.refusal.as_ref().unwrap().reason, "rollback");
+    assert_eq!(
+        report.refusal.as_ref().unwrap().reason,
+        RefusalReason::Rollback
+    );
 }
 
 /// Set in the child run of [`plugin_panics_are_quiet_even_with_rust_backtrace`].
@@ -775,7 +798,7 @@ fn quiet_panic_child() {
     assert_refused(
         &sdk_for(&env, "init-panics", &lib, None),
         "init-panics",
-        "init_failed",
+        RefusalReason::InitFailed,
     );
     let env = TestEnv::new();
     let sdk = runtime_hostile_sdk(&env);

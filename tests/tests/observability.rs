@@ -1,9 +1,9 @@
 //! Provenance, exposure events and counters.
 #![allow(clippy::unwrap_used)]
 
-use abkit::exposure::{Exposure, ExposureChannel};
-use abkit::probe::ProbeConfig;
+use abkit::ProbeConfig;
 use abkit::{DecidedBy, Reason, Sdk, Unit};
+use abkit::{Exposure, ExposureChannel};
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};
 use abkit_tests::fixtures::{reference, rf};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
@@ -67,7 +67,7 @@ fn a_full_exposure_channel_drops_and_counts_instead_of_blocking() {
 #[test]
 fn a_dedup_channel_delivers_each_unit_once_per_window() {
     let (channel, receiver) = ExposureChannel::bounded(1_000);
-    let channel = channel.with_dedup(abkit::exposure::ExposureDedup::new(
+    let channel = channel.with_dedup(abkit::ExposureDedup::new(
         std::time::Duration::from_secs(3600),
         1 << 12,
     ));
@@ -98,10 +98,7 @@ fn exposures_carry_the_plugin_provenance() {
     );
     let (channel, receiver) = ExposureChannel::bounded(100);
     let sdk = Sdk::builder()
-        .probe(ProbeConfig {
-            units: 64,
-            ..Default::default()
-        })
+        .probe(ProbeConfig::default().with_units(64))
         .on_exposure(channel.hook())
         .build_from_file(
             env.write_config(&plugin_experiment_toml("weighted-hash", &lib, None), false),

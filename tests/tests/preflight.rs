@@ -7,10 +7,11 @@
 //! fixtures are only ever loaded with preflight on.
 #![allow(clippy::unwrap_used)]
 
-use abkit::config::PreflightConfig;
-use abkit::probe::ProbeConfig;
-use abkit::status::PluginState;
+use abkit::PluginState;
+use abkit::PreflightConfig;
+use abkit::ProbeConfig;
 use abkit::{DecidedBy, Sdk, Unit};
+use abkit::{GuardKind, RefusalReason};
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};
 use abkit_tests::fixtures::{abkit_binary, fixture, fx, reference, rf};
 use abkit_tests::marker::images_named;
@@ -18,18 +19,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 fn probe() -> ProbeConfig {
-    ProbeConfig {
-        units: 128,
-        p99_budget: Duration::from_millis(50),
-        deadline: Duration::from_secs(10),
-    }
+    ProbeConfig::default()
+        .with_units(128)
+        .with_p99_budget(Duration::from_millis(50))
+        .with_deadline(Duration::from_secs(10))
 }
 
 fn preflight() -> PreflightConfig {
-    PreflightConfig {
-        command: abkit_binary(),
-        timeout: Duration::from_secs(60),
-    }
+    PreflightConfig::new(abkit_binary()).with_timeout(Duration::from_secs(60))
 }
 
 fn build(config: PathBuf) -> Sdk {
@@ -69,7 +66,7 @@ fn a_good_plugin_passes_preflight_and_serves() {
         report
             .guards
             .iter()
-            .any(|g| g.guard == "sample_ratio" && g.passed),
+            .any(|g| g.guard == GuardKind::SampleRatio && g.passed),
         "{report}"
     );
 }
@@ -102,7 +99,7 @@ fn plugins_that_abort_or_exit_during_the_checks_are_refused_and_never_mapped_her
         let report = sdk.reload();
         assert!(!report.accepted, "{report}");
         let refusal = report.refusal.as_ref().unwrap();
-        assert_eq!(refusal.reason, "preflight_crashed", "{report}");
+        assert_eq!(refusal.reason, RefusalReason::PreflightCrashed, "{report}");
         assert!(refusal.message.contains(signal), "{report}");
         // What served keeps serving; this process is alive and never mapped the new bytes.
         assert!(serves(&sdk, "crash"));
@@ -134,6 +131,6 @@ fn a_child_past_its_timeout_is_killed_and_the_artifact_refused() {
     let sdk = Sdk::builder().probe(probe()).build_from_file(&cfg).unwrap();
     let status = sdk.status();
     let refusal = status.plugins[0].refusal.clone().unwrap();
-    assert_eq!(refusal.reason, "preflight_timeout", "{status}");
+    assert_eq!(refusal.reason, RefusalReason::PreflightTimeout, "{status}");
     assert_eq!(images_named("stuck"), 0, "the stuck build was mapped here");
 }

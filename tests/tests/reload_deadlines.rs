@@ -5,8 +5,9 @@
 //! time whatever a reload is doing. Fixture: `tests/fixtures/stuck` (hangs sleep, not spin).
 #![allow(clippy::unwrap_used)]
 
-use abkit::probe::ProbeConfig;
-use abkit::status::PluginState;
+use abkit::PluginState;
+use abkit::ProbeConfig;
+use abkit::RefusalReason;
 use abkit::{DecidedBy, FallbackReason, Sdk, Unit};
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};
 use abkit_tests::fixtures::{abkit_binary, fixture, fx, reference, rf};
@@ -18,11 +19,10 @@ use std::time::Duration;
 const DEADLINE: Duration = Duration::from_millis(1500);
 
 fn probe() -> ProbeConfig {
-    ProbeConfig {
-        units: 128,
-        p99_budget: Duration::from_millis(50),
-        deadline: Duration::from_secs(10),
-    }
+    ProbeConfig::default()
+        .with_units(128)
+        .with_p99_budget(Duration::from_millis(50))
+        .with_deadline(Duration::from_secs(10))
 }
 
 /// Runs `f` on a thread and fails the test (instead of hanging it) if it takes over a minute.
@@ -64,7 +64,7 @@ fn a_new_strategy_that_never_returns_does_not_hang_building_the_sdk() {
     assert_eq!(p.state, PluginState::Fallback, "{status}");
     assert_eq!(
         p.refusal.as_ref().unwrap().reason,
-        "deadline_exceeded",
+        RefusalReason::DeadlineExceeded,
         "{status}"
     );
     assert!(status.abandoned_plugin_calls >= 1, "{status}");
@@ -100,7 +100,7 @@ fn a_stuck_reload_is_refused_at_its_deadline_and_the_next_reload_works() {
     assert!(!report.accepted, "{report}");
     assert_eq!(
         report.refusal.as_ref().unwrap().reason,
-        "deadline_exceeded",
+        RefusalReason::DeadlineExceeded,
         "{report}"
     );
     assert!(serves_stuck(&sdk));
@@ -114,7 +114,7 @@ fn a_stuck_reload_is_refused_at_its_deadline_and_the_next_reload_works() {
     let report = bounded("a reload stuck in the guards", move || s.reload());
     assert!(!report.accepted, "{report}");
     let refusal = report.refusal.as_ref().unwrap();
-    assert_eq!(refusal.reason, "deadline_exceeded", "{report}");
+    assert_eq!(refusal.reason, RefusalReason::DeadlineExceeded, "{report}");
     assert!(refusal.message.contains("guards"), "{report}");
     assert_eq!(sdk.status().generation, 1);
     assert!(serves_stuck(&sdk));
@@ -154,7 +154,7 @@ fn reload_deadline_ms_in_the_config_sets_the_deadline() {
             .unwrap()
     });
     let refusal = sdk.status().plugins[0].refusal.clone().unwrap();
-    assert_eq!(refusal.reason, "deadline_exceeded");
+    assert_eq!(refusal.reason, RefusalReason::DeadlineExceeded);
     assert!(refusal.message.contains("200 ms"), "{}", refusal.message);
 }
 

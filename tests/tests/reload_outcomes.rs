@@ -7,11 +7,12 @@
 //!   reload, or right after the expiry with the watcher, and unrelated edits apply.
 #![allow(clippy::unwrap_used)]
 
-use abkit::guard::GuardConfig;
-use abkit::probe::ProbeConfig;
-use abkit::reload::{watch, ReloadReport, WatchOptions};
-use abkit::status::PluginState;
+use abkit::GuardConfig;
+use abkit::PluginState;
+use abkit::ProbeConfig;
+use abkit::{watch, ReloadReport, WatchOptions};
 use abkit::{Attribute, DecidedBy, FallbackReason, PluginIdentity, Sdk, Unit};
+use abkit::{Change, RefusalReason};
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};
 use abkit_tests::fixtures::{reference, rf};
 use abkit_tests::toml_string;
@@ -20,14 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn sdk_on(config: &Path) -> Arc<Sdk> {
-    let probe = ProbeConfig {
-        units: 64,
-        ..ProbeConfig::default()
-    };
-    let guards = GuardConfig {
-        population: 2_000,
-        ..GuardConfig::default()
-    };
+    let probe = ProbeConfig::default().with_units(64);
+    let guards = GuardConfig::default().with_population(2_000);
     Arc::new(
         Sdk::builder()
             .probe(probe)
@@ -102,7 +97,7 @@ fn sleep_past(expires: u64) {
 }
 
 #[track_caller]
-fn plugin_change<'r>(report: &'r ReloadReport, name: &str) -> &'r abkit::reload::PluginChange {
+fn plugin_change<'r>(report: &'r ReloadReport, name: &str) -> &'r abkit::PluginChange {
     report
         .plugins
         .iter()
@@ -142,7 +137,11 @@ fn a_rejected_strategy_config_refuses_the_reload_and_the_plugin_keeps_serving() 
         let report = sdk.reload();
         assert!(!report.accepted, "{report}");
         let refusal = report.refusal.as_ref().unwrap();
-        assert_eq!(refusal.reason, "strategy_config_rejected", "{report}");
+        assert_eq!(
+            refusal.reason,
+            RefusalReason::StrategyConfigRejected,
+            "{report}"
+        );
         assert!(
             refusal.message.contains("experiment \"exp\"") && refusal.message.contains(plugin_says),
             "the report names the experiment and the plugin's message: {report}"
@@ -168,7 +167,11 @@ fn a_rejected_strategy_config_refuses_the_reload_and_the_plugin_keeps_serving() 
     let report = sdk.reload();
     assert!(!report.accepted, "{report}");
     let refusal = report.refusal.as_ref().unwrap();
-    assert_eq!(refusal.reason, "strategy_config_rejected", "{report}");
+    assert_eq!(
+        refusal.reason,
+        RefusalReason::StrategyConfigRejected,
+        "{report}"
+    );
     assert!(refusal.message.contains("\"exp2\""), "{report}");
     assert_eq!(sdk.status().generation, 1);
 
@@ -178,7 +181,7 @@ fn a_rejected_strategy_config_refuses_the_reload_and_the_plugin_keeps_serving() 
     let exp = status.experiments.iter().find(|e| e.key == "exp").unwrap();
     assert_eq!(
         exp.refusal.as_ref().map(|r| r.reason),
-        Some("strategy_config_rejected"),
+        Some(RefusalReason::StrategyConfigRejected),
         "{status}"
     );
     assert_eq!(
@@ -214,16 +217,16 @@ fn removing_the_signers_key_retires_its_plugin_for_the_builtin() {
     let report = sdk.reload();
     assert!(report.accepted, "{report}");
     let change = plugin_change(&report, "weighted-hash");
-    assert_eq!(change.change, "revoked", "{report}");
+    assert_eq!(change.change, Change::Revoked, "{report}");
     let refusal = change.refusal.as_ref().unwrap();
-    assert_eq!(refusal.reason, "revoked", "{report}");
+    assert_eq!(refusal.reason, RefusalReason::Revoked, "{report}");
     assert!(refusal.message.contains(&key_a), "{report}");
     assert!(change.to.is_none(), "{report}");
     let status = sdk.status();
     assert_eq!(status.plugins[0].state, PluginState::Fallback, "{status}");
     assert_eq!(
         status.plugins[0].refusal.as_ref().map(|r| r.reason),
-        Some("revoked"),
+        Some(RefusalReason::Revoked),
         "{status}"
     );
     assert_eq!(
@@ -235,7 +238,10 @@ fn removing_the_signers_key_retires_its_plugin_for_the_builtin() {
     config_trusting(&env, &[&pub_b], &(body + &builtin_toml("other")));
     let report = sdk.reload();
     assert!(report.accepted, "{report}");
-    assert_eq!(plugin_change(&report, "weighted-hash").change, "revoked");
+    assert_eq!(
+        plugin_change(&report, "weighted-hash").change,
+        Change::Revoked
+    );
     assert!(decider(&sdk, "exp", &Unit::new("u1")).is_err());
 }
 
@@ -270,7 +276,7 @@ fn removing_the_signers_key_falls_back_to_a_last_good_signed_by_a_trusted_key() 
     let report = sdk.reload();
     assert!(report.accepted, "{report}");
     let change = plugin_change(&report, "weighted-hash");
-    assert_eq!(change.change, "revoked", "{report}");
+    assert_eq!(change.change, Change::Revoked, "{report}");
     assert_eq!(change.to.as_ref().map(|s| s.version), Some(1), "{report}");
     let status = sdk.status();
     assert_eq!(status.plugins[0].state, PluginState::LastGood, "{status}");
@@ -294,7 +300,7 @@ fn removing_the_signers_key_falls_back_to_a_last_good_signed_by_a_trusted_key() 
     );
     assert_eq!(
         report.refusal.as_ref().map(|r| r.reason),
-        Some("plugin_missing")
+        Some(RefusalReason::PluginMissing)
     );
     assert_eq!(decider(&sdk, "exp", &Unit::new("u1")).unwrap().version, 1);
 }
@@ -328,14 +334,14 @@ fn a_signature_expiring_while_serving_retires_the_plugin_at_the_next_reload() {
         report
             .experiments
             .iter()
-            .any(|e| e.key == "other" && e.change == "added"),
+            .any(|e| e.key == "other" && e.change == Change::Added),
         "{report}"
     );
     let change = plugin_change(&report, "weighted-hash");
-    assert_eq!(change.change, "expired", "{report}");
+    assert_eq!(change.change, Change::Expired, "{report}");
     assert_eq!(
         change.refusal.as_ref().unwrap().reason,
-        "expired",
+        RefusalReason::Expired,
         "{report}"
     );
     let status = sdk.status();
@@ -372,7 +378,7 @@ fn a_signature_expiring_while_serving_falls_back_to_a_still_valid_last_good() {
     let report = sdk.reload();
     assert!(report.accepted, "{report}");
     let change = plugin_change(&report, "weighted-hash");
-    assert_eq!(change.change, "expired", "{report}");
+    assert_eq!(change.change, Change::Expired, "{report}");
     assert_eq!(change.to.as_ref().map(|s| s.version), Some(1), "{report}");
     assert_eq!(sdk.status().plugins[0].state, PluginState::LastGood);
     assert_eq!(decider(&sdk, "exp", &Unit::new("u1")).unwrap().version, 1);
@@ -387,14 +393,7 @@ async fn the_watcher_retires_a_plugin_right_after_its_signature_expires() {
     let config = env.write_config(&plugin_experiment_toml("weighted-hash", &lib, None), false);
     let sdk = sdk_on(&config);
     assert!(decider(&sdk, "exp", &Unit::new("u1")).is_ok());
-    let handle = watch(
-        Arc::clone(&sdk),
-        WatchOptions {
-            sighup: false,
-            ..WatchOptions::default()
-        },
-    )
-    .unwrap();
+    let handle = watch(Arc::clone(&sdk), WatchOptions::default().with_sighup(false)).unwrap();
     let mut reports = handle.subscribe();
 
     // No edit at all: the watcher reloads at the expiry by itself.
@@ -406,7 +405,7 @@ async fn the_watcher_retires_a_plugin_right_after_its_signature_expires() {
     assert!(report.accepted, "{report}");
     assert_eq!(
         plugin_change(&report, "weighted-hash").change,
-        "expired",
+        Change::Expired,
         "{report}"
     );
     let expired_at_ms = (expires + 1) * 1000;

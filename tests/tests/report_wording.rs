@@ -3,16 +3,14 @@
 //! changed is listed as not applied, never as if it went live.
 #![allow(clippy::unwrap_used)]
 
-use abkit::probe::ProbeConfig;
+use abkit::Change;
+use abkit::ProbeConfig;
 use abkit::Sdk;
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};
 use abkit_tests::fixtures::{reference, rf};
 
 fn sdk_on(config: &std::path::Path) -> Sdk {
-    let probe = ProbeConfig {
-        units: 64,
-        ..ProbeConfig::default()
-    };
+    let probe = ProbeConfig::default().with_units(64);
     Sdk::builder().probe(probe).build_from_file(config).unwrap()
 }
 
@@ -37,7 +35,7 @@ fn a_refused_rollback_names_the_tried_version_once_and_lists_what_was_not_applie
         .iter()
         .find(|p| p.name == "weighted-hash")
         .unwrap();
-    assert_eq!(change.change, "refused");
+    assert_eq!(change.change, Change::Refused);
     assert_eq!(change.tried, Some(1), "{report}");
     assert_eq!(change.to.as_ref().map(|s| s.version), Some(2));
 

@@ -1,9 +1,10 @@
-//! SIGHUP reloads (`abkit::reload::watch` with `sighup` on). Its own test binary: signals are
+//! SIGHUP reloads (`abkit::watch` with `sighup` on). Its own test binary: signals are
 //! process-wide, and a SIGHUP without a handler would end every test running beside it.
 #![allow(clippy::unwrap_used)]
 
-use abkit::reload::{watch, WatchOptions};
+use abkit::Change;
 use abkit::Sdk;
+use abkit::{watch, WatchOptions};
 use abkit_tests::env::TestEnv;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,14 +19,7 @@ async fn sighup_reloads_the_config_file_with_trigger_sighup() {
     let config = env.write_config(&experiment("before"), false);
     let sdk = Arc::new(Sdk::from_file(&config).unwrap());
     // Files off: only the signal can trigger this reload.
-    let handle = watch(
-        Arc::clone(&sdk),
-        WatchOptions {
-            files: false,
-            ..WatchOptions::default()
-        },
-    )
-    .unwrap();
+    let handle = watch(Arc::clone(&sdk), WatchOptions::default().with_files(false)).unwrap();
     assert!(handle.sighup());
     assert!(handle.watched().is_empty());
     let mut reports = handle.subscribe();
@@ -47,7 +41,7 @@ async fn sighup_reloads_the_config_file_with_trigger_sighup() {
         report
             .experiments
             .iter()
-            .any(|e| e.key == "after" && e.change == "added"),
+            .any(|e| e.key == "after" && e.change == Change::Added),
         "{report}"
     );
     assert_eq!(sdk.status().generation, 2);

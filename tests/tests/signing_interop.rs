@@ -4,8 +4,9 @@
 //! `minisign` command is missing: `.ci/test` installs it.
 #![allow(clippy::unwrap_used)]
 
-use abkit::config::TrustConfig;
-use abkit::trust::{parse_trusted_comment, TrustStore};
+use abkit::internals::parse_trusted_comment;
+use abkit::TrustConfig;
+use abkit::TrustStore;
 use abkit_signing::metadata::format_trusted_comment;
 use abkit_signing::UtcTime;
 use sha2::{Digest, Sha256};

@@ -29,11 +29,12 @@
 //! This file holds one test on purpose: `status().loaded_libraries` counts the whole process.
 #![allow(clippy::unwrap_used)]
 
-use abkit::guard::GuardConfig;
-use abkit::probe::ProbeConfig;
-use abkit::reload::ReloadReport;
-use abkit::status::PluginState;
+use abkit::GuardConfig;
+use abkit::PluginState;
+use abkit::ProbeConfig;
+use abkit::ReloadReport;
 use abkit::{Assignment, DecidedBy, FallbackReason, Reason, Sdk, Unit};
+use abkit::{Change, RefusalReason};
 use abkit_tests::env::{sha256_hex, TestEnv};
 use abkit_tests::fixtures::{fixture, fx, reference, rf};
 use std::collections::{BTreeMap, BTreeSet};
@@ -316,24 +317,24 @@ impl Refused {
         })
     }
 
-    fn reason(self) -> &'static str {
+    fn reason(self) -> RefusalReason {
         match self {
-            Refused::SignatureMissing => "signature_missing",
-            Refused::UnknownKey => "unknown_key_id",
-            Refused::MalformedSignature => "malformed_signature",
-            Refused::Missing => "plugin_missing",
-            Refused::WorldWritable | Refused::Symlink => "unsafe_path",
-            Refused::NotALibrary => "cannot_open",
-            Refused::NoTrustedKeys => "no_trusted_keys",
-            Refused::InvalidToml | Refused::InvalidConfig => "invalid_config",
-            Refused::BadSignature => "bad_signature",
-            Refused::Rollback => "rollback",
-            Refused::Truncated => "malformed_library",
-            Refused::NoRootModule => "symbol_missing",
-            Refused::InitPanics => "init_failed",
-            Refused::WrongModule => "module_name_mismatch",
-            Refused::MarkerNameMismatch => "name_mismatch",
-            Refused::ReassignmentGuard => "guard_reassignment",
+            Refused::SignatureMissing => RefusalReason::SignatureMissing,
+            Refused::UnknownKey => RefusalReason::UnknownKeyId,
+            Refused::MalformedSignature => RefusalReason::MalformedSignature,
+            Refused::Missing => RefusalReason::PluginMissing,
+            Refused::WorldWritable | Refused::Symlink => RefusalReason::UnsafePath,
+            Refused::NotALibrary => RefusalReason::CannotOpen,
+            Refused::NoTrustedKeys => RefusalReason::NoTrustedKeys,
+            Refused::InvalidToml | Refused::InvalidConfig => RefusalReason::InvalidConfig,
+            Refused::BadSignature => RefusalReason::BadSignature,
+            Refused::Rollback => RefusalReason::Rollback,
+            Refused::Truncated => RefusalReason::MalformedLibrary,
+            Refused::NoRootModule => RefusalReason::SymbolMissing,
+            Refused::InitPanics => RefusalReason::InitFailed,
+            Refused::WrongModule => RefusalReason::ModuleNameMismatch,
+            Refused::MarkerNameMismatch => RefusalReason::NameMismatch,
+            Refused::ReassignmentGuard => RefusalReason::GuardReassignment,
         }
     }
 }
@@ -689,7 +690,7 @@ struct Deployer<'a> {
     accepted: usize,
     refused: usize,
     /// Refusals by reason: of whole reloads, and of the never-good plugins in accepted ones.
-    refused_by_reason: BTreeMap<&'static str, usize>,
+    refused_by_reason: BTreeMap<RefusalReason, usize>,
     slowest_reload: Duration,
     /// Time spent per kind of reload: (count, total).
     time_by_kind: BTreeMap<String, (u32, Duration)>,
@@ -735,10 +736,14 @@ impl Deployer<'_> {
         self.generation = g;
         self.live = next;
         self.accepted += 1;
-        for p in report.plugins.iter().filter(|p| p.change != "removed") {
+        for p in report
+            .plugins
+            .iter()
+            .filter(|p| p.change != Change::Removed)
+        {
             let never_good = match p.name.as_str() {
-                "nondeterministic" => Some("probe_nondeterministic"),
-                "slow" => Some("probe_too_slow"),
+                "nondeterministic" => Some(RefusalReason::ProbeNondeterministic),
+                "slow" => Some(RefusalReason::ProbeTooSlow),
                 _ => None,
             };
             match never_good {
@@ -756,7 +761,7 @@ impl Deployer<'_> {
     }
 
     /// Reloads expecting a refusal with `reason` that leaves everything as it was.
-    fn expect_refused(&mut self, reason: &'static str, what: &str) {
+    fn expect_refused(&mut self, reason: RefusalReason, what: &str) {
         self.lives.lock().unwrap()[self.generation as usize + 1] = None;
         let report = self.reload(false);
         assert!(
@@ -971,21 +976,19 @@ fn row27_a_thousand_hot_swaps_under_concurrent_assign() {
     let config = env.write_config(&config_body(&env, &shape, &good, false), true);
     // The marker builds answer one variant for everybody: no sample-ratio test here (see
     // guards.rs for that guard); the reassignment guard stays on.
-    let guards = GuardConfig {
-        population: 2000,
-        srm_min_p_value: 0.0,
-        srm_min_enrolled: 500,
-    };
+    let guards = GuardConfig::default()
+        .with_population(2000)
+        .with_srm_min_p_value(0.0)
+        .with_srm_min_enrolled(500);
     // Every reload probes the serving plugins again, the last good one too when a candidate is
     // refused (and if that re-probe failed, the refused reload would go live with the plugin on
     // the builtin). A debug call takes ~20 µs; 10 ms leaves 500x room for a loaded 2-core
     // machine where 4 callers wake every millisecond, and still refuses `slow` (25 ms per
     // call, 2.5x the budget: it sleeps at least that long, however idle the machine).
-    let probe = ProbeConfig {
-        units: 32,
-        p99_budget: Duration::from_millis(10),
-        deadline: Duration::from_secs(1),
-    };
+    let probe = ProbeConfig::default()
+        .with_units(32)
+        .with_p99_budget(Duration::from_millis(10))
+        .with_deadline(Duration::from_secs(1));
     let sdk = Sdk::builder()
         .probe(probe)
         .guards(guards)
@@ -1070,12 +1073,15 @@ fn row27_a_thousand_hot_swaps_under_concurrent_assign() {
     let by_reason = &deployer.refused_by_reason;
     for b in CHEAP.iter().chain(&COSTLY) {
         assert!(
-            by_reason.get(b.reason()).copied().unwrap_or(0) >= 5,
+            by_reason.get(&b.reason()).copied().unwrap_or(0) >= 5,
             "{b:?}: {by_reason:?}"
         );
     }
-    for reason in ["probe_nondeterministic", "probe_too_slow"] {
-        assert!(by_reason.contains_key(reason), "{reason}: {by_reason:?}");
+    for reason in [
+        RefusalReason::ProbeNondeterministic,
+        RefusalReason::ProbeTooSlow,
+    ] {
+        assert!(by_reason.contains_key(&reason), "{reason}: {by_reason:?}");
     }
     let calls = stats.calls.load(Ordering::Relaxed);
     assert!(calls >= 10_000, "the callers made only {calls} calls");
@@ -1144,9 +1150,9 @@ fn row27_a_thousand_hot_swaps_under_concurrent_assign() {
         (
             last.shape.nondeterministic,
             "nondeterministic",
-            "probe_nondeterministic",
+            RefusalReason::ProbeNondeterministic,
         ),
-        (last.shape.slow, "slow", "probe_too_slow"),
+        (last.shape.slow, "slow", RefusalReason::ProbeTooSlow),
     ] {
         match plugin(name) {
             Some(p) => {
@@ -1173,7 +1179,7 @@ fn row27_a_thousand_hot_swaps_under_concurrent_assign() {
     let snapshot = sdk.snapshot();
     let wh_config = snapshot.experiment("wh").unwrap();
     assert_eq!(wh_config.weights(), WH_WEIGHTS[last.shape.weights]);
-    assert_eq!(wh_config.coverage, WH_COVERAGE[last.shape.coverage]);
+    assert_eq!(wh_config.coverage(), WH_COVERAGE[last.shape.coverage]);
     for (u, id) in ids.iter().enumerate() {
         for exp in ["wh", "extra", "mk", "nd", "sl"] {
             let a = sdk.assign(exp, &Unit::new(id));

@@ -224,13 +224,7 @@ fn simulate_reports_the_holdout_share_and_tests_it() {
     )
     .unwrap();
     let e = report.experiment("e").unwrap();
-    let held = e
-        .not_enrolled
-        .0
-        .iter()
-        .find(|(r, _)| *r == "holdout")
-        .map(|(_, n)| *n)
-        .unwrap();
+    let held = e.not_enrolled.get(Reason::Holdout);
     assert!((4_500..5_500).contains(&held), "about 10% held out: {held}");
     let h = e.srm.holdout.as_ref().expect("a holdout test");
     assert!(h.p_value > 1e-4, "a correct holdout passes: {h:?}");

@@ -5,8 +5,9 @@
 //! same library is legitimately signed and loaded.
 #![allow(clippy::unwrap_used)]
 
-use abkit::probe::ProbeConfig;
-use abkit::status::PluginState;
+use abkit::PluginState;
+use abkit::ProbeConfig;
+use abkit::RefusalReason;
 use abkit::{DecidedBy, Sdk, Unit};
 use abkit_tests::elf_patch::{patchelf, with_dynamic_value};
 use abkit_tests::env::{plugin_experiment_toml, sha256_hex, TestEnv};
@@ -17,11 +18,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn probe() -> ProbeConfig {
-    ProbeConfig {
-        units: 128,
-        p99_budget: Duration::from_millis(50),
-        deadline: Duration::from_secs(10),
-    }
+    ProbeConfig::default()
+        .with_units(128)
+        .with_p99_budget(Duration::from_millis(50))
+        .with_deadline(Duration::from_secs(10))
 }
 
 fn build(config: &Path) -> Sdk {
@@ -39,14 +39,13 @@ fn weighted_hash(env: &TestEnv, version: u64) -> PathBuf {
 
 /// The refusal reason of plugin `name`, panicking with the status if it was not refused.
 #[track_caller]
-fn refusal_reason(sdk: &Sdk, name: &str) -> String {
+fn refusal_reason(sdk: &Sdk, name: &str) -> RefusalReason {
     let status = sdk.status();
     let p = status.plugins.iter().find(|p| p.name == name).unwrap();
     p.refusal
         .as_ref()
         .unwrap_or_else(|| panic!("{name} was not refused:\n{status}"))
         .reason
-        .to_string()
 }
 
 #[track_caller]
@@ -141,7 +140,8 @@ fn row28_the_configured_file_swapped_during_reloads_never_runs_unsigned_code() {
             if !report.accepted {
                 let r = report.refusal.as_ref().unwrap();
                 assert!(
-                    ["bad_signature", "digest_mismatch"].contains(&r.reason),
+                    [RefusalReason::BadSignature, RefusalReason::DigestMismatch]
+                        .contains(&r.reason),
                     "{report}"
                 );
             }
@@ -165,7 +165,10 @@ fn row29_an_insecure_state_dir_refuses_plugins_and_status_says_why() {
     std::fs::create_dir(&state).unwrap();
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
     let sdk = build(&config);
-    assert_eq!(refusal_reason(&sdk, "weighted-hash"), "insecure_state_dir");
+    assert_eq!(
+        refusal_reason(&sdk, "weighted-hash"),
+        RefusalReason::InsecureStateDir
+    );
     let status = sdk.status().to_string();
     assert!(
         status.contains("777") && status.contains("state"),
@@ -179,7 +182,7 @@ fn row29_an_insecure_state_dir_refuses_plugins_and_status_says_why() {
     std::os::unix::fs::symlink(&real, &state).unwrap();
     assert_eq!(
         refusal_reason(&build(&config), "weighted-hash"),
-        "insecure_state_dir"
+        RefusalReason::InsecureStateDir
     );
     std::fs::remove_file(&state).unwrap();
 
@@ -189,7 +192,7 @@ fn row29_an_insecure_state_dir_refuses_plugins_and_status_says_why() {
         std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
         assert_eq!(
             refusal_reason(&build(&config), "weighted-hash"),
-            "insecure_state_dir"
+            RefusalReason::InsecureStateDir
         );
         std::os::unix::fs::chown(&state, Some(0), Some(0)).unwrap();
     } else {
@@ -207,7 +210,7 @@ fn row29_an_insecure_state_dir_refuses_plugins_and_status_says_why() {
     assert!(!report.accepted, "{report}");
     assert_eq!(
         report.refusal.as_ref().unwrap().reason,
-        "insecure_state_dir"
+        RefusalReason::InsecureStateDir
     );
     assert_serves_plugin(&sdk, "weighted-hash");
 }
@@ -227,10 +230,13 @@ fn row29_rollback_protection_is_not_lost_to_a_world_writable_state_dir() {
     assert_serves_plugin(&build(&config), "weighted-hash");
     // Someone opens the directory up and deletes the ledger, then deploys the old v4.
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
-    std::fs::remove_file(state.join(abkit::trust::LEDGER_FILE)).unwrap();
+    std::fs::remove_file(state.join(abkit::LEDGER_FILE)).unwrap();
     weighted_hash(&env, 4);
     let sdk = build(&config);
-    assert_eq!(refusal_reason(&sdk, "weighted-hash"), "insecure_state_dir");
+    assert_eq!(
+        refusal_reason(&sdk, "weighted-hash"),
+        RefusalReason::InsecureStateDir
+    );
     assert!(matches!(
         sdk.assign("exp", &Unit::new("u")).decided_by,
         DecidedBy::Fallback(_)
@@ -245,10 +251,13 @@ fn row30_a_symlink_at_the_ledger_is_refused_and_its_target_never_written() {
     let state = private_dir(&env.path("state"));
     let victim = env.path("victim.txt");
     std::fs::write(&victim, "precious\n").unwrap();
-    std::os::unix::fs::symlink(&victim, state.join(abkit::trust::LEDGER_FILE)).unwrap();
+    std::os::unix::fs::symlink(&victim, state.join(abkit::LEDGER_FILE)).unwrap();
     let lib = weighted_hash(&env, 1);
     let sdk = build(&env.write_config(&plugin_experiment_toml("weighted-hash", &lib, None), true));
-    assert_eq!(refusal_reason(&sdk, "weighted-hash"), "bad_ledger");
+    assert_eq!(
+        refusal_reason(&sdk, "weighted-hash"),
+        RefusalReason::BadLedger
+    );
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
 }
 
@@ -256,7 +265,7 @@ fn row30_a_symlink_at_the_ledger_is_refused_and_its_target_never_written() {
 fn row30_a_ledger_fifo_is_refused_in_milliseconds_not_waited_on() {
     let env = TestEnv::new();
     let state = private_dir(&env.path("state"));
-    let fifo = state.join(abkit::trust::LEDGER_FILE);
+    let fifo = state.join(abkit::LEDGER_FILE);
     assert!(std::process::Command::new("mkfifo")
         .arg(&fifo)
         .status()
@@ -273,7 +282,7 @@ fn row30_a_ledger_fifo_is_refused_in_milliseconds_not_waited_on() {
     let reason = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("building the SDK hung on a FIFO ledger");
-    assert_eq!(reason, "bad_ledger");
+    assert_eq!(reason, RefusalReason::BadLedger);
 }
 
 #[test]
@@ -285,7 +294,7 @@ fn row30_a_ledger_that_cannot_be_persisted_is_shown_in_status() {
     assert_serves_plugin(&sdk, "weighted-hash");
     assert_eq!(sdk.status().ledger_problem, None);
     // The ledger's name now holds a non-empty directory: renaming the new ledger over it fails.
-    let ledger = state.join(abkit::trust::LEDGER_FILE);
+    let ledger = state.join(abkit::LEDGER_FILE);
     std::fs::remove_file(&ledger).unwrap();
     std::fs::create_dir(&ledger).unwrap();
     std::fs::write(ledger.join("keep"), "x").unwrap();
@@ -350,7 +359,7 @@ fn row31_dependencies_outside_the_allowlist_are_refused_before_dlopen() {
             build(&env.write_config(&plugin_experiment_toml("weighted-hash", &lib, None), false));
         assert_eq!(
             refusal_reason(&sdk, "weighted-hash"),
-            "disallowed_dependency",
+            RefusalReason::DisallowedDependency,
             "{what}"
         );
         let status = sdk.status().to_string();
@@ -381,7 +390,7 @@ fn row31_allowed_libraries_names_what_a_plugin_may_need() {
     std::fs::write(&config, trust).unwrap();
     assert_eq!(
         refusal_reason(&build(&config), "weighted-hash"),
-        "disallowed_dependency"
+        RefusalReason::DisallowedDependency
     );
 }
 
@@ -410,7 +419,7 @@ fn row32_dynamic_pointers_outside_the_segments_are_refused_before_dlopen() {
             build(&env.write_config(&plugin_experiment_toml("ctor-marker", &lib, None), false));
         assert_eq!(
             refusal_reason(&sdk, "ctor-marker"),
-            "malformed_library",
+            RefusalReason::MalformedLibrary,
             "tag {tag}"
         );
         assert_never_ran(&marker);
@@ -464,13 +473,13 @@ fn a_library_refused_after_mapping_never_stands_in_for_later_bytes() {
     let cfg = env.write_config(&plugin_experiment_toml("refused-twice", &bad, None), false);
     assert_eq!(
         refusal_reason(&build(&cfg), "refused-twice"),
-        "abi_layout_mismatch"
+        RefusalReason::AbiLayoutMismatch
     );
     assert_eq!(images_named("refused-twice"), 1);
     // The same bytes again: the same refusal, and no second mapping.
     assert_eq!(
         refusal_reason(&build(&cfg), "refused-twice"),
-        "abi_layout_mismatch"
+        RefusalReason::AbiLayoutMismatch
     );
     assert_eq!(images_named("refused-twice"), 1);
     // Other bytes loaded afterwards are really those bytes (a reused descriptor number must

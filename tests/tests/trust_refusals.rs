@@ -3,10 +3,12 @@
 //! that names the thing. Arbitrary byte strings stand in for plugins: nothing is loaded here.
 #![allow(clippy::unwrap_used)]
 
-use abkit::config::TrustConfig;
-use abkit::trust::{
-    read_capped, signature_text, FileKind, SignedMetadata, TrustError, TrustStore, VersionLedger,
-    PLUGIN_MAX_BYTES, SIGNATURE_MAX_BYTES,
+use abkit::internals::{read_capped, signature_text};
+use abkit::RefusalReason;
+use abkit::TrustConfig;
+use abkit::{
+    FileKind, SignedMetadata, TrustError, TrustStore, VersionLedger, PLUGIN_MAX_BYTES,
+    SIGNATURE_MAX_BYTES,
 };
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -87,7 +89,11 @@ fn at(utc_seconds: u64) -> SystemTime {
 }
 
 /// Verifies and expects a refusal with `reason` whose message contains every one of `names`.
-fn refused(r: Result<SignedMetadata, TrustError>, reason: &str, names: &[&str]) -> TrustError {
+fn refused(
+    r: Result<SignedMetadata, TrustError>,
+    reason: RefusalReason,
+    names: &[&str],
+) -> TrustError {
     let e = r.expect_err("expected a refusal");
     assert_eq!(e.reason(), reason, "{e}");
     let msg = e.to_string();
@@ -130,7 +136,7 @@ fn row_01_one_flipped_byte_is_a_bad_signature() {
         flipped[i] ^= 0x01;
         refused(
             store(&[&k]).verify("switchback", &flipped, &sig, SystemTime::now()),
-            "bad_signature",
+            RefusalReason::BadSignature,
             &["signature"],
         );
     }
@@ -142,7 +148,7 @@ fn row_02_a_key_that_is_not_trusted_is_an_unknown_key_id() {
     let sig = sign(&stranger, PLUGIN, "switchback", 3, None);
     let e = refused(
         store(&[&trusted]).verify("switchback", PLUGIN, &sig, SystemTime::now()),
-        "unknown_key_id",
+        RefusalReason::UnknownKeyId,
         &[
             &key_id(&stranger),
             &key_id(&trusted),
@@ -164,7 +170,7 @@ fn row_03_a_missing_minisig_is_signature_missing() {
     );
     let sig = dir.path().join("libswitchback.so.minisig");
     let e = read_capped(&sig, SIGNATURE_MAX_BYTES, FileKind::Signature).unwrap_err();
-    assert_eq!(e.reason(), "signature_missing", "{e}");
+    assert_eq!(e.reason(), RefusalReason::SignatureMissing, "{e}");
     assert!(e.to_string().contains(&sig.display().to_string()), "{e}");
     assert!(e.to_string().contains("abkit sign"), "{e}");
 }
@@ -176,7 +182,7 @@ fn row_04_a_valid_signature_of_another_plugin_is_a_bad_signature() {
     let sig_of_other = sign(&k, &other, "switchback", 3, None);
     refused(
         store(&[&k]).verify("switchback", PLUGIN, &sig_of_other, SystemTime::now()),
-        "bad_signature",
+        RefusalReason::BadSignature,
         &[],
     );
 }
@@ -234,7 +240,7 @@ fn row_05_a_legacy_non_prehashed_signature_is_refused() {
             &sig,
             SystemTime::now(),
         ),
-        "legacy_algorithm",
+        RefusalReason::LegacyAlgorithm,
         &["legacy", "-l"],
     );
 }
@@ -253,7 +259,7 @@ fn row_06_an_edited_trusted_comment_fails_the_global_signature() {
         let tampered = sig.replace(&comment, &edited);
         refused(
             store(&[&k]).verify("switchback", PLUGIN, &tampered, SystemTime::now()),
-            "bad_signature",
+            RefusalReason::BadSignature,
             &[],
         );
     }
@@ -292,7 +298,7 @@ fn row_07_malformed_signatures_are_refused_without_panicking() {
     for (what, text) in cases {
         let e = refused(
             s.verify("switchback", PLUGIN, &text, SystemTime::now()),
-            "malformed_signature",
+            RefusalReason::MalformedSignature,
             &["signature"],
         );
         assert!(
@@ -302,7 +308,7 @@ fn row_07_malformed_signatures_are_refused_without_panicking() {
     }
     assert_eq!(
         signature_text(&[0xc3, 0x28]).unwrap_err().reason(),
-        "malformed_signature"
+        RefusalReason::MalformedSignature
     );
 
     // 10 MiB of junk on disk is refused by size before it is read.
@@ -310,7 +316,7 @@ fn row_07_malformed_signatures_are_refused_without_panicking() {
     let junk = dir.path().join("libswitchback.so.minisig");
     std::fs::write(&junk, vec![0xa5u8; 10 << 20]).unwrap();
     let e = read_capped(&junk, SIGNATURE_MAX_BYTES, FileKind::Signature).unwrap_err();
-    assert_eq!(e.reason(), "too_large", "{e}");
+    assert_eq!(e.reason(), RefusalReason::TooLarge, "{e}");
     assert!(
         matches!(e, TrustError::TooLarge { size, limit: 4096, kind: FileKind::Signature, .. } if size == 10 << 20)
     );
@@ -365,7 +371,7 @@ fn row_08_a_comment_that_is_not_v1_metadata_names_the_field() {
         let sig = sign_with_comment(&k, PLUGIN, &comment);
         let e = refused(
             s.verify("switchback", PLUGIN, &sig, SystemTime::now()),
-            "bad_metadata",
+            RefusalReason::BadMetadata,
             &[&format!("`{field}`")],
         );
         assert!(
@@ -381,7 +387,7 @@ fn row_09_a_plugin_signed_under_another_name_is_a_name_mismatch() {
     let sig = sign(&k, PLUGIN, "switchback", 3, None);
     refused(
         store(&[&k]).verify("cluster", PLUGIN, &sig, SystemTime::now()),
-        "name_mismatch",
+        RefusalReason::NameMismatch,
         &["`switchback`", "`cluster`"],
     );
 }
@@ -412,7 +418,7 @@ fn row_10_a_lower_version_than_accepted_is_a_rollback_also_after_a_restart() {
     ledger.check(&v5).unwrap();
     ledger.record(&v5).unwrap();
     let e = ledger.check(&v4).unwrap_err();
-    assert_eq!(e.reason(), "rollback");
+    assert_eq!(e.reason(), RefusalReason::Rollback);
     for n in ["switchback", "version 4", "version 5"] {
         assert!(e.to_string().contains(n), "{e}");
     }
@@ -423,7 +429,10 @@ fn row_10_a_lower_version_than_accepted_is_a_rollback_also_after_a_restart() {
     VersionLedger::open(&state).unwrap().record(&v5).unwrap();
     let reopened = VersionLedger::open(&state).unwrap(); // a restart
     assert_eq!(reopened.highest("switchback"), Some(5));
-    assert_eq!(reopened.check(&v4).unwrap_err().reason(), "rollback");
+    assert_eq!(
+        reopened.check(&v4).unwrap_err().reason(),
+        RefusalReason::Rollback
+    );
     reopened.check(&v5).unwrap();
 }
 
@@ -436,7 +445,7 @@ fn row_11_an_expired_plugin_is_refused() {
     assert!(s.verify("switchback", PLUGIN, &sig, at(expires)).is_ok());
     refused(
         s.verify("switchback", PLUGIN, &sig, at(expires + 1)),
-        "expired",
+        RefusalReason::Expired,
         &["2999-01-01T00:00:00Z", "--expires"],
     );
 
@@ -451,7 +460,7 @@ fn row_11_an_expired_plugin_is_refused() {
     );
     refused(
         s.verify("switchback", PLUGIN, &past, SystemTime::now()),
-        "expired",
+        RefusalReason::Expired,
         &["2001-02-03T04:05:06Z"],
     );
 }
@@ -463,7 +472,7 @@ fn row_12_a_signed_sha256_of_other_bytes_is_a_digest_mismatch() {
     let sig = sign_with_comment(&k, PLUGIN, &v1("switchback", 3, other));
     refused(
         store(&[&k]).verify("switchback", PLUGIN, &sig, SystemTime::now()),
-        "digest_mismatch",
+        RefusalReason::DigestMismatch,
         &[&sha_hex(PLUGIN), &sha_hex(other)],
     );
 }
@@ -522,7 +531,7 @@ fn without_trusted_keys_every_plugin_is_refused() {
             &sign(&k, PLUGIN, "switchback", 3, None),
             SystemTime::now(),
         ),
-        "no_trusted_keys",
+        RefusalReason::NoTrustedKeys,
         &["[trust]"],
     );
 }
@@ -534,7 +543,7 @@ fn checks_run_in_the_specified_order() {
     let (trusted, stranger) = (key(), key());
     let sig = sign(&stranger, PLUGIN, "cluster", 3, None).replace("version=3", "version=4");
     let r = store(&[&trusted]).verify("switchback", b"other bytes", &sig, SystemTime::now());
-    refused(r, "unknown_key_id", &[]);
+    refused(r, RefusalReason::UnknownKeyId, &[]);
     // Valid signature, wrong name and wrong digest and expired: the name comes first.
     let sig = sign_with_comment(
         &trusted,
@@ -543,13 +552,13 @@ fn checks_run_in_the_specified_order() {
     );
     refused(
         store(&[&trusted]).verify("switchback", PLUGIN, &sig, SystemTime::now()),
-        "name_mismatch",
+        RefusalReason::NameMismatch,
         &[],
     );
     // ... then expiry, then the digest.
     refused(
         store(&[&trusted]).verify("cluster", PLUGIN, &sig, SystemTime::now()),
-        "expired",
+        RefusalReason::Expired,
         &[],
     );
 }

@@ -1,18 +1,18 @@
-//! The reload watcher (`abkit::reload::watch`, feature `watch`): config and plugin files changed
+//! The reload watcher (`abkit::watch`, feature `watch`): config and plugin files changed
 //! on disk — by atomic rename or in place — are reloaded, debounced, and every report reaches
 //! the subscribers; a bad artifact is refused and serving stays as it was.
 #![allow(clippy::unwrap_used)]
 
-use abkit::guard::GuardConfig;
-use abkit::probe::ProbeConfig;
-use abkit::reload::{watch, ReloadReport, WatchHandle, WatchOptions};
+use abkit::GuardConfig;
+use abkit::ProbeConfig;
+use abkit::{watch, ReloadReport, ReloadReports, WatchHandle, WatchOptions};
+use abkit::{Change, RefusalReason};
 use abkit::{DecidedBy, Reason, Sdk, Unit};
 use abkit_tests::env::{plugin_experiment_toml, TestEnv};
 use abkit_tests::fixtures::{fixture, fx};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast::Receiver;
 
 /// Generous: a reload of a real plugin in a debug build on a loaded machine.
 const WAIT: Duration = Duration::from_secs(10);
@@ -20,14 +20,8 @@ const WAIT: Duration = Duration::from_secs(10);
 /// An SDK as the watcher tests need it: a small probe, and no sample-ratio guard since the
 /// marker builds answer one variant for everybody.
 fn sdk_on(config: &Path) -> Arc<Sdk> {
-    let guards = GuardConfig {
-        srm_min_p_value: 0.0,
-        ..GuardConfig::default()
-    };
-    let probe = ProbeConfig {
-        units: 64,
-        ..ProbeConfig::default()
-    };
+    let guards = GuardConfig::default().with_srm_min_p_value(0.0);
+    let probe = ProbeConfig::default().with_units(64);
     Arc::new(
         Sdk::builder()
             .probe(probe)
@@ -38,21 +32,14 @@ fn sdk_on(config: &Path) -> Arc<Sdk> {
 }
 
 /// Files only: SIGHUP has its own test binary (signals are process-wide).
-fn start(sdk: &Arc<Sdk>) -> (WatchHandle, Receiver<ReloadReport>) {
-    let handle = watch(
-        Arc::clone(sdk),
-        WatchOptions {
-            sighup: false,
-            ..WatchOptions::default()
-        },
-    )
-    .unwrap();
+fn start(sdk: &Arc<Sdk>) -> (WatchHandle, ReloadReports) {
+    let handle = watch(Arc::clone(sdk), WatchOptions::default().with_sighup(false)).unwrap();
     let reports = handle.subscribe();
     (handle, reports)
 }
 
 /// The next report, or the test fails after [`WAIT`].
-async fn next_report(reports: &mut Receiver<ReloadReport>) -> ReloadReport {
+async fn next_report(reports: &mut ReloadReports) -> ReloadReport {
     tokio::time::timeout(WAIT, reports.recv())
         .await
         .expect("no reload report in time")
@@ -61,7 +48,7 @@ async fn next_report(reports: &mut Receiver<ReloadReport>) -> ReloadReport {
 
 /// Reports until one satisfies `done`; returns them all (the last one satisfies `done`).
 async fn reports_until(
-    reports: &mut Receiver<ReloadReport>,
+    reports: &mut ReloadReports,
     done: impl Fn(&ReloadReport) -> bool,
 ) -> Vec<ReloadReport> {
     let mut seen = Vec::new();
@@ -125,7 +112,7 @@ async fn renaming_a_new_config_over_the_old_one_reloads_it() {
         report
             .experiments
             .iter()
-            .any(|e| e.key == "extra" && e.change == "added"),
+            .any(|e| e.key == "extra" && e.change == Change::Added),
         "{report}"
     );
     assert!(variant_of(&sdk, "extra").is_some());
@@ -181,12 +168,12 @@ async fn a_new_signed_plugin_build_renamed_into_place_serves_after_the_reload() 
     for refused in &seen[..seen.len() - 1] {
         assert_eq!(
             refused.refusal.as_ref().map(|r| r.reason),
-            Some("bad_signature"),
+            Some(RefusalReason::BadSignature),
             "{refused}"
         );
     }
     let report = seen.last().unwrap();
-    assert_eq!(report.plugins[0].change, "updated", "{report}");
+    assert_eq!(report.plugins[0].change, Change::Updated, "{report}");
     let a = sdk.assign("exp", &Unit::new("user-1"));
     assert_eq!(a.variant.unwrap().index, 1, "build B's code serves");
     assert!(matches!(a.decided_by, DecidedBy::Plugin(p) if p.version == 2));
@@ -208,11 +195,11 @@ async fn a_tampered_signature_or_a_corrupted_plugin_is_refused_and_serving_is_un
     let seen = reports_until(&mut reports, |r| {
         r.refusal
             .as_ref()
-            .is_some_and(|r| r.reason == "bad_signature")
+            .is_some_and(|r| r.reason == RefusalReason::BadSignature)
     })
     .await;
     assert!(seen.iter().all(|r| !r.accepted), "{seen:?}");
-    assert_eq!(seen.last().unwrap().plugins[0].change, "refused");
+    assert_eq!(seen.last().unwrap().plugins[0].change, Change::Refused);
     assert_serves_build_a(&sdk);
 
     // 2. The good signature back: accepted again (nothing changed that serves).
@@ -230,7 +217,7 @@ async fn a_tampered_signature_or_a_corrupted_plugin_is_refused_and_serving_is_un
     let report = seen.last().unwrap();
     assert_eq!(
         report.refusal.as_ref().unwrap().reason,
-        "bad_signature",
+        RefusalReason::BadSignature,
         "{report}"
     );
     assert_serves_build_a(&sdk);
@@ -261,7 +248,7 @@ async fn a_burst_of_edits_gives_few_reloads_and_the_last_content_serves() {
         r.accepted
             && r.experiments
                 .iter()
-                .any(|e| e.key == "e10" && e.change == "added")
+                .any(|e| e.key == "e10" && e.change == Change::Added)
     })
     .await;
     assert!(

@@ -50,7 +50,7 @@ fn assign_allocates_nothing_builtin_or_through_a_plugin() {
 /// The dedup table is allocated once: 10 million distinct units (far more than its slots)
 /// allocate nothing more, and repeats of recent units are still dropped.
 fn exposure_dedup_memory_stays_fixed_under_10_million_distinct_units() {
-    use abkit::exposure::{Exposure, ExposureDedup};
+    use abkit::{Exposure, ExposureDedup};
     use std::fmt::Write;
     let sdk = Sdk::from_toml_str(CONFIG).unwrap();
     let dedup = ExposureDedup::new(std::time::Duration::from_secs(3600), 1 << 16);
@@ -150,10 +150,7 @@ fn assign_through_a_loaded_plugin_allocates_nothing() {
     );
     let config = env.write_config(&plugin_experiment_toml("weighted-hash", &lib, None), false);
     let sdk = Sdk::builder()
-        .probe(abkit::probe::ProbeConfig {
-            units: 64,
-            ..Default::default()
-        })
+        .probe(abkit::ProbeConfig::default().with_units(64))
         .build_from_file(config)
         .unwrap();
     let ids: Vec<String> = (0..10_000).map(|i| format!("user-{i}")).collect();

@@ -8,7 +8,7 @@
 //! experiments are then served by the builtin fallback, exactly as when a plugin is refused.
 #![no_main]
 
-use abkit::config::TrustConfig;
+use abkit::internals::config_without_plugins;
 use abkit::{Attribute, Config, Reason, Sdk, Unit};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let mut config = match Config::from_toml_str(text, "fuzz.toml", Path::new("/nonexistent")) {
+    let config = match Config::from_toml_str(text, "fuzz.toml", Path::new("/nonexistent")) {
         Ok(config) => config,
         Err(e) => {
             assert!(!e.issues.is_empty(), "a ConfigError without any issue");
@@ -28,10 +28,9 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    config.plugins.clear();
-    config.trust = TrustConfig::default();
+    let config = config_without_plugins(config);
     let experiments: Vec<_> = config
-        .experiments
+        .experiments()
         .iter()
         .take(MAX_EXPERIMENTS)
         .cloned()
@@ -44,34 +43,34 @@ fuzz_target!(|data: &[u8]| {
     for e in &experiments {
         // Attributes that meet the targeting (first listed value of every key), if any.
         let attrs: Vec<Attribute<'_>> = e
-            .targeting
+            .targeting()
             .iter()
             .filter_map(|(k, vs)| vs.first().map(|v| Attribute::new(k.as_str(), v.as_str())))
             .collect();
         let mut ids: Vec<&str> = vec!["user-1", "user-2", "", "\u{0}"];
-        if let Some((forced, _)) = e.overrides.first() {
+        if let Some((forced, _)) = e.overrides().first() {
             ids.push(forced.as_str());
         }
         for id in ids {
             for unit in [Unit::new(id), Unit::new(id).with_attributes(&attrs)] {
-                let a = sdk.assign(&e.key, &unit);
+                let a = sdk.assign(e.key(), &unit);
                 if let Some(v) = a.variant {
                     let variant = e
-                        .variants
+                        .variants()
                         .get(v.index as usize)
                         .unwrap_or_else(|| panic!("variant index {} out of range", v.index));
                     assert_eq!(v.name, variant.name, "variant name of index {}", v.index);
                 }
-                if !e.enabled {
+                if !e.enabled() {
                     assert_eq!(a.reason, Reason::Disabled);
                     continue;
                 }
-                if let Some((_, index)) = e.overrides.iter().find(|(u, _)| u == id) {
+                if let Some((_, index)) = e.overrides().iter().find(|(u, _)| u == id) {
                     assert_eq!(a.reason, Reason::Override);
                     assert_eq!(a.variant.map(|v| v.index), Some(*index));
                     continue;
                 }
-                if !e.targeting.is_empty() && unit.attributes().is_empty() {
+                if !e.targeting().is_empty() && unit.attributes().is_empty() {
                     assert_eq!(
                         a.reason,
                         Reason::NotTargeted,
@@ -82,10 +81,10 @@ fuzz_target!(|data: &[u8]| {
                 if a.reason == Reason::Assigned {
                     let v = a.variant.expect("assigned without a variant");
                     assert!(
-                        e.variants[v.index as usize].weight > 0,
+                        e.variants()[v.index as usize].weight > 0,
                         "a weight-0 variant was chosen"
                     );
-                    assert!(e.coverage_bp > 0, "assigned at coverage 0");
+                    assert!(e.coverage_bp() > 0, "assigned at coverage 0");
                 }
             }
         }

@@ -7,8 +7,9 @@
 //! away; the seed corpus holds signatures it made over `PLUGIN` (see README.md).
 #![no_main]
 
-use abkit::config::TrustConfig;
-use abkit::trust::{parse_trusted_comment, signature_text, SignedMetadata, TrustStore};
+use abkit::TrustConfig;
+use abkit::{SignedMetadata, TrustStore};
+use abkit::internals::{parse_trusted_comment, signature_text};
 use libfuzzer_sys::fuzz_target;
 use std::sync::LazyLock;
 use std::time::{Duration, UNIX_EPOCH};
@@ -74,7 +75,7 @@ fuzz_target!(|data: &[u8]| {
     let text = match signature_text(data) {
         Ok(text) => text,
         Err(e) => {
-            assert_eq!(e.reason(), "malformed_signature");
+            assert_eq!(e.reason(), abkit::RefusalReason::MalformedSignature);
             return;
         }
     };

@@ -7,6 +7,7 @@
 //! Runs until Ctrl-C or SIGTERM, or for `--for` seconds.
 
 use super::CliError;
+use crate::reload::ReportsError;
 use crate::reload::{self, ReloadReport, WatchOptions};
 use crate::Sdk;
 use serde::Serialize;
@@ -15,7 +16,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
 
 /// Arguments of `abkit watch`.
 #[derive(Debug, clap::Args)]
@@ -118,8 +118,8 @@ async fn serve(sdk: Arc<Sdk>, args: Args) -> Result<ExitCode, CliError> {
             Some(line) = commands.recv() => out.command(&sdk, &line)?,
             report = reports.recv() => match report {
                 Ok(report) => out.report(&report)?,
-                Err(RecvError::Lagged(n)) => eprintln!("warning: {n} reload reports were skipped (output too slow)"),
-                Err(RecvError::Closed) => return Err(CliError::Invalid(format!("the watcher of {} stopped", args.source.name()))),
+                Err(ReportsError::Lagged(n)) => eprintln!("warning: {n} reload reports were skipped (output too slow)"),
+                Err(ReportsError::Closed | ReportsError::Empty) => return Err(CliError::Invalid(format!("the watcher of {} stopped", args.source.name()))),
             },
         }
     }
@@ -164,7 +164,7 @@ enum Watcher {
 }
 
 impl Watcher {
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ReloadReport> {
+    fn subscribe(&self) -> crate::ReloadReports {
         match self {
             Watcher::Files(w) => w.subscribe(),
             #[cfg(feature = "etcd")]

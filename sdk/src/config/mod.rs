@@ -18,24 +18,28 @@ pub use validate::STRATEGY_BUILTIN;
 pub use abkit_signing::metadata::is_valid_name as is_valid_plugin_name;
 
 /// A validated configuration: every experiment can be evaluated without error.
+///
+/// Only [`Config::from_toml_str`] and [`Config::from_file`] make one (they parse and validate),
+/// and its fields are read through getters, so every `Config` a user holds is valid:
+/// [`crate::Sdk::assign`] cannot fail or panic on it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Experiments in file order; keys are unique.
-    pub experiments: Vec<ExperimentConfig>,
+    pub(crate) experiments: Vec<ExperimentConfig>,
     /// Layers (declared in `[[layers]]` or implied by an experiment's `layer.name`).
-    pub layers: Vec<LayerConfig>,
+    pub(crate) layers: Vec<LayerConfig>,
     /// Trusted keys and state for signed plugins.
-    pub trust: TrustConfig,
+    pub(crate) trust: TrustConfig,
     /// Declared strategy plugins.
-    pub plugins: Vec<PluginConfig>,
+    pub(crate) plugins: Vec<PluginConfig>,
     /// The `[reload]` table.
-    pub reload: ReloadConfig,
+    pub(crate) reload: ReloadConfig,
     /// The `[preflight]` table: run every new plugin artifact in a child process first.
-    pub preflight: Option<PreflightConfig>,
+    pub(crate) preflight: Option<PreflightConfig>,
     /// Holdouts (`[[holdouts]]`): units kept out of the experiments they list.
-    pub holdouts: Vec<HoldoutConfig>,
+    pub(crate) holdouts: Vec<HoldoutConfig>,
     /// Directory that relative paths are resolved against (the config file's directory).
-    pub base_dir: PathBuf,
+    pub(crate) base_dir: PathBuf,
 }
 
 /// Which strategy decides an experiment's variant.
@@ -47,82 +51,128 @@ pub enum StrategyRef {
     Plugin(String),
 }
 
+/// Serialised as its text, `builtin:hash-v1` or `plugin:<name>`.
+impl serde::Serialize for StrategyRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl fmt::Display for StrategyRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StrategyRef::Builtin => f.write_str(STRATEGY_BUILTIN),
-            StrategyRef::Plugin(name) => write!(f, "plugin:{name}"),
+            // `pad`: status lines align the configured strategy in a column.
+            StrategyRef::Builtin => f.pad(STRATEGY_BUILTIN),
+            StrategyRef::Plugin(name) => f.pad(&format!("plugin:{name}")),
         }
     }
 }
 
-/// One validated experiment.
+/// One validated experiment (read-only: it comes from a [`Config`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExperimentConfig {
     /// Unique key, used by `assign`.
-    pub key: String,
+    pub(crate) key: String,
     /// Hash salt (defaults to the key).
-    pub salt: String,
+    pub(crate) salt: String,
     /// Whether the experiment enrols anybody.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// Coverage as a fraction in `[0, 1]`.
-    pub coverage: f64,
+    pub(crate) coverage: f64,
     /// Coverage in basis points, `floor(coverage * 10000 + 0.5)`.
-    pub coverage_bp: u32,
+    pub(crate) coverage_bp: u32,
     /// The strategy that decides.
-    pub strategy: StrategyRef,
+    pub(crate) strategy: StrategyRef,
     /// The strategy's own configuration as JSON text (`{}` when absent).
-    pub strategy_config_json: String,
+    pub(crate) strategy_config_json: String,
     /// Variants in order, each with its weight.
-    pub variants: Vec<VariantConfig>,
+    pub(crate) variants: Vec<VariantConfig>,
     /// Forced assignments: unit id -> variant index.
-    pub overrides: Vec<(String, u32)>,
+    pub(crate) overrides: Vec<(String, u32)>,
     /// Targeting: every attribute must equal one of its listed values.
-    pub targeting: Vec<(String, Vec<String>)>,
+    pub(crate) targeting: Vec<(String, Vec<String>)>,
     /// The experiment's slice of a layer, if any.
-    pub layer: Option<LayerSlice>,
+    pub(crate) layer: Option<LayerSlice>,
     /// Largest fraction of enrolled units a reload may move (reassignment guard), if set.
-    pub max_reassignment: Option<f64>,
+    pub(crate) max_reassignment: Option<f64>,
     /// Marks a change as intended: the reassignment guard lets it through.
-    pub intended_change: bool,
+    pub(crate) intended_change: bool,
     /// What is hashed instead of the unit id (`bucket_by`): the first of these attributes the
     /// unit has (`"unit"` names the unit id). Empty: the unit id.
-    pub bucket_by: Vec<String>,
+    pub(crate) bucket_by: Vec<String>,
     /// `requires`: the experiment enrols only units that another one assigns to one of the
     /// listed variants.
-    pub requires: Option<Requirement>,
+    pub(crate) requires: Option<Requirement>,
 }
 
 /// `requires = { experiment, variants }`: a prerequisite experiment and the variants of it
 /// whose units may enrol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Requirement {
+    pub(crate) experiment: String,
+    pub(crate) variants: Vec<u32>,
+}
+
+impl Requirement {
     /// The prerequisite experiment's key.
-    pub experiment: String,
+    pub fn experiment(&self) -> &str {
+        &self.experiment
+    }
+
     /// Indices (in the prerequisite's variant list) of the variants that admit a unit.
-    pub variants: Vec<u32>,
+    pub fn variants(&self) -> &[u32] {
+        &self.variants
+    }
 }
 
 /// A holdout: a share of units kept out of every experiment it covers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HoldoutConfig {
-    /// Its name (unique), e.g. `h2026`.
-    pub name: String,
-    /// Salt of the holdout bucket (defaults to the name).
-    pub salt: String,
-    /// The share held out, as a fraction.
-    pub coverage: f64,
-    /// The share held out in basis points: a unit is held out iff its holdout bucket is below.
-    pub coverage_bp: u32,
-    /// Experiments it covers by key; `["*"]` covers every experiment.
-    pub experiments: Vec<String>,
-    /// Layers whose experiments it covers.
-    pub layers: Vec<String>,
-    /// What is hashed (as an experiment's `bucket_by`); empty: the unit id.
-    pub bucket_by: Vec<String>,
+    pub(crate) name: String,
+    pub(crate) salt: String,
+    pub(crate) coverage: f64,
+    pub(crate) coverage_bp: u32,
+    pub(crate) experiments: Vec<String>,
+    pub(crate) layers: Vec<String>,
+    pub(crate) bucket_by: Vec<String>,
 }
 
 impl HoldoutConfig {
+    /// Its name (unique), e.g. `h2026`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Salt of the holdout bucket (defaults to the name).
+    pub fn salt(&self) -> &str {
+        &self.salt
+    }
+
+    /// The share held out, as a fraction.
+    pub fn coverage(&self) -> f64 {
+        self.coverage
+    }
+
+    /// The share held out in basis points: a unit is held out iff its holdout bucket is below.
+    pub fn coverage_bp(&self) -> u32 {
+        self.coverage_bp
+    }
+
+    /// Experiments it covers by key; `["*"]` covers every experiment.
+    pub fn experiments(&self) -> &[String] {
+        &self.experiments
+    }
+
+    /// Layers whose experiments it covers.
+    pub fn layers(&self) -> &[String] {
+        &self.layers
+    }
+
+    /// What is hashed (as an experiment's `bucket_by`); empty: the unit id.
+    pub fn bucket_by(&self) -> &[String] {
+        &self.bucket_by
+    }
+
     /// Whether the holdout covers experiment `e`.
     pub fn covers(&self, e: &ExperimentConfig) -> bool {
         self.experiments.iter().any(|k| k == "*" || *k == e.key)
@@ -133,6 +183,81 @@ impl HoldoutConfig {
 }
 
 impl ExperimentConfig {
+    /// Unique key, used by `assign`.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Hash salt (defaults to the key).
+    pub fn salt(&self) -> &str {
+        &self.salt
+    }
+
+    /// Whether the experiment enrols anybody.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Coverage as a fraction in `[0, 1]`.
+    pub fn coverage(&self) -> f64 {
+        self.coverage
+    }
+
+    /// Coverage in basis points, `floor(coverage * 10000 + 0.5)`.
+    pub fn coverage_bp(&self) -> u32 {
+        self.coverage_bp
+    }
+
+    /// The strategy that decides.
+    pub fn strategy(&self) -> &StrategyRef {
+        &self.strategy
+    }
+
+    /// The strategy's own configuration as JSON text (`{}` when absent).
+    pub fn strategy_config_json(&self) -> &str {
+        &self.strategy_config_json
+    }
+
+    /// Variants in order, each with its weight.
+    pub fn variants(&self) -> &[VariantConfig] {
+        &self.variants
+    }
+
+    /// Forced assignments: unit id -> variant index (always a valid index).
+    pub fn overrides(&self) -> &[(String, u32)] {
+        &self.overrides
+    }
+
+    /// Targeting: every attribute must equal one of its listed values.
+    pub fn targeting(&self) -> &[(String, Vec<String>)] {
+        &self.targeting
+    }
+
+    /// The experiment's slice of a layer, if any.
+    pub fn layer(&self) -> Option<&LayerSlice> {
+        self.layer.as_ref()
+    }
+
+    /// Largest fraction of enrolled units a reload may move (reassignment guard), if set.
+    pub fn max_reassignment(&self) -> Option<f64> {
+        self.max_reassignment
+    }
+
+    /// Whether the change is marked as intended (the reassignment guard lets it through).
+    pub fn intended_change(&self) -> bool {
+        self.intended_change
+    }
+
+    /// What is hashed instead of the unit id (`bucket_by`); empty: the unit id.
+    pub fn bucket_by(&self) -> &[String] {
+        &self.bucket_by
+    }
+
+    /// The prerequisite (`requires`), if any.
+    pub fn requires(&self) -> Option<&Requirement> {
+        self.requires.as_ref()
+    }
+
     /// The weights, in variant order.
     pub fn weights(&self) -> Vec<u32> {
         self.variants.iter().map(|v| v.weight).collect()
@@ -176,6 +301,7 @@ pub struct LayerConfig {
 /// exits without a result or times out refuses the artifact (`preflight_crashed`,
 /// `preflight_timeout`) and the serving process never maps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PreflightConfig {
     /// An `abkit` binary: an absolute path, or a name looked up on `PATH`.
     pub command: std::path::PathBuf,
@@ -193,6 +319,12 @@ impl PreflightConfig {
             command: command.into(),
             timeout: Self::DEFAULT_TIMEOUT,
         }
+    }
+
+    /// This value with the child timeout set to `timeout`.
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 }
 
@@ -344,6 +476,57 @@ impl Config {
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Config::from_toml_str(&text, &source_name, &base)
+    }
+
+    /// Experiments in file order; keys are unique.
+    pub fn experiments(&self) -> &[ExperimentConfig] {
+        &self.experiments
+    }
+
+    /// Layers (declared in `[[layers]]` or implied by an experiment's `layer.name`).
+    pub fn layers(&self) -> &[LayerConfig] {
+        &self.layers
+    }
+
+    /// Trusted keys and state for signed plugins.
+    pub fn trust(&self) -> &TrustConfig {
+        &self.trust
+    }
+
+    /// Declared strategy plugins.
+    pub fn plugins(&self) -> &[PluginConfig] {
+        &self.plugins
+    }
+
+    /// The `[reload]` table.
+    pub fn reload(&self) -> &ReloadConfig {
+        &self.reload
+    }
+
+    /// The `[preflight]` table, if set.
+    pub fn preflight(&self) -> Option<&PreflightConfig> {
+        self.preflight.as_ref()
+    }
+
+    /// Holdouts (`[[holdouts]]`), in file order.
+    pub fn holdouts(&self) -> &[HoldoutConfig] {
+        &self.holdouts
+    }
+
+    /// Directory that relative paths are resolved against (the config file's directory).
+    pub fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
+    /// This configuration without its plugins and with the default `[trust]` table: its plugin
+    /// experiments are then answered by the builtin fallback, as when a plugin is refused. For
+    /// the fuzz targets (no file is ever read or written); experiments are unchanged, so it
+    /// stays valid for `assign`.
+    pub(crate) fn without_plugins(mut self) -> Config {
+        self.plugins.clear();
+        self.trust = TrustConfig::default();
+        self.preflight = None;
+        self
     }
 
     /// The experiment with this key.

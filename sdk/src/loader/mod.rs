@@ -19,6 +19,7 @@ pub(crate) mod paths; // `abkit check` applies the same path rules
 mod sealed;
 
 use crate::config::PluginConfig;
+use crate::outcome::{RefusalReason, Step};
 use crate::trust::{self, SignedMetadata, TrustError, TrustStore, VersionLedger};
 use abkit_strategy_api::abi_stable::library::{lib_header_from_path, LibraryError};
 use abkit_strategy_api::PluginModRef;
@@ -167,44 +168,44 @@ pub enum LoadError {
 
 impl LoadError {
     /// A stable snake_case code for status, metrics and tests.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> RefusalReason {
         match self {
-            LoadError::UnsafePath { .. } => "unsafe_path",
-            LoadError::Missing { .. } => "plugin_missing",
+            LoadError::UnsafePath { .. } => RefusalReason::UnsafePath,
+            LoadError::Missing { .. } => RefusalReason::PluginMissing,
             LoadError::Trust(t) => t.reason(),
-            LoadError::Map { .. } => "map_failed",
+            LoadError::Map { .. } => RefusalReason::MapFailed,
             LoadError::Elf {
                 source: elf::ElfError::NotElf(_),
                 ..
-            } => "cannot_open",
+            } => RefusalReason::CannotOpen,
             LoadError::Elf {
                 source: elf::ElfError::DisallowedDependency(_),
                 ..
-            } => "disallowed_dependency",
-            LoadError::Elf { .. } => "malformed_library",
-            LoadError::Open { .. } => "cannot_open",
-            LoadError::SymbolMissing { .. } => "symbol_missing",
-            LoadError::IncompatibleVersion { .. } => "abi_version",
-            LoadError::AbiMismatch { .. } => "abi_layout_mismatch",
-            LoadError::InitFailed { .. } => "init_failed",
-            LoadError::ModuleNameMismatch { .. } => "module_name_mismatch",
-            LoadError::LibraryCap { .. } => "library_cap",
+            } => RefusalReason::DisallowedDependency,
+            LoadError::Elf { .. } => RefusalReason::MalformedLibrary,
+            LoadError::Open { .. } => RefusalReason::CannotOpen,
+            LoadError::SymbolMissing { .. } => RefusalReason::SymbolMissing,
+            LoadError::IncompatibleVersion { .. } => RefusalReason::AbiVersion,
+            LoadError::AbiMismatch { .. } => RefusalReason::AbiLayoutMismatch,
+            LoadError::InitFailed { .. } => RefusalReason::InitFailed,
+            LoadError::ModuleNameMismatch { .. } => RefusalReason::ModuleNameMismatch,
+            LoadError::LibraryCap { .. } => RefusalReason::LibraryCap,
         }
     }
 
     /// The pipeline step that refused.
-    pub fn step(&self) -> &'static str {
+    pub fn step(&self) -> Step {
         match self {
-            LoadError::UnsafePath { .. } | LoadError::Missing { .. } => "path",
-            LoadError::Trust(TrustError::Rollback { .. }) => "rollback",
-            LoadError::Trust(_) => "signature",
-            LoadError::Map { .. } => "map",
-            LoadError::Elf { .. } => "elf",
+            LoadError::UnsafePath { .. } | LoadError::Missing { .. } => Step::Path,
+            LoadError::Trust(TrustError::Rollback { .. }) => Step::Rollback,
+            LoadError::Trust(_) => Step::Signature,
+            LoadError::Map { .. } => Step::Map,
+            LoadError::Elf { .. } => Step::Elf,
             LoadError::Open { .. }
             | LoadError::SymbolMissing { .. }
-            | LoadError::LibraryCap { .. } => "open",
-            LoadError::IncompatibleVersion { .. } | LoadError::AbiMismatch { .. } => "abi",
-            LoadError::InitFailed { .. } | LoadError::ModuleNameMismatch { .. } => "init",
+            | LoadError::LibraryCap { .. } => Step::Open,
+            LoadError::IncompatibleVersion { .. } | LoadError::AbiMismatch { .. } => Step::Abi,
+            LoadError::InitFailed { .. } | LoadError::ModuleNameMismatch { .. } => Step::Init,
         }
     }
 }

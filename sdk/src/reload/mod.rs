@@ -16,4 +16,4 @@ mod watch;
 pub(crate) use report::now_ms;
 pub use report::{ExperimentChange, PluginChange, ReloadReport};
 #[cfg(feature = "watch")]
-pub use watch::{watch, WatchError, WatchHandle, WatchOptions};
+pub use watch::{watch, ReloadReports, ReportsError, WatchError, WatchHandle, WatchOptions};

@@ -1,8 +1,9 @@
 //! [`ReloadReport`]: what one reload attempt did, for logs, `abkit watch` and status.
 
 use crate::guard::GuardResult;
+pub use crate::outcome::Change;
 use crate::registry::Snapshot;
-use crate::status::{PluginState, Refusal, ServingPlugin, Status};
+use crate::status::{PluginState, Refusal, RefusalReason, Serving, ServingPlugin, Status};
 use serde::Serialize;
 use std::fmt;
 
@@ -34,11 +35,11 @@ pub struct ReloadReport {
 pub struct PluginChange {
     /// Plugin name.
     pub name: String,
-    /// `added`, `removed`, `updated` (another version or build), `unchanged`, `refused`;
-    /// `revoked` (its signer's key left `[trust]`) or `expired` (its signature expired): the
+    /// `Added`, `Removed`, `Updated` (another version or build), `Unchanged`, `Refused`;
+    /// `Revoked` (its signer's key left `[trust]`) or `Expired` (its signature expired): the
     /// version stops serving, for an earlier one that may still serve or the builtin, and the
     /// reload applies.
-    pub change: &'static str,
+    pub change: Change,
     /// What served before.
     pub from: Option<ServingPlugin>,
     /// What the candidate serves (for `refused`: the last good version that keeps serving, if
@@ -57,10 +58,10 @@ pub struct PluginChange {
 pub struct ExperimentChange {
     /// Experiment key.
     pub key: String,
-    /// `added`, `removed`, `changed`, `unchanged`.
-    pub change: &'static str,
+    /// `Added`, `Removed`, `Changed`, `Unchanged`.
+    pub change: Change,
     /// What decides after the reload (or before, for `removed`).
-    pub serving: String,
+    pub serving: Serving,
 }
 
 impl ReloadReport {
@@ -80,14 +81,16 @@ impl ReloadReport {
                 .find(|o| o.name == p.name)
                 .and_then(|o| o.serving.clone());
             let change = match (&p.refusal, p.state, &before, &p.serving) {
-                (Some(r), _, _, _) if r.reason == "revoked" => "revoked",
-                (Some(r), _, b, a) if r.reason == "expired" && b != a => "expired",
-                (Some(_), _, _, _) => "refused",
-                (None, PluginState::Active, None, _) => "added",
-                (None, _, Some(b), Some(a)) if b == a => "unchanged",
-                _ => "updated",
+                (Some(r), _, _, _) if r.reason == RefusalReason::Revoked => Change::Revoked,
+                (Some(r), _, b, a) if r.reason == RefusalReason::Expired && b != a => {
+                    Change::Expired
+                }
+                (Some(_), _, _, _) => Change::Refused,
+                (None, PluginState::Active, None, _) => Change::Added,
+                (None, _, Some(b), Some(a)) if b == a => Change::Unchanged,
+                _ => Change::Updated,
             };
-            let tried = if change == "refused" {
+            let tried = if change == Change::Refused {
                 tried_version(new, &p.name)
             } else {
                 None
@@ -105,7 +108,7 @@ impl ReloadReport {
             if !new_status.plugins.iter().any(|p| p.name == o.name) {
                 plugins.push(PluginChange {
                     name: o.name.clone(),
-                    change: "removed",
+                    change: Change::Removed,
                     from: o.serving.clone(),
                     to: None,
                     tried: None,
@@ -116,7 +119,7 @@ impl ReloadReport {
         let mut experiments = Vec::new();
         for e in &new_status.experiments {
             let change = match (old.experiment(&e.key), new.experiment(&e.key)) {
-                (None, _) => "added",
+                (None, _) => Change::Added,
                 (Some(a), Some(b))
                     if a == b
                         && old_status
@@ -124,22 +127,22 @@ impl ReloadReport {
                             .iter()
                             .any(|o| o.key == e.key && o.serving == e.serving) =>
                 {
-                    "unchanged"
+                    Change::Unchanged
                 }
-                _ => "changed",
+                _ => Change::Changed,
             };
             experiments.push(ExperimentChange {
                 key: e.key.clone(),
                 change,
-                serving: e.serving.clone(),
+                serving: e.serving,
             });
         }
         for o in &old_status.experiments {
             if new.experiment(&o.key).is_none() {
                 experiments.push(ExperimentChange {
                     key: o.key.clone(),
-                    change: "removed",
-                    serving: o.serving.clone(),
+                    change: Change::Removed,
+                    serving: o.serving,
                 });
             }
         }
@@ -242,7 +245,7 @@ impl ReloadReport {
             |s: &ServingPlugin| format!("v{} {}", s.version, &s.sha256[..s.sha256.len().min(12)]);
         let v = |s: &Option<ServingPlugin>| s.as_ref().map_or("-".to_string(), version);
         let plugin_line = |f: &mut fmt::Formatter<'_>, p: &PluginChange, indent: &str| {
-            if p.change == "refused" {
+            if p.change == Change::Refused {
                 let tried = p
                     .tried
                     .map_or("a candidate of unknown version".to_string(), |t| {
@@ -269,7 +272,9 @@ impl ReloadReport {
             }
         };
         // What happened (accepted), or what stands (refused: the refusals, the unchanged).
-        let applies = |change: &str| self.accepted || change == "refused" || change == "unchanged";
+        let applies = |change: Change| {
+            self.accepted || change == Change::Refused || change == Change::Unchanged
+        };
         for p in self.plugins.iter().filter(|p| applies(p.change)) {
             plugin_line(f, p, "  ")?;
             if let Some(r) = &p.refusal {
@@ -284,7 +289,11 @@ impl ReloadReport {
             )
         };
         if self.accepted {
-            for e in self.experiments.iter().filter(|e| e.change != "unchanged") {
+            for e in self
+                .experiments
+                .iter()
+                .filter(|e| e.change != Change::Unchanged)
+            {
                 experiment_line(f, e, "  ")?;
             }
         } else {
@@ -293,7 +302,7 @@ impl ReloadReport {
             let experiments: Vec<&ExperimentChange> = self
                 .experiments
                 .iter()
-                .filter(|e| e.change != "unchanged")
+                .filter(|e| e.change != Change::Unchanged)
                 .collect();
             if !plugins.is_empty() || !experiments.is_empty() {
                 writeln!(f, "  would have changed (not applied):")?;

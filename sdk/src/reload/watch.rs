@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 /// How [`watch`] triggers reloads.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WatchOptions {
     /// Quiet time after the last file event before the reload runs (default 250 ms).
     pub debounce: Duration,
@@ -45,12 +46,84 @@ impl Default for WatchOptions {
     }
 }
 
+impl WatchOptions {
+    /// This value with `debounce` set to `debounce`.
+    pub const fn with_debounce(mut self, debounce: Duration) -> Self {
+        self.debounce = debounce;
+        self
+    }
+
+    /// This value with `files` set to `files`.
+    pub const fn with_files(mut self, files: bool) -> Self {
+        self.files = files;
+        self
+    }
+
+    /// This value with `sighup` set to `sighup`.
+    pub const fn with_sighup(mut self, sighup: bool) -> Self {
+        self.sighup = sighup;
+        self
+    }
+
+    /// This value with `capacity` set to `capacity`.
+    pub const fn with_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+}
+
+/// The reload reports of a watcher, from [`WatchHandle::subscribe`].
+#[derive(Debug)]
+pub struct ReloadReports {
+    inner: broadcast::Receiver<ReloadReport>,
+}
+
+/// Why [`ReloadReports`] has no report to give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReportsError {
+    /// This subscriber fell behind: that many reports were dropped; the next call continues
+    /// with the oldest report still kept.
+    #[error("{0} reload reports were skipped: the subscriber read too slowly (raise WatchOptions::capacity)")]
+    Lagged(u64),
+    /// The watcher stopped: no report will come.
+    #[error("the watcher stopped, so no reload report will come")]
+    Closed,
+    /// No report is waiting now (only from [`ReloadReports::try_recv`]).
+    #[error("no reload report is waiting")]
+    Empty,
+}
+
+impl ReloadReports {
+    /// Reports from a broadcast channel (the file watcher's, the etcd watch's).
+    pub(crate) fn new(inner: broadcast::Receiver<ReloadReport>) -> Self {
+        ReloadReports { inner }
+    }
+
+    /// Waits for the next report.
+    pub async fn recv(&mut self) -> Result<ReloadReport, ReportsError> {
+        self.inner.recv().await.map_err(|e| match e {
+            broadcast::error::RecvError::Lagged(n) => ReportsError::Lagged(n),
+            broadcast::error::RecvError::Closed => ReportsError::Closed,
+        })
+    }
+
+    /// The next report if one is waiting, without waiting.
+    pub fn try_recv(&mut self) -> Result<ReloadReport, ReportsError> {
+        self.inner.try_recv().map_err(|e| match e {
+            broadcast::error::TryRecvError::Lagged(n) => ReportsError::Lagged(n),
+            broadcast::error::TryRecvError::Closed => ReportsError::Closed,
+            broadcast::error::TryRecvError::Empty => ReportsError::Empty,
+        })
+    }
+}
+
 /// Why the watcher could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WatchError {
     /// [`watch`] was called outside a tokio runtime.
-    #[error("the reload watcher needs a tokio runtime: call abkit::reload::watch from async code or inside Runtime::enter")]
+    #[error("the reload watcher needs a tokio runtime: call abkit::watch from async code or inside Runtime::enter")]
     NoRuntime,
     /// The client was built from a configuration in memory: there is no file to watch.
     #[error("this client was not built from a file, so there is nothing to watch; build it with Sdk::builder().build_from_file(path)")]
@@ -72,7 +145,7 @@ pub enum WatchError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The SIGHUP handler could not be installed.
-    #[error("cannot install the SIGHUP handler while watching {}: {source}; or turn SIGHUP off with WatchOptions {{ sighup: false, .. }}", path.display())]
+    #[error("cannot install the SIGHUP handler while watching {}: {source}; or turn SIGHUP off with WatchOptions::default().with_sighup(false)", path.display())]
     Signal {
         /// The configuration file that was to be reloaded on SIGHUP.
         path: PathBuf,
@@ -94,9 +167,11 @@ pub struct WatchHandle {
 
 impl WatchHandle {
     /// A receiver of every reload report from now on. A subscriber that falls more than
-    /// [`WatchOptions::capacity`] reports behind gets `RecvError::Lagged` and skips ahead.
-    pub fn subscribe(&self) -> broadcast::Receiver<ReloadReport> {
-        self.reports.subscribe()
+    /// [`WatchOptions::capacity`] reports behind gets [`ReportsError::Lagged`] and skips ahead.
+    pub fn subscribe(&self) -> ReloadReports {
+        ReloadReports {
+            inner: self.reports.subscribe(),
+        }
     }
 
     /// The files watched now (absolute paths, sorted); empty when file watching is off.
@@ -168,7 +243,7 @@ impl WatchHandle {
 ///
 /// # Example
 /// ```no_run
-/// use abkit::reload::{watch, WatchOptions};
+/// use abkit::{watch, WatchOptions};
 /// use abkit::Sdk;
 /// use std::sync::Arc;
 ///

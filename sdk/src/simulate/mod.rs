@@ -101,13 +101,14 @@ mod time;
 
 use std::sync::Arc;
 
+pub use crate::srm::Method as TestMethod;
 pub use assign::{assign_units, AssignUnitsError, AssignUnitsOptions, UnitsAssigned};
 pub use diff::{diff, DiffReport, ExperimentDiff, Transition};
 pub use error::{LineProblem, SimulateError};
 pub use input::{BadLine, InputFormat, ProgressTotal, SkippedLines, UnitSource, BAD_LINE_EXAMPLES};
 pub use plot::write_svg;
 pub use report::{
-    ExperimentReport, IndependenceReport, LayerReport, LayerSliceReport, ReasonCounts,
+    ExperimentReport, IndependenceReport, LayerReport, LayerSliceReport, PAdjustment, ReasonCounts,
     SimulationReport, SrmReport, VariantReport,
 };
 pub use run::run;

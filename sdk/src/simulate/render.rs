@@ -336,7 +336,7 @@ impl SimulationReport {
                     [
                         "not_enrolled",
                         &e.key,
-                        r,
+                        r.as_str(),
                         &n.to_string(),
                         "",
                         "",

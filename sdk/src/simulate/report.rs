@@ -30,7 +30,7 @@ pub struct SimulationReport {
     pub independence: Vec<IndependenceReport>,
     /// How p-values are adjusted across the report: `holm` (family-wise error rate 0.001 over
     /// every SRM and independence test of the report).
-    pub p_adjustment: &'static str,
+    pub p_adjustment: PAdjustment,
     /// Number of tests with a p-value in that family.
     pub tests: usize,
     /// Worker threads used (not serialised: the JSON is identical for any thread count).
@@ -81,7 +81,7 @@ impl SimulationReport {
         // Not in the family: tests that do not apply, and those with nothing to test (df 0,
         // p = 1 by construction), which would only dilute the adjustment.
         let in_family = |t: &ChiSquare| {
-            t.verdict != Verdict::NotApplicable && t.method != crate::srm::Method::Nothing.as_str()
+            t.verdict != Verdict::NotApplicable && t.method != crate::srm::Method::Nothing
         };
         let raw: Vec<f64> = tests
             .iter()
@@ -135,7 +135,7 @@ impl ExperimentReport {
 
     /// Not-enrolled units with reason `reason`.
     pub fn not_enrolled(&self, reason: Reason) -> u64 {
-        self.not_enrolled.get(reason.as_str())
+        self.not_enrolled.get(reason)
     }
 }
 
@@ -150,13 +150,31 @@ pub struct LayerSliceReport {
     pub end: u32,
 }
 
-/// Not-enrolled counts by reason; serialised as a JSON object in evaluation order.
+/// How p-values are adjusted across a report's tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PAdjustment {
+    /// Holm's step-down method (family-wise error rate).
+    Holm,
+}
+
+impl std::fmt::Display for PAdjustment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PAdjustment::Holm => f.pad("holm"),
+        }
+    }
+}
+
+/// Not-enrolled counts by reason; serialised as a JSON object (reason name -> count) in
+/// evaluation order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReasonCounts(pub Vec<(&'static str, u64)>);
+pub struct ReasonCounts(pub Vec<(Reason, u64)>);
 
 impl ReasonCounts {
-    /// The count for reason name `reason` (0 if absent).
-    pub fn get(&self, reason: &str) -> u64 {
+    /// The count for `reason` (0 if absent).
+    pub fn get(&self, reason: Reason) -> u64 {
         self.0
             .iter()
             .find(|(r, _)| *r == reason)
@@ -168,7 +186,7 @@ impl Serialize for ReasonCounts {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.0.len()))?;
         for (k, v) in &self.0 {
-            m.serialize_entry(k, v)?;
+            m.serialize_entry(k.as_str(), v)?;
         }
         m.end()
     }

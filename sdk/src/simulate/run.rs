@@ -5,7 +5,7 @@ use super::engine::{drive, Tally};
 use super::error::SimulateError;
 use super::input::UnitSource;
 use super::report::{
-    ExperimentReport, IndependenceReport, LayerReport, LayerSliceReport, ReasonCounts,
+    ExperimentReport, IndependenceReport, LayerReport, LayerSliceReport, PAdjustment, ReasonCounts,
     SimulationReport, SrmReport, VariantReport,
 };
 use super::stats::{goodness_of_fit, independence, ChiSquare, Verdict};
@@ -102,7 +102,7 @@ pub fn run(
         independence,
         threads: outcome.threads,
         elapsed: outcome.elapsed,
-        p_adjustment: "holm",
+        p_adjustment: PAdjustment::Holm,
         tests: 0,
     };
     report.adjust();
@@ -371,7 +371,7 @@ fn experiment_report(e: &ExpPlan<'_>, c: &[u64], units: u64) -> ExperimentReport
         Reason::ALL
             .iter()
             .filter(|&&r| !matches!(r, Reason::Override | Reason::Assigned) || ne_of(r) > 0)
-            .map(|&r| (r.as_str(), ne_of(r)))
+            .map(|&r| (r, ne_of(r)))
             .collect(),
     );
     let total_w: u64 = cfg.variants.iter().map(|v| u64::from(v.weight)).sum();

@@ -8,7 +8,7 @@
 //! Everything here is a pure function of merged integer counts, so results do not depend on
 //! how many threads produced them.
 
-use crate::srm::{self, Fit};
+use crate::srm::{self, Fit, Method};
 use serde::Serialize;
 
 /// Below this (Holm-adjusted) p-value a test's verdict is [`Verdict::Mismatch`]: the
@@ -56,7 +56,7 @@ pub struct ChiSquare {
     pub p_adjusted: f64,
     /// `chi-square`, `exact binomial`, `fisher exact`, `insufficient data`, `nothing to test`,
     /// `impossible count`, or `not applicable`.
-    pub method: &'static str,
+    pub method: Method,
     /// `ok` if `p_adjusted >= 0.001`, `mismatch` below, `insufficient_data` without a p-value,
     /// `not_applicable` when the test does not apply.
     pub verdict: Verdict,
@@ -75,9 +75,9 @@ impl ChiSquare {
             chi2,
             df,
             method: if df == 0 {
-                srm::Method::Nothing.as_str()
+                srm::Method::Nothing
             } else {
-                srm::Method::ChiSquare.as_str()
+                srm::Method::ChiSquare
             },
             ..ChiSquare::of(Fit {
                 chi2,
@@ -94,7 +94,7 @@ impl ChiSquare {
             df: f.df,
             p_value: f.p_value,
             p_adjusted: f.p_value,
-            method: f.method.as_str(),
+            method: f.method,
             verdict: Verdict::Ok,
         };
         t.set_adjusted(f.p_value);
@@ -108,7 +108,7 @@ impl ChiSquare {
             df: 0,
             p_value: f64::NAN,
             p_adjusted: f64::NAN,
-            method: "not applicable",
+            method: Method::NotApplicable,
             verdict: Verdict::NotApplicable,
         }
     }

@@ -50,6 +50,7 @@ use crate::reload::{now_ms, ReloadReport};
 use crate::status::Refusal;
 use crate::trust::StateDir;
 use crate::{Error, Sdk, SdkBuilder};
+use crate::{RefusalReason, Step};
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, EventType, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -507,7 +508,7 @@ pub fn document_config(
 ) -> Result<Config, Refusal> {
     let name = format!("etcd key {} (revision {revision})", options.key);
     let config = Config::from_toml_str(text, &name, &options.absolute_base())
-        .map_err(|e| Refusal::new("config", "invalid_config", e.to_string()))?;
+        .map_err(|e| Refusal::new(Step::Config, RefusalReason::InvalidConfig, e.to_string()))?;
     let mut missing = Vec::new();
     let mut need = |what: String, path: &Path| {
         if !path.exists() {
@@ -530,8 +531,8 @@ pub fn document_config(
         Ok(config)
     } else {
         Err(Refusal::new(
-            "config",
-            "missing_file",
+            Step::Config,
+            RefusalReason::MissingFile,
             format!(
                 "{name} names files missing on this host: {}; plugin, signature and key files \
                  are deployed to every host by your deploy tooling before the document naming \
@@ -701,7 +702,7 @@ pub(crate) async fn build(builder: SdkBuilder, options: &EtcdOptions) -> Result<
                     options.key
                 );
                 status.last_confirmed_unix_ms = Some(now_ms());
-                let refusal = Refusal::new("source", "key_missing", why.clone());
+                let refusal = Refusal::new(Step::Source, RefusalReason::KeyMissing, why.clone());
                 (why, Some(refusal), Some(read.header_revision + 1))
             }
         },
@@ -756,8 +757,8 @@ async fn build_blocking(builder: SdkBuilder, config: Config) -> Result<Sdk, Erro
 
 fn not_utf8(options: &EtcdOptions, revision: i64) -> Refusal {
     Refusal::new(
-        "config",
-        "invalid_config",
+        Step::Config,
+        RefusalReason::InvalidConfig,
         format!(
             "etcd key {} (revision {revision}) is not UTF-8 text; a configuration is TOML text: publish it with abkit publish",
             options.key
@@ -778,8 +779,8 @@ pub struct EtcdWatchHandle {
 impl EtcdWatchHandle {
     /// A receiver of every reload report from now on (see
     /// [`crate::reload::WatchHandle::subscribe`]).
-    pub fn subscribe(&self) -> broadcast::Receiver<ReloadReport> {
-        self.reports.subscribe()
+    pub fn subscribe(&self) -> crate::ReloadReports {
+        crate::ReloadReports::new(self.reports.subscribe())
     }
 
     /// Re-reads the key now and reloads its document even when that revision serves already
@@ -1118,8 +1119,8 @@ fn apply_document(
         Change::Put(Some(text)) => document_config(text, revision, options),
         Change::Put(None) => Err(not_utf8(options, revision)),
         Change::Deleted => Err(Refusal::new(
-            "source",
-            "key_deleted",
+            Step::Source,
+            RefusalReason::KeyDeleted,
             format!(
                 "etcd key {} was deleted; revision {serving} keeps serving: publish a document again (abkit publish)",
                 options.key
@@ -1176,7 +1177,10 @@ mod tests {
         let doc = "[[plugins]]\nname = \"x\"\npath = \"plugins/libx.so\"\n\n[[experiments]]\nkey = \"e\"\nstrategy = \"plugin:x\"\nvariants = [{ name = \"a\", weight = 1 }]\n";
         let refusal = document_config(doc, 7, &options).err();
         let message = refusal.as_ref().map_or("", |r| r.message.as_str());
-        assert_eq!(refusal.as_ref().map(|r| r.reason), Some("missing_file"));
+        assert_eq!(
+            refusal.as_ref().map(|r| r.reason),
+            Some(RefusalReason::MissingFile)
+        );
         assert!(
             message.contains("revision 7")
                 && message.contains("plugins/libx.so does not exist")

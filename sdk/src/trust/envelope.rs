@@ -84,6 +84,7 @@ pub(crate) fn key_id_hex(key_id: &[u8; 8]) -> String {
 pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::outcome::RefusalReason;
 
     /// A syntactically valid signature with these header bytes (the signature bytes are junk).
     pub(crate) fn synthetic(algorithm: &[u8; 2], key_id: &[u8; 8], comment: &str) -> String {
@@ -135,7 +136,11 @@ pub(crate) mod tests {
         ];
         for c in cases {
             let e = decode(&c).unwrap_err();
-            assert_eq!(e.reason(), "malformed_signature", "{c:.80?}: {e}");
+            assert_eq!(
+                e.reason(),
+                RefusalReason::MalformedSignature,
+                "{c:.80?}: {e}"
+            );
         }
     }
 }

@@ -1,6 +1,7 @@
 //! [`TrustError`]: every reason a plugin is refused before it is loaded.
 
 use super::FileKind;
+use crate::outcome::RefusalReason;
 use std::path::PathBuf;
 
 /// Why a plugin (or the trust configuration) was refused. Each variant has a stable
@@ -180,25 +181,25 @@ pub enum TrustError {
 
 impl TrustError {
     /// Stable snake_case code of the refusal, for status, metrics and tests.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> RefusalReason {
         match self {
-            TrustError::SignatureMissing { .. } => "signature_missing",
-            TrustError::TooLarge { .. } => "too_large",
-            TrustError::Io { .. } => "io",
-            TrustError::MalformedSignature { .. } => "malformed_signature",
-            TrustError::LegacyAlgorithm => "legacy_algorithm",
-            TrustError::UnknownKeyId { .. } => "unknown_key_id",
-            TrustError::BadSignature => "bad_signature",
-            TrustError::BadMetadata { .. } => "bad_metadata",
-            TrustError::NameMismatch { .. } => "name_mismatch",
-            TrustError::Expired { .. } => "expired",
-            TrustError::DigestMismatch { .. } => "digest_mismatch",
-            TrustError::Rollback { .. } => "rollback",
-            TrustError::NoTrustedKeys => "no_trusted_keys",
-            TrustError::KeyFile { .. } => "bad_key_file",
-            TrustError::PublicKey { .. } => "bad_public_key",
-            TrustError::Ledger { .. } => "bad_ledger",
-            TrustError::InsecureStateDir { .. } => "insecure_state_dir",
+            TrustError::SignatureMissing { .. } => RefusalReason::SignatureMissing,
+            TrustError::TooLarge { .. } => RefusalReason::TooLarge,
+            TrustError::Io { .. } => RefusalReason::Io,
+            TrustError::MalformedSignature { .. } => RefusalReason::MalformedSignature,
+            TrustError::LegacyAlgorithm => RefusalReason::LegacyAlgorithm,
+            TrustError::UnknownKeyId { .. } => RefusalReason::UnknownKeyId,
+            TrustError::BadSignature => RefusalReason::BadSignature,
+            TrustError::BadMetadata { .. } => RefusalReason::BadMetadata,
+            TrustError::NameMismatch { .. } => RefusalReason::NameMismatch,
+            TrustError::Expired { .. } => RefusalReason::Expired,
+            TrustError::DigestMismatch { .. } => RefusalReason::DigestMismatch,
+            TrustError::Rollback { .. } => RefusalReason::Rollback,
+            TrustError::NoTrustedKeys => RefusalReason::NoTrustedKeys,
+            TrustError::KeyFile { .. } => RefusalReason::BadKeyFile,
+            TrustError::PublicKey { .. } => RefusalReason::BadPublicKey,
+            TrustError::Ledger { .. } => RefusalReason::BadLedger,
+            TrustError::InsecureStateDir { .. } => RefusalReason::InsecureStateDir,
         }
     }
 

@@ -406,6 +406,7 @@ fn parse(path: &Path, f: fs::File) -> Result<BTreeMap<String, u64>, TrustError> 
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::outcome::RefusalReason;
 
     fn meta(name: &str, version: u64) -> SignedMetadata {
         SignedMetadata {
@@ -467,7 +468,7 @@ mod tests {
         );
         assert_eq!(
             l.check(&meta("switchback", 6)).unwrap_err().reason(),
-            "rollback"
+            RefusalReason::Rollback
         );
         let leftovers: Vec<_> = fs::read_dir(&state)
             .unwrap()
@@ -482,7 +483,7 @@ mod tests {
         for junk in ["switchback seven\n", "Bad 1\n", "a 1\na 2\n", "a\n"] {
             fs::write(dir.path().join(LEDGER_FILE), junk).unwrap();
             let e = VersionLedger::open(dir.path()).unwrap_err();
-            assert_eq!(e.reason(), "bad_ledger", "{junk:?}: {e}");
+            assert_eq!(e.reason(), RefusalReason::BadLedger, "{junk:?}: {e}");
             assert!(e.to_string().contains(LEDGER_FILE), "{e}");
         }
     }
@@ -496,13 +497,13 @@ mod tests {
         fs::create_dir(&open).unwrap();
         fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
         let e = VersionLedger::open(&open).unwrap_err();
-        assert_eq!(e.reason(), "insecure_state_dir", "{e}");
+        assert_eq!(e.reason(), RefusalReason::InsecureStateDir, "{e}");
         assert!(e.to_string().contains("777"), "{e}");
         // Group-writable.
         fs::set_permissions(&open, fs::Permissions::from_mode(0o770)).unwrap();
         assert_eq!(
             VersionLedger::open(&open).unwrap_err().reason(),
-            "insecure_state_dir"
+            RefusalReason::InsecureStateDir
         );
         // A symlink to a good directory.
         let good = dir.path().join("good");
@@ -511,14 +512,14 @@ mod tests {
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&good, &link).unwrap();
         let e = VersionLedger::open(&link).unwrap_err();
-        assert_eq!(e.reason(), "insecure_state_dir", "{e}");
+        assert_eq!(e.reason(), RefusalReason::InsecureStateDir, "{e}");
         assert!(e.to_string().contains("symlink"), "{e}");
         // A file.
         let file = dir.path().join("file");
         fs::write(&file, "x").unwrap();
         assert_eq!(
             VersionLedger::open(&file).unwrap_err().reason(),
-            "insecure_state_dir"
+            RefusalReason::InsecureStateDir
         );
         // Owned by another user (only root can set that up).
         if rustix::process::geteuid().is_root() {
@@ -527,7 +528,7 @@ mod tests {
             fs::set_permissions(&theirs, fs::Permissions::from_mode(0o700)).unwrap();
             std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
             let e = VersionLedger::open(&theirs).unwrap_err();
-            assert_eq!(e.reason(), "insecure_state_dir", "{e}");
+            assert_eq!(e.reason(), RefusalReason::InsecureStateDir, "{e}");
             assert!(e.to_string().contains("65534"), "{e}");
         }
         // The good one works.
@@ -543,7 +544,7 @@ mod tests {
         VersionLedger::open(&state).unwrap();
         std::os::unix::fs::symlink(&victim, state.join(LEDGER_FILE)).unwrap();
         let e = VersionLedger::open(&state).unwrap_err();
-        assert_eq!(e.reason(), "bad_ledger", "{e}");
+        assert_eq!(e.reason(), RefusalReason::BadLedger, "{e}");
         assert!(e.to_string().contains("symlink"), "{e}");
         fs::remove_file(state.join(LEDGER_FILE)).unwrap();
 
@@ -555,7 +556,7 @@ mod tests {
         assert!(made.success());
         let started = std::time::Instant::now();
         let e = VersionLedger::open(&state).unwrap_err();
-        assert_eq!(e.reason(), "bad_ledger", "{e}");
+        assert_eq!(e.reason(), RefusalReason::BadLedger, "{e}");
         assert!(e.to_string().contains("not a regular file"), "{e}");
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
         assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");

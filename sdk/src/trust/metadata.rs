@@ -49,6 +49,7 @@ pub fn parse_trusted_comment(comment: &str) -> Result<ParsedComment, TrustError>
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::outcome::RefusalReason;
 
     const SHA: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
@@ -73,7 +74,7 @@ mod tests {
             ),
         ] {
             let e = parse_trusted_comment(&comment).unwrap_err();
-            assert_eq!(e.reason(), "bad_metadata", "{e}");
+            assert_eq!(e.reason(), RefusalReason::BadMetadata, "{e}");
             match &e {
                 TrustError::BadMetadata { field: f, .. } => assert_eq!(f, field, "{comment:?}"),
                 other => panic!("{comment:?} gave {other:?}"),

@@ -12,11 +12,11 @@
 //!    the version once the plugin is accepted.
 //!
 //! ```
-//! use abkit::trust::{TrustError, TrustStore, VersionLedger};
+//! use abkit::{TrustError, TrustStore, VersionLedger};
 //! use std::time::SystemTime;
 //!
 //! # fn main() -> Result<(), TrustError> {
-//! # let trust = abkit::config::TrustConfig::default();
+//! # let trust = abkit::TrustConfig::default();
 //! // `trust` is the `[trust]` table of a validated `Config`.
 //! let store = TrustStore::from_config(&trust)?;
 //! let mut ledger = VersionLedger::in_memory();
@@ -125,6 +125,7 @@ pub fn read_claimed_metadata(path: &Path) -> Result<ParsedComment, TrustError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::outcome::RefusalReason;
 
     #[test]
     fn claimed_metadata_is_parsed_without_verification() {
@@ -140,10 +141,10 @@ mod tests {
         std::fs::write(&sig, "junk").unwrap();
         assert_eq!(
             read_claimed_metadata(&sig).unwrap_err().reason(),
-            "malformed_signature"
+            RefusalReason::MalformedSignature
         );
         let missing = read_claimed_metadata(&dir.path().join("none.minisig")).unwrap_err();
-        assert_eq!(missing.reason(), "signature_missing");
+        assert_eq!(missing.reason(), RefusalReason::SignatureMissing);
     }
 
     #[test]
@@ -154,16 +155,22 @@ mod tests {
         assert_eq!(read_capped(&small, 5, FileKind::Plugin).unwrap(), b"12345");
 
         let cases = [
-            (read_capped(&small, 4, FileKind::Plugin), "too_large"),
+            (
+                read_capped(&small, 4, FileKind::Plugin),
+                RefusalReason::TooLarge,
+            ),
             (
                 read_capped(&dir.path().join("p.so.minisig"), 4096, FileKind::Signature),
-                "signature_missing",
+                RefusalReason::SignatureMissing,
             ),
             (
                 read_capped(&dir.path().join("q.so"), 4096, FileKind::Plugin),
-                "io",
+                RefusalReason::Io,
             ),
-            (read_capped(dir.path(), 4096, FileKind::Plugin), "io"),
+            (
+                read_capped(dir.path(), 4096, FileKind::Plugin),
+                RefusalReason::Io,
+            ),
         ];
         for (result, reason) in cases {
             let e = result.unwrap_err();
@@ -195,7 +202,7 @@ mod tests {
                 .recv_timeout(std::time::Duration::from_secs(5))
                 .expect("blocked on a FIFO")
                 .unwrap_err();
-            assert_eq!(e.reason(), "io", "{e}");
+            assert_eq!(e.reason(), RefusalReason::Io, "{e}");
             let msg = e.to_string();
             assert!(msg.contains("key.pub") && msg.contains("FIFO"), "{msg}");
         }

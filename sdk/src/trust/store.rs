@@ -210,6 +210,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::super::envelope::tests::synthetic;
     use super::*;
+    use crate::outcome::RefusalReason;
 
     fn key_line(id: [u8; 8]) -> String {
         let mut raw = b"Ed".to_vec();
@@ -277,7 +278,7 @@ mod tests {
                 ..Default::default()
             };
             let e = TrustStore::from_config(&trust).unwrap_err();
-            assert_eq!(e.reason(), "bad_key_file", "{e}");
+            assert_eq!(e.reason(), RefusalReason::BadKeyFile, "{e}");
             assert!(e.to_string().contains(&path.display().to_string()), "{e}");
         }
 
@@ -304,17 +305,17 @@ mod tests {
         let e = TrustStore::default()
             .verify("x", b"", &synthetic(b"ED", &[1; 8], COMMENT), now)
             .unwrap_err();
-        assert_eq!(e.reason(), "no_trusted_keys");
+        assert_eq!(e.reason(), RefusalReason::NoTrustedKeys);
         let e = s.verify("x", b"", "junk", now).unwrap_err();
-        assert_eq!(e.reason(), "malformed_signature");
+        assert_eq!(e.reason(), RefusalReason::MalformedSignature);
         let e = s
             .verify("x", b"", &synthetic(b"Ed", &[9; 8], COMMENT), now)
             .unwrap_err();
-        assert_eq!(e.reason(), "legacy_algorithm");
+        assert_eq!(e.reason(), RefusalReason::LegacyAlgorithm);
         let e = s
             .verify("x", b"", &synthetic(b"ED", &[9; 8], COMMENT), now)
             .unwrap_err();
-        assert_eq!(e.reason(), "unknown_key_id");
+        assert_eq!(e.reason(), RefusalReason::UnknownKeyId);
         let msg = e.to_string();
         for id in ["0909090909090909", "0101010101010101", "0202020202020202"] {
             assert!(msg.contains(id), "{msg}");
@@ -322,14 +323,14 @@ mod tests {
         let e = s
             .verify("x", b"", &synthetic(b"ED", &[2; 8], COMMENT), now)
             .unwrap_err();
-        assert_eq!(e.reason(), "bad_signature", "{e}");
+        assert_eq!(e.reason(), RefusalReason::BadSignature, "{e}");
     }
 
     #[test]
     fn non_utf8_signature_files_are_malformed() {
         assert_eq!(
             signature_text(&[0xff, 0xfe]).unwrap_err().reason(),
-            "malformed_signature"
+            RefusalReason::MalformedSignature
         );
         assert_eq!(signature_text(b"ok").unwrap(), "ok");
     }

@@ -28,7 +28,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
         .map_err(abkit::Error::from)?;
     let sdk = Sdk::from_config(config)?;
     let snap = sdk.snapshot();
-    let n = snap.config().experiments.len();
+    let n = snap.config().experiments().len();
     println!(
         "== part 1: the built-in bucketer ({n} experiment{} from the embedded demo.toml) ==\n",
         if n == 1 { "" } else { "s" }
@@ -70,8 +70,8 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
     );
     let attrs: &[Attribute<'_>] = &[Attribute::new("country", "CA")];
     let mut id = String::new();
-    for e in &snap.config().experiments {
-        let mut counts = vec![0u64; e.variants.len()];
+    for e in snap.config().experiments() {
+        let mut counts = vec![0u64; e.variants().len()];
         let mut not_enrolled = 0u64;
         let mut in_both_layer_experiments = 0u64;
         for i in 0..args.units {
@@ -79,26 +79,25 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
             use std::fmt::Write;
             let _ = write!(id, "unit-{i}");
             let unit = Unit::new(&id).with_attributes(attrs);
-            match sdk.assign(&e.key, &unit).variant {
+            match sdk.assign(e.key(), &unit).variant {
                 Some(v) => counts[v.index as usize] += 1,
                 None => not_enrolled += 1,
             }
-            if e.key == "price_banner"
+            if e.key() == "price_banner"
                 && sdk.assign("price_banner", &unit).is_enrolled()
                 && sdk.assign("free_shipping", &unit).is_enrolled()
             {
                 in_both_layer_experiments += 1;
             }
         }
-        let total_w: u64 = e.variants.iter().map(|v| u64::from(v.weight)).sum();
+        let total_w: u64 = e.variants().iter().map(|v| u64::from(v.weight)).sum();
         let slice = e
-            .layer
-            .as_ref()
+            .layer()
             .map_or(1.0, |s| f64::from(s.end - s.start) / 10_000.0);
-        let on = if e.enabled { 1.0 } else { 0.0 };
-        print!("  {:<16}", e.key);
-        for (v, c) in e.variants.iter().zip(&counts) {
-            let expected = on * slice * e.coverage * v.weight as f64 / total_w as f64;
+        let on = if e.enabled() { 1.0 } else { 0.0 };
+        print!("  {:<16}", e.key());
+        for (v, c) in e.variants().iter().zip(&counts) {
+            let expected = on * slice * e.coverage() * v.weight as f64 / total_w as f64;
             print!(
                 " {}={:.2}% (exp {:.2}%)",
                 v.name,
@@ -110,7 +109,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
             " not-enrolled={:.2}%",
             100.0 * not_enrolled as f64 / f64::from(args.units)
         );
-        if e.key == "price_banner" {
+        if e.key() == "price_banner" {
             println!("  {:<16} units in both price_banner and free_shipping (same layer): {in_both_layer_experiments}", "");
         }
     }

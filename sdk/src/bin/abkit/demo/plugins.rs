@@ -4,10 +4,7 @@
 //! refused with their reasons, and a fresh start on the tampered file falls back to the builtin.
 
 use abkit::cli::CliError;
-use abkit::config::PreflightConfig;
-use abkit::guard::GuardConfig;
-use abkit::reload::ReloadReport;
-use abkit::{Attribute, DecidedBy, Sdk, Unit};
+use abkit::{Attribute, DecidedBy, GuardConfig, PreflightConfig, ReloadReport, Sdk, Unit};
 use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
