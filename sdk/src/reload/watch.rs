@@ -169,9 +169,7 @@ impl WatchHandle {
     /// A receiver of every reload report from now on. A subscriber that falls more than
     /// [`WatchOptions::capacity`] reports behind gets [`ReportsError::Lagged`] and skips ahead.
     pub fn subscribe(&self) -> ReloadReports {
-        ReloadReports {
-            inner: self.reports.subscribe(),
-        }
+        ReloadReports::new(self.reports.subscribe())
     }
 
     /// The files watched now (absolute paths, sorted); empty when file watching is off.
