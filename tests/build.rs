@@ -121,8 +121,20 @@ fn cargo_build(root: &Path, args: &[String], target_dir: &Path) {
     );
 }
 
-/// The `members` of the fixtures workspace, in order (one per line in its Cargo.toml).
+/// The plugin `members` of the fixtures workspace (those built as a `cdylib`), in order (one
+/// per line in its Cargo.toml); a shared library crate such as `support` is not a plugin.
 fn fixture_members(manifest: &Path) -> Vec<String> {
+    let dir = manifest.parent().unwrap_or(Path::new("."));
+    all_members(manifest)
+        .into_iter()
+        .filter(|m| {
+            std::fs::read_to_string(dir.join(m).join("Cargo.toml"))
+                .is_ok_and(|t| t.contains("cdylib"))
+        })
+        .collect()
+}
+
+fn all_members(manifest: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(manifest)
         .unwrap_or_else(|e| panic!("read {}: {e}", manifest.display()));
     let start = text
