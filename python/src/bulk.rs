@@ -4,7 +4,7 @@
 //! GIL released; the benchmark times this same function on the same ids for the Rust rate.
 
 use crate::columns::{AttrColumn, Ids};
-use abkit::registry::ExperimentId;
+use abkit::ExperimentId;
 use abkit::{Attribute, DecidedBy, Reason, Snapshot, Unit};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};

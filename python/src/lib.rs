@@ -52,9 +52,9 @@ create_exception!(
 fn unknown_experiment(snapshot: &Snapshot, key: &str) -> PyErr {
     let known: Vec<&str> = snapshot
         .config()
-        .experiments
+        .experiments()
         .iter()
-        .map(|e| e.key.as_str())
+        .map(|e| e.key())
         .collect();
     UnknownExperimentError::new_err(format!(
         "experiment \"{key}\" is not in the configuration; known experiments: {}",
@@ -136,9 +136,9 @@ impl PySdk {
         self.sdk
             .snapshot()
             .config()
-            .experiments
+            .experiments()
             .iter()
-            .map(|e| e.key.clone())
+            .map(|e| e.key().to_string())
             .collect()
     }
 
@@ -148,7 +148,7 @@ impl PySdk {
         let e = snapshot
             .experiment(experiment)
             .ok_or_else(|| unknown_experiment(&snapshot, experiment))?;
-        Ok(e.variants.iter().map(|v| v.name.clone()).collect())
+        Ok(e.variants().iter().map(|v| v.name.clone()).collect())
     }
 
     /// The SDK status as JSON text (what `abkit status --json` prints).
@@ -223,7 +223,7 @@ impl PySdk {
         format!(
             "Sdk(generation={}, experiments={})",
             snapshot.generation(),
-            snapshot.config().experiments.len()
+            snapshot.config().experiments().len()
         )
     }
 }
