@@ -235,13 +235,11 @@ fn options(
     threads: Option<usize>,
     allow_empty: bool,
 ) -> SimulateOptions {
-    SimulateOptions {
-        experiments,
-        now_ms,
-        threads,
-        allow_empty,
-        ..SimulateOptions::default()
-    }
+    SimulateOptions::default()
+        .with_experiments(experiments)
+        .with_now_ms(now_ms)
+        .with_threads(threads)
+        .with_allow_empty(allow_empty)
 }
 
 /// `abkit simulate --format json` on these units: the report as JSON text.

@@ -88,10 +88,7 @@ fn bench(c: &mut Criterion) {
         .chain(salts(&to_config()).iter())
         .cloned()
         .collect();
-    let opts = SimulateOptions {
-        now_ms: Some(0),
-        ..SimulateOptions::default()
-    };
+    let opts = SimulateOptions::default().with_now_ms(Some(0));
     let mut g = c.benchmark_group("simulate");
     g.sample_size(10)
         .sampling_mode(SamplingMode::Flat)
@@ -130,10 +127,7 @@ fn interleaved(n: u64, rounds: usize) -> (f64, f64) {
     let from = Sdk::from_toml_str(FROM).unwrap().snapshot();
     let one = salts(FROM);
     let spec = SyntheticSpec::new(n);
-    let opts = SimulateOptions {
-        now_ms: Some(0),
-        ..SimulateOptions::default()
-    };
+    let opts = SimulateOptions::default().with_now_ms(Some(0));
     let (mut best_floor, mut best_run) = (f64::MAX, f64::MAX);
     for _ in 0..rounds {
         let t = Instant::now();

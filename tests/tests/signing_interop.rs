@@ -65,10 +65,8 @@ fn write_plugin(dir: &Path) -> PathBuf {
 }
 
 fn trust_files(files: &[&Path]) -> TrustStore {
-    let trust = TrustConfig {
-        public_key_files: files.iter().map(|p| p.to_path_buf()).collect(),
-        ..Default::default()
-    };
+    let trust = TrustConfig::default()
+        .with_public_key_files(files.iter().map(|p| p.to_path_buf()).collect());
     TrustStore::from_config(&trust).unwrap()
 }
 

@@ -44,10 +44,7 @@ fn one(weights: (u32, u32), coverage: f64) -> Arc<Snapshot> {
 }
 
 fn opts() -> SimulateOptions {
-    SimulateOptions {
-        now_ms: Some(1_767_225_600_000),
-        ..SimulateOptions::default()
-    }
+    SimulateOptions::default().with_now_ms(Some(1_767_225_600_000))
 }
 
 fn synthetic(n: u64) -> UnitSource {
@@ -194,11 +191,9 @@ fn experiments_only_in_one_configuration_enter_or_leave() {
 fn results_are_identical_for_any_thread_count_and_chunk_size() {
     let spec = SyntheticSpec::new(30_001).with_attribute("country=US:60,CA:40".parse().unwrap());
     let run = |threads: usize, chunk_units: usize| {
-        let o = SimulateOptions {
-            threads: Some(threads),
-            chunk_units,
-            ..opts()
-        };
+        let o = opts()
+            .with_threads(Some(threads))
+            .with_chunk_units(chunk_units);
         let r = simulate::run(&snapshot(THREE), UnitSource::synthetic(spec.clone()), &o).unwrap();
         assert_eq!(r.threads, threads);
         let d = diff(
@@ -322,10 +317,7 @@ fn malformed_lines_fail_with_their_number_or_are_skipped_and_counted() {
         "{msg}"
     );
 
-    let skip = SimulateOptions {
-        skip_bad_lines: true,
-        ..opts()
-    };
+    let skip = opts().with_skip_bad_lines(true);
     let r = simulate::run(
         &one((1, 1), 1.0),
         UnitSource::open(&path, format).unwrap(),

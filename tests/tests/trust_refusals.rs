@@ -37,10 +37,8 @@ fn key() -> Key {
 }
 
 fn store(keys: &[&Key]) -> TrustStore {
-    let trust = TrustConfig {
-        public_key_files: keys.iter().map(|k| k.public.clone()).collect(),
-        ..Default::default()
-    };
+    let trust = TrustConfig::default()
+        .with_public_key_files(keys.iter().map(|k| k.public.clone()).collect());
     TrustStore::from_config(&trust).unwrap()
 }
 
@@ -229,10 +227,7 @@ fn row_05_a_legacy_non_prehashed_signature_is_refused() {
         comment.as_ref(),
     ]);
     let sig = std::fs::read_to_string(dir.path().join("libswitchback.so.minisig")).unwrap();
-    let trust = TrustConfig {
-        public_key_files: vec![public],
-        ..Default::default()
-    };
+    let trust = TrustConfig::default().with_public_key_files(vec![public]);
     refused(
         TrustStore::from_config(&trust).unwrap().verify(
             "switchback",
@@ -504,11 +499,7 @@ fn inline_base64_keys_are_trusted_like_key_files() {
         .nth(1)
         .unwrap()
         .to_string();
-    let s = TrustStore::from_config(&TrustConfig {
-        public_keys: vec![line],
-        ..Default::default()
-    })
-    .unwrap();
+    let s = TrustStore::from_config(&TrustConfig::default().with_public_keys(vec![line])).unwrap();
     assert!(s
         .verify(
             "switchback",

@@ -16,8 +16,10 @@ fuzz_target!(|data: &[u8]| {
                 &info,
                 abkit::internals::elf::DEFAULT_ALLOWED_LIBRARIES,
             );
-            let whole =
-                abkit::internals::check_library(data, abkit::internals::elf::DEFAULT_ALLOWED_LIBRARIES);
+            let whole = abkit::internals::check_library(
+                data,
+                abkit::internals::elf::DEFAULT_ALLOWED_LIBRARIES,
+            );
             // The loader's entry point agrees with its two steps.
             assert_eq!(policy.is_ok(), whole.is_ok());
         }

@@ -7,9 +7,9 @@
 //! away; the seed corpus holds signatures it made over `PLUGIN` (see README.md).
 #![no_main]
 
+use abkit::internals::{parse_trusted_comment, signature_text};
 use abkit::TrustConfig;
 use abkit::{SignedMetadata, TrustStore};
-use abkit::internals::{parse_trusted_comment, signature_text};
 use libfuzzer_sys::fuzz_target;
 use std::sync::LazyLock;
 use std::time::{Duration, UNIX_EPOCH};
@@ -26,10 +26,7 @@ const NAME: &str = "fuzzplugin";
 const NOW_SECS: u64 = 1_767_225_600;
 
 static STORE: LazyLock<TrustStore> = LazyLock::new(|| {
-    let trust = TrustConfig {
-        public_keys: vec![PUBLIC_KEY.to_string()],
-        ..Default::default()
-    };
+    let trust = TrustConfig::default().with_public_keys(vec![PUBLIC_KEY.to_string()]);
     TrustStore::from_config(&trust).expect("the fixed public key is valid")
 });
 
@@ -104,10 +101,7 @@ fuzz_target!(|data: &[u8]| {
     }
     // The first line as a trusted public key (inline `[trust] public_keys` entry).
     if let Some(first) = text.lines().next() {
-        let trust = TrustConfig {
-            public_keys: vec![first.to_string()],
-            ..Default::default()
-        };
+        let trust = TrustConfig::default().with_public_keys(vec![first.to_string()]);
         if let Err(e) = TrustStore::from_config(&trust) {
             let _ = (e.to_string(), e.reason());
         }

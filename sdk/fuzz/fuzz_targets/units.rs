@@ -46,13 +46,11 @@ fuzz_target!(|data: &[u8]| {
     } else {
         InputFormat::Plain
     };
-    let opts = SimulateOptions {
-        now_ms: Some(1_767_225_600_000),
-        threads: Some(1),
-        skip_bad_lines,
-        chunk_units,
-        ..Default::default()
-    };
+    let opts = SimulateOptions::default()
+        .with_now_ms(Some(1_767_225_600_000))
+        .with_threads(Some(1))
+        .with_skip_bad_lines(skip_bad_lines)
+        .with_chunk_units(chunk_units);
     let max_line_bytes = match (mode >> 4) & 3 {
         0 => None,
         1 => Some(1),

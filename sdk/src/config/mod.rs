@@ -337,8 +337,10 @@ pub struct ReloadConfig {
     pub deadline: Option<std::time::Duration>,
 }
 
-/// The `[trust]` table.
+/// The `[trust]` table; also what [`crate::TrustStore::from_config`] takes:
+/// `TrustConfig::default().with_public_key_files(..)` (`#[non_exhaustive]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TrustConfig {
     /// Inline minisign public keys (base64 line).
     pub public_keys: Vec<String>,
@@ -355,6 +357,18 @@ pub struct TrustConfig {
 }
 
 impl TrustConfig {
+    /// Trusts these inline minisign public keys (base64 lines).
+    pub fn with_public_keys(mut self, keys: Vec<String>) -> Self {
+        self.public_keys = keys;
+        self
+    }
+
+    /// Trusts the keys of these minisign `.pub` files.
+    pub fn with_public_key_files(mut self, files: Vec<PathBuf>) -> Self {
+        self.public_key_files = files;
+        self
+    }
+
     /// The sonames a plugin may need: `allowed_libraries`, or the default list.
     pub fn allowed_libraries(&self) -> Vec<String> {
         match &self.allowed_libraries {

@@ -128,8 +128,10 @@ pub struct Progress {
 /// A progress callback (called from the thread that called `run` or `diff`).
 pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
 
-/// Options of [`run`] and [`diff`].
+/// Options of [`run`] and [`diff`]: `SimulateOptions::default().with_now_ms(t)` ...
+/// (`#[non_exhaustive]`: options may be added in any release).
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct SimulateOptions {
     /// Experiments to simulate (empty: all, in configuration order).
     pub experiments: Vec<String>,
@@ -147,6 +149,50 @@ pub struct SimulateOptions {
     pub chunk_units: usize,
     /// Called after each chunk.
     pub progress: Option<ProgressFn>,
+}
+
+impl SimulateOptions {
+    /// Only these experiments (empty: all, in configuration order).
+    pub fn with_experiments(mut self, experiments: Vec<String>) -> Self {
+        self.experiments = experiments;
+        self
+    }
+
+    /// The fixed clock in ms since the Unix epoch (`None`: the time the run starts).
+    pub fn with_now_ms(mut self, now_ms: Option<u64>) -> Self {
+        self.now_ms = now_ms;
+        self
+    }
+
+    /// Worker threads (`None` or `Some(0)`: one per core).
+    pub fn with_threads(mut self, threads: Option<usize>) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// Skip and count malformed input lines instead of failing on the first.
+    pub fn with_skip_bad_lines(mut self, skip: bool) -> Self {
+        self.skip_bad_lines = skip;
+        self
+    }
+
+    /// Report on an input with no units instead of failing with [`SimulateError::NoUnits`].
+    pub fn with_allow_empty(mut self, allow: bool) -> Self {
+        self.allow_empty = allow;
+        self
+    }
+
+    /// Units read and counted per chunk (memory is proportional to it).
+    pub fn with_chunk_units(mut self, units: usize) -> Self {
+        self.chunk_units = units;
+        self
+    }
+
+    /// Called after each chunk.
+    pub fn with_progress(mut self, progress: Option<ProgressFn>) -> Self {
+        self.progress = progress;
+        self
+    }
 }
 
 impl Default for SimulateOptions {
