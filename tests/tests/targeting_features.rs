@@ -325,3 +325,82 @@ fn a_plugin_of_an_experiment_with_bucket_by_receives_the_bucket_key_as_its_unit_
         assert_eq!(a.variant_name(), Some(half(bucket("e", &account))));
     }
 }
+
+/// `tests/data/targeting-v1-vectors.json`: cases computed with Python's hashlib by
+/// `tests/data/gen_targeting_vectors.py`, independently of abkit's code, each checked here
+/// through a one-experiment SDK configured for its rule.
+#[test]
+fn the_targeting_vectors_pass_through_the_sdk() {
+    #[derive(serde::Deserialize)]
+    struct Case {
+        rule: String,
+        #[serde(default)]
+        holdout_salt: String,
+        #[serde(default)]
+        holdout_coverage_bp: u32,
+        #[serde(default)]
+        bucket_by: Vec<String>,
+        #[serde(default)]
+        required_salt: String,
+        #[serde(default)]
+        required_variants: Vec<String>,
+        experiment_salt: String,
+        unit: String,
+        attributes: std::collections::BTreeMap<String, String>,
+        reason: String,
+        variant: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Vectors {
+        cases: Vec<Case>,
+    }
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/targeting-v1-vectors.json"
+    );
+    let vectors: Vectors = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert!(vectors.cases.len() >= 200);
+    let mut rules = std::collections::BTreeSet::new();
+    for case in &vectors.cases {
+        let exp = format!(
+            "[[experiments]]\nkey = \"e\"\nsalt = \"{}\"\n{TWO}\n",
+            case.experiment_salt
+        );
+        let toml = match case.rule.as_str() {
+            "holdout" => format!(
+                "[[holdouts]]\nname = \"h\"\nsalt = \"{}\"\ncoverage = {}\nexperiments = [\"e\"]\n{exp}",
+                case.holdout_salt,
+                f64::from(case.holdout_coverage_bp) / 10_000.0
+            ),
+            "bucket_by" => format!("{exp}bucket_by = {:?}\n", case.bucket_by),
+            "prerequisite" => format!(
+                "[[experiments]]\nkey = \"req\"\nsalt = \"{}\"\n{TWO}\n{exp}requires = {{ experiment = \"req\", variants = {:?} }}\n",
+                case.required_salt, case.required_variants
+            ),
+            other => panic!("unknown rule {other}"),
+        };
+        rules.insert(case.rule.clone());
+        let s = sdk(&toml);
+        let attrs: Vec<Attribute<'_>> = case
+            .attributes
+            .iter()
+            .map(|(k, v)| Attribute::new(k, v))
+            .collect();
+        let a = s.assign("e", &Unit::new(&case.unit).with_attributes(&attrs));
+        assert_eq!(
+            a.reason.as_str(),
+            case.reason,
+            "{} {}",
+            case.rule,
+            case.unit
+        );
+        assert_eq!(
+            a.variant_name(),
+            case.variant.as_deref(),
+            "{} {}",
+            case.rule,
+            case.unit
+        );
+    }
+    assert_eq!(rules.len(), 3, "every rule has cases");
+}
