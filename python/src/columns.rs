@@ -430,59 +430,37 @@ impl ArrowStrings<'_> {
         usize::try_from(value).map_err(|_| bad())
     }
 
+    /// Calls `f` with each value (`None` where the validity bitmap says null), after the
+    /// checks of [`Self::view`].
     fn each<'s>(
         &'s self,
         what: &str,
         mut f: impl FnMut(usize, Option<&'s str>) -> PyResult<()>,
     ) -> PyResult<()> {
-        let offsets = self.offsets.as_bytes();
-        let data = self.data.as_bytes();
-        let end_index = self
-            .offset
-            .checked_add(self.len)
-            .ok_or_else(|| PyValueError::new_err(format!("{what}: Arrow length overflows")))?;
-        let base = self.offset_at(offsets, self.offset, what)?;
-        let end = self.offset_at(offsets, end_index, what)?;
-        let region = data.get(base..end).ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "{what}: the Arrow offsets point past the data buffer ({base}..{end} of {} \
-                 bytes); pass a valid pyarrow string array",
-                data.len()
-            ))
-        })?;
-        // One UTF-8 check for the whole region; each value must then start and end on a
-        // character boundary, which `str::get` checks.
-        let text = std::str::from_utf8(region).map_err(|e| {
-            PyValueError::new_err(format!(
-                "{what}: the Arrow data is not valid UTF-8 (at byte {}); ids and attribute \
-                 values are text",
-                base + e.valid_up_to()
-            ))
-        })?;
+        let view = self.view(what)?;
         let validity = self.validity.as_ref().map(|v| v.as_bytes());
-        let mut start = base;
         for i in 0..self.len {
-            let stop = self.offset_at(offsets, self.offset + i + 1, what)?;
             let bit = self.offset + i;
             let valid = validity.is_none_or(|v| {
                 v.get(bit / 8)
                     .is_some_and(|byte| byte & (1u8 << (bit % 8)) != 0)
             });
-            if valid {
-                let s = stop
-                    .checked_sub(base)
-                    .and_then(|b| text.get(start.checked_sub(base)?..b))
-                    .ok_or_else(|| {
-                        PyValueError::new_err(format!(
-                            "{what}[{i}]: inconsistent Arrow offsets ({start}..{stop}); pass a \
-                             valid pyarrow string array"
-                        ))
-                    })?;
-                f(i, Some(s))?;
-            } else {
+            if !valid {
                 f(i, None)?;
+                continue;
             }
-            start = stop;
+            // `str::get` also refuses a span that does not start and end on a char boundary.
+            let s = view
+                .offset(i)
+                .zip(view.offset(i + 1))
+                .and_then(|(start, stop)| view.text.get(start..stop))
+                .ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "{what}[{i}]: inconsistent Arrow offsets; pass a valid pyarrow string \
+                         array"
+                    ))
+                })?;
+            f(i, Some(s))?;
         }
         Ok(())
     }

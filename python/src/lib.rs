@@ -242,6 +242,19 @@ fn options(
         .with_allow_empty(allow_empty)
 }
 
+/// The units (and attribute columns) of a `simulate` or `diff` call, as the CLI's input.
+fn report_units(
+    py: Python<'_>,
+    units: &Bound<'_, PyAny>,
+    attributes: Option<&Bound<'_, PyAny>>,
+) -> PyResult<abkit::simulate::UnitSource> {
+    let holder = Holder::extract(units, "units")?.into_decoded(py, "units")?;
+    let attr_holders = AttrHolders::extract(py, attributes, holder.len())?;
+    let ids = holder.required("units")?;
+    let attrs = attr_holders.columns()?;
+    reports::units_source(&ids, &attrs)
+}
+
 /// `abkit simulate --format json` on these units: the report as JSON text.
 #[pyfunction]
 #[pyo3(signature = (sdk, units, attributes, experiments, now_ms=None, threads=None, allow_empty=false))]
@@ -256,11 +269,7 @@ fn simulate_json(
     threads: Option<usize>,
     allow_empty: bool,
 ) -> PyResult<String> {
-    let holder = Holder::extract(units, "units")?.into_decoded(py, "units")?;
-    let attr_holders = AttrHolders::extract(py, attributes, holder.len())?;
-    let ids = holder.required("units")?;
-    let attrs = attr_holders.columns()?;
-    let source = reports::units_source(&ids, &attrs)?;
+    let source = report_units(py, units, attributes)?;
     let snapshot = sdk.sdk.snapshot();
     let opts = options(experiments, now_ms, threads, allow_empty);
     py.detach(|| simulate::run(&snapshot, source, &opts))
@@ -283,11 +292,7 @@ fn diff_json(
     threads: Option<usize>,
     allow_empty: bool,
 ) -> PyResult<String> {
-    let holder = Holder::extract(units, "units")?.into_decoded(py, "units")?;
-    let attr_holders = AttrHolders::extract(py, attributes, holder.len())?;
-    let ids = holder.required("units")?;
-    let attrs = attr_holders.columns()?;
-    let source = reports::units_source(&ids, &attrs)?;
+    let source = report_units(py, units, attributes)?;
     let (from, to) = (from_sdk.sdk.snapshot(), to_sdk.sdk.snapshot());
     let opts = options(experiments, now_ms, threads, allow_empty);
     py.detach(|| simulate::diff(&from, &to, source, &opts))
