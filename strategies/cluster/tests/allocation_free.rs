@@ -7,7 +7,7 @@ use abkit_strategy_cluster::abkit_root_module;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use std::alloc::System;
 
-// Process-wide counts: this binary has one test, so nothing else allocates meanwhile.
+// Process-wide counts (this binary has one test; see the passes below for the harness).
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
@@ -19,8 +19,7 @@ fn assign_through_the_exported_box_allocates_nothing_once_warm() {
     let strategy = abkit_root_module().new_strategy()(&spec).unwrap().strategy;
     let teams: Vec<String> = (0..1_000).map(|i| format!("team-{i}")).collect();
 
-    let region = Region::new(GLOBAL);
-    let enrolled = {
+    let run = || {
         let mut enrolled = 0;
         for team in &teams {
             let attrs = [Attribute::new("team_id", team)];
@@ -34,8 +33,20 @@ fn assign_through_the_exported_box_allocates_nothing_once_warm() {
                 Decision::Variant(_)
             ))
     };
-    let change = region.change();
-    let allocations = change.allocations + change.reallocations;
+    // Warm-up, and the answers checked below.
+    let enrolled = run();
+    // stats_alloc counts the whole process, and the test harness's own thread may allocate
+    // while this test starts: three measured passes, the fewest allocations must be 0 (an
+    // allocation on the assign path would show in every pass).
+    let allocations = (0..3)
+        .map(|_| {
+            let region = Region::new(GLOBAL);
+            assert_eq!(run(), enrolled);
+            let change = region.change();
+            change.allocations + change.reallocations
+        })
+        .min()
+        .unwrap_or(usize::MAX);
     assert_eq!(enrolled, 1_001);
     assert_eq!(allocations, 0);
 }
