@@ -1,37 +1,34 @@
 //! Columns of strings handed over by the Python package: a `list` (items `str` or `None`),
-//! or the three buffers of an Arrow `string` / `large_string` array.
+//! the code units of a NumPy `str` array, or the three buffers of an Arrow `string` /
+//! `large_string` array.
 //!
 //! The Python side (`abkit/_columns.py`) turns every supported input (list, tuple, NumPy
-//! array, pandas Series, pyarrow array) into one of those two forms. Here they become
-//! `Option<&str>` slices borrowed from Python objects this module keeps alive, so the work
-//! after that runs without the GIL and without copying the strings.
+//! array, pandas Series, pyarrow array) into one of those forms. NumPy and Arrow data are read
+//! in place, through read-only NumPy views of their buffers this module keeps borrowed (no
+//! copy); list items are copied (another Python thread may change a list once the GIL is
+//! released, the copy cannot change).
 
+use numpy::{PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyList, PyString, PyTuple};
 use rayon::prelude::*;
 
-/// A column's text, taken with the GIL: either copied out of a Python list into one buffer
-/// (one pass over the list; the list may change once the GIL is released, the copy cannot),
-/// or the buffers of an Arrow array, held by strong references to immutable `bytes`.
-/// [`Holder::values`] and [`Holder::required`] borrow the strings from it.
+/// A column's text, taken with the GIL. [`Holder::values`] and [`Holder::required`] borrow
+/// the strings from it.
 pub(crate) enum Holder<'py> {
+    /// A Python list, not read yet: the bulk core reads it chunk by chunk
+    /// ([`crate::bulk::assign_with_gil_work`]); [`Holder::into_decoded`] copies it whole.
+    List(Bound<'py, PyList>),
     /// Copied from a Python list, or decoded from UTF-32.
     Owned(OwnedStrings),
-    /// A list of `str` (no `None`) joined by the package with NUL separators (`"\0".join`,
-    /// one C loop) and encoded to UTF-8; no value holds a NUL.
-    Joined {
-        /// The UTF-8 bytes.
-        data: Bound<'py, PyBytes>,
-        /// Number of values.
-        len: usize,
-    },
-    /// The bytes of a NumPy `<U{chars}` array: `len` items of `chars` UTF-32LE code units,
-    /// trailing NULs not part of the value (as NumPy reads them). Unit ids of this form are
-    /// decoded on the fly by the bulk core ([`Ids::Utf32`]); see [`Holder::into_decoded`].
+    /// A NumPy `<U{chars}` array viewed as its code units: `len` items of `chars` UTF-32 code
+    /// units (native order), trailing NULs not part of the value (as NumPy reads them). Unit
+    /// ids of this form are decoded on the fly by the bulk core ([`Ids::Utf32`]); see
+    /// [`Holder::into_decoded`].
     Utf32 {
-        /// The array's bytes.
-        data: Bound<'py, PyBytes>,
+        /// The code units, borrowed from the array (read-only, not copied).
+        data: PyReadonlyArray1<'py, u32>,
         /// Characters per item.
         chars: usize,
         /// Number of items.
@@ -50,11 +47,12 @@ pub(crate) struct OwnedStrings {
     missing: Vec<usize>,
 }
 
-/// The buffers of an Arrow `string` (32-bit offsets) or `large_string` (64-bit) array.
+/// The buffers of an Arrow `string` (32-bit offsets) or `large_string` (64-bit) array, as
+/// read-only NumPy `uint8` views (`numpy.frombuffer`: not copied).
 pub(crate) struct ArrowStrings<'py> {
-    offsets: Bound<'py, PyBytes>,
-    data: Bound<'py, PyBytes>,
-    validity: Option<Bound<'py, PyBytes>>,
+    offsets: PyReadonlyArray1<'py, u8>,
+    data: PyReadonlyArray1<'py, u8>,
+    validity: Option<PyReadonlyArray1<'py, u8>>,
     /// The array's offset into its buffers (a slice of a larger array), in elements.
     offset: usize,
     /// Number of elements.
@@ -63,16 +61,39 @@ pub(crate) struct ArrowStrings<'py> {
     width: usize,
 }
 
+/// A read-only view of a contiguous NumPy array, or an error naming the column.
+fn slice<'a, T: numpy::Element>(
+    array: &'a PyReadonlyArray1<'_, T>,
+    what: &str,
+) -> PyResult<&'a [T]> {
+    array.as_slice().map_err(|e| {
+        PyValueError::new_err(format!(
+            "{what}: the data is not one contiguous block ({e}); the abkit package passes \
+             contiguous arrays (an internal error; please report it)"
+        ))
+    })
+}
+
+/// The error for a missing unit id at position `i`.
+fn missing_id(what: &str, i: usize) -> PyErr {
+    PyValueError::new_err(format!(
+        "{what}[{i}] is missing (None, NaN or null): every unit needs an id; drop or fill the \
+         missing ids first (e.g. `series.dropna()`)"
+    ))
+}
+
 impl<'py> Holder<'py> {
-    /// Takes a column argument: a list, or the tuple
-    /// `("arrow", offsets: bytes, data: bytes, validity: bytes | None, offset: int, length: int, offset_width: int)`.
-    /// `what` names the column in messages (`units`, `attribute "country"`).
+    /// Takes a column argument: a list, the tuple `("utf32", code_units: uint32 array, chars:
+    /// int, length: int)`, or the tuple `("arrow", offsets: uint8 array, data: uint8 array,
+    /// validity: uint8 array | None, offset: int, length: int, offset_width: int)`. `what`
+    /// names the column in messages (`units`, `attribute "country"`).
     pub(crate) fn extract(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Self> {
         if let Ok(list) = obj.cast::<PyList>() {
-            return Ok(Holder::Owned(OwnedStrings::from_list(list, what)?));
+            return Ok(Holder::List(list.clone()));
         }
         if let Ok(t) = obj.cast::<PyTuple>() {
-            if t.len() == 7 && t.get_item(0)?.extract::<String>().ok().as_deref() == Some("arrow") {
+            let tag = t.get_item(0).ok().and_then(|x| x.extract::<String>().ok());
+            if t.len() == 7 && tag.as_deref() == Some("arrow") {
                 let width: usize = t.get_item(6)?.extract()?;
                 if width != 4 && width != 8 {
                     return Err(PyValueError::new_err(format!(
@@ -81,113 +102,89 @@ impl<'py> Holder<'py> {
                 }
                 let validity = t.get_item(3)?;
                 return Ok(Holder::Arrow(ArrowStrings {
-                    offsets: t.get_item(1)?.cast_into::<PyBytes>()?,
-                    data: t.get_item(2)?.cast_into::<PyBytes>()?,
+                    offsets: t.get_item(1)?.extract()?,
+                    data: t.get_item(2)?.extract()?,
                     validity: if validity.is_none() {
                         None
                     } else {
-                        Some(validity.cast_into::<PyBytes>()?)
+                        Some(validity.extract()?)
                     },
                     offset: t.get_item(4)?.extract()?,
                     len: t.get_item(5)?.extract()?,
                     width,
                 }));
             }
-        }
-        if let Ok(t) = obj.cast::<PyTuple>() {
-            if t.len() == 3 && t.get_item(0)?.extract::<String>().ok().as_deref() == Some("joined")
-            {
-                return Ok(Holder::Joined {
-                    data: t.get_item(1)?.cast_into::<PyBytes>()?,
-                    len: t.get_item(2)?.extract()?,
-                });
-            }
-            if t.len() == 4 && t.get_item(0)?.extract::<String>().ok().as_deref() == Some("utf32") {
-                let data = t.get_item(1)?.cast_into::<PyBytes>()?;
+            if t.len() == 4 && tag.as_deref() == Some("utf32") {
+                let data: PyReadonlyArray1<'py, u32> = t.get_item(1)?.extract()?;
                 let chars: usize = t.get_item(2)?.extract()?;
                 let len: usize = t.get_item(3)?.extract()?;
-                let size = chars.checked_mul(4).and_then(|b| b.checked_mul(len));
-                if size != Some(data.as_bytes().len()) {
+                if chars.checked_mul(len) != Some(data.len()) {
                     return Err(PyValueError::new_err(format!(
-                        "{what}: {} bytes of UTF-32 data for {len} items of {chars} characters; \
-                         pass a contiguous 1-dimensional NumPy str array",
-                        data.as_bytes().len()
+                        "{what}: {} UTF-32 code units for {len} items of {chars} characters; \
+                         pass a 1-dimensional NumPy str array",
+                        data.len()
                     )));
                 }
+                slice(&data, what)?;
                 return Ok(Holder::Utf32 { data, chars, len });
             }
         }
         let ty = obj.get_type().name()?.to_string();
         Err(PyTypeError::new_err(format!(
-            "{what}: expected a list of str or Arrow string buffers from the abkit package, \
-             got {ty}; call abkit's Python functions rather than abkit._abkit directly"
+            "{what}: expected a list of str, or NumPy or Arrow string buffers from the abkit \
+             package, got {ty}; call abkit's Python functions rather than abkit._abkit directly"
         )))
     }
 
     /// Number of values.
     pub(crate) fn len(&self) -> usize {
         match self {
+            Holder::List(l) => l.len(),
             Holder::Owned(o) => o.ends.len(),
-            Holder::Joined { len, .. } | Holder::Utf32 { len, .. } => *len,
+            Holder::Utf32 { len, .. } => *len,
             Holder::Arrow(a) => a.len,
         }
     }
 
-    /// The same column with UTF-32 data decoded to UTF-8 (in parallel, without the GIL), for
-    /// uses that need `&str` values ([`Holder::values`], [`Holder::required`]).
+    /// The same column with a list copied and UTF-32 data decoded to UTF-8 (in parallel,
+    /// without the GIL), for uses that need `&str` values ([`Holder::values`],
+    /// [`Holder::required`]).
     pub(crate) fn into_decoded(self, py: Python<'_>, what: &str) -> PyResult<Self> {
         match self {
+            Holder::List(list) => Ok(Holder::Owned(OwnedStrings::from_list(&list, what)?)),
             Holder::Utf32 { data, chars, len } => {
-                let bytes = data.as_bytes();
-                let decoded = py.detach(|| OwnedStrings::from_utf32(bytes, chars, len, what));
+                let units = slice(&data, what)?;
+                let decoded = py.detach(|| OwnedStrings::from_utf32(units, chars, len, what));
                 Ok(Holder::Owned(decoded.map_err(PyValueError::new_err)?))
             }
             other => Ok(other),
         }
     }
 
-    /// The unit ids for the bulk core: every value required (a missing one is an error naming
-    /// its position); UTF-32 data is handed on undecoded.
+    /// The unit ids for [`crate::bulk::assign_all`]: every value required (a missing one is an
+    /// error naming its position); UTF-32 data is handed on undecoded. A list is read by
+    /// [`crate::bulk::assign_with_gil_work`] instead (here it is copied first).
     pub(crate) fn ids(&self, what: &str) -> PyResult<Ids<'_>> {
-        let missing = |i: usize| {
-            PyValueError::new_err(format!(
-                "{what}[{i}] is missing (None, NaN or null): every unit needs an id; drop or \
-                 fill the missing ids first (e.g. `series.dropna()`)"
-            ))
-        };
         match self {
+            Holder::List(_) => Err(PyValueError::new_err(format!(
+                "{what}: a list is read by assign_with_gil_work (an internal error; please report it)"
+            ))),
             Holder::Utf32 { data, chars, len } => Ok(Ids::Utf32 {
-                data: data.as_bytes(),
+                data: slice(data, what)?,
                 chars: *chars,
                 len: *len,
             }),
             Holder::Owned(o) => match o.missing.first() {
-                Some(&i) => Err(missing(i)),
+                Some(&i) => Err(missing_id(what, i)),
                 None => Ok(Ids::Owned {
                     text: &o.text,
                     ends: &o.ends,
                 }),
             },
-            Holder::Joined { data, len } => {
-                let text = joined_text(data.as_bytes(), what)?;
-                let separators: Vec<usize> = text
-                    .bytes()
-                    .enumerate()
-                    .filter_map(|(i, b)| (b == 0).then_some(i))
-                    .collect();
-                if separators.len() + 1 != *len && *len != 0 {
-                    return Err(joined_mismatch(what, separators.len() + 1, *len));
-                }
-                Ok(Ids::Joined {
-                    text,
-                    separators,
-                    len: *len,
-                })
-            }
             Holder::Arrow(a) => {
                 let view = a.view(what)?;
-                match a.first_null() {
-                    Some(i) => Err(missing(i)),
+                match a.first_null(what)? {
+                    Some(i) => Err(missing_id(what, i)),
                     None => Ok(Ids::Arrow(view)),
                 }
             }
@@ -213,10 +210,7 @@ impl<'py> Holder<'py> {
                 out.push(s);
                 Ok(())
             }
-            None => Err(PyValueError::new_err(format!(
-                "{what}[{i}] is missing (None, NaN or null): every unit needs an id; drop or \
-                 fill the missing ids first (e.g. `series.dropna()`)"
-            ))),
+            None => Err(missing_id(what, i)),
         })?;
         Ok(out)
     }
@@ -225,30 +219,88 @@ impl<'py> Holder<'py> {
     fn each<'s>(
         &'s self,
         what: &str,
-        mut f: impl FnMut(usize, Option<&'s str>) -> PyResult<()>,
+        f: impl FnMut(usize, Option<&'s str>) -> PyResult<()>,
     ) -> PyResult<()> {
         match self {
             Holder::Owned(o) => o.each(f),
-            Holder::Joined { data, len } => {
-                let text = joined_text(data.as_bytes(), what)?;
-                let mut n = 0;
-                if *len > 0 {
-                    for (i, value) in text.split('\0').enumerate() {
-                        if i < *len {
-                            f(i, Some(value))?;
-                        }
-                        n += 1;
-                    }
-                }
-                if n != *len {
-                    return Err(joined_mismatch(what, n, *len));
-                }
-                Ok(())
-            }
             Holder::Arrow(a) => a.each(what, f),
-            Holder::Utf32 { .. } => Err(PyValueError::new_err(format!(
-                "{what}: UTF-32 data must be decoded first (an internal error; please report it)"
+            Holder::List(_) | Holder::Utf32 { .. } => Err(PyValueError::new_err(format!(
+                "{what}: the values must be copied or decoded first (an internal error; please \
+                 report it)"
             ))),
+        }
+    }
+}
+
+/// One chunk of a list's ids, copied with the GIL held by [`ChunkText::read_list`]; reused
+/// from chunk to chunk (see [`crate::bulk::assign_with_gil_work`]).
+#[derive(Default)]
+pub(crate) struct ChunkText {
+    text: String,
+    /// `ends[k]`: the end of value `k` in `text`.
+    ends: Vec<usize>,
+}
+
+impl ChunkText {
+    /// Copies items `first..first + len` of `list` (each a `str`) in place of the previous
+    /// chunk; `None` or another type is an error naming its position.
+    pub(crate) fn read_list(
+        &mut self,
+        list: &Bound<'_, PyList>,
+        first: usize,
+        len: usize,
+        what: &str,
+    ) -> PyResult<()> {
+        self.text.clear();
+        self.ends.clear();
+        for i in first..first + len {
+            let item = list.get_item(i).map_err(|_| {
+                PyValueError::new_err(format!(
+                    "{what}: the list has {} items now, not the {} it had when the call \
+                     started; do not change it while abkit reads it",
+                    list.len(),
+                    first + len
+                ))
+            })?;
+            if item.is_none() {
+                return Err(missing_id(what, i));
+            }
+            self.text.push_str(item_text(&item, i, what)?);
+            self.ends.push(self.text.len());
+        }
+        Ok(())
+    }
+
+    /// The chunk's ids, as the bulk core reads them (value `k` is unit `first + k`).
+    pub(crate) fn ids(&self) -> Ids<'_> {
+        Ids::Owned {
+            text: &self.text,
+            ends: &self.ends,
+        }
+    }
+}
+
+/// The text of list item `i` (not `None`): a `str` with a UTF-8 form, or an error naming it.
+#[inline]
+fn item_text<'a>(item: &'a Bound<'_, PyAny>, i: usize, what: &str) -> PyResult<&'a str> {
+    // An exact `str` is one pointer compare; a subclass of `str` takes the longer check.
+    match item
+        .cast_exact::<PyString>()
+        .or_else(|_| item.cast::<PyString>())
+    {
+        Ok(s) => s.to_str().map_err(|_| {
+            PyValueError::new_err(format!(
+                "{what}[{i}] is not valid Unicode text (it holds a lone surrogate, which has \
+                 no UTF-8 form); clean the value first"
+            ))
+        }),
+        Err(_) => {
+            let ty = item.get_type().name()?.to_string();
+            Err(PyTypeError::new_err(format!(
+                "{what}[{i}] is a {ty} ({}), not a str: ids and attribute values are strings; \
+                 convert them first (e.g. `[str(x) for x in ids]` or `series.astype(str)`)",
+                short_repr(item)
+            )))
         }
     }
 }
@@ -265,71 +317,56 @@ impl OwnedStrings {
         for (i, item) in list.iter().enumerate() {
             if item.is_none() {
                 out.missing.push(i);
-            } else if let Ok(s) = item.cast::<PyString>() {
-                let text = s.to_str().map_err(|_| {
-                    PyValueError::new_err(format!(
-                        "{what}[{i}] is not valid Unicode text (it holds a lone surrogate, \
-                         which has no UTF-8 form); clean the value first"
-                    ))
-                })?;
-                out.text.push_str(text);
             } else {
-                let ty = item.get_type().name()?.to_string();
-                return Err(PyTypeError::new_err(format!(
-                    "{what}[{i}] is a {ty} ({}), not a str: ids and attribute values are \
-                     strings; convert them first (e.g. `[str(x) for x in ids]` or \
-                     `series.astype(str)`)",
-                    short_repr(&item)
-                )));
+                out.text.push_str(item_text(&item, i, what)?);
             }
             out.ends.push(out.text.len());
         }
         Ok(out)
     }
 
-    /// Decodes a NumPy `<U{chars}` array's bytes (`len` items of `chars` UTF-32LE code
+    /// Decodes a NumPy `<U{chars}` array's code units (`len` items of `chars` UTF-32 code
     /// units, trailing NULs not part of the value, as NumPy reads them), in parallel.
-    fn from_utf32(bytes: &[u8], chars: usize, len: usize, what: &str) -> Result<Self, String> {
-        let item = chars.checked_mul(4).filter(|&b| b > 0);
-        let expected = item.and_then(|b| b.checked_mul(len));
-        let (Some(item), Some(expected)) = (item, expected) else {
+    fn from_utf32(units: &[u32], chars: usize, len: usize, what: &str) -> Result<Self, String> {
+        if chars == 0 {
             return Ok(OwnedStrings {
                 text: String::new(),
                 ends: vec![0; len],
                 missing: Vec::new(),
             });
-        };
-        if bytes.len() != expected {
+        }
+        if chars.checked_mul(len) != Some(units.len()) {
             return Err(format!(
-                "{what}: {} bytes of UTF-32 data for {len} items of {chars} characters; pass \
-                 a contiguous 1-dimensional NumPy str array",
-                bytes.len()
+                "{what}: {} UTF-32 code units for {len} items of {chars} characters; pass a \
+                 1-dimensional NumPy str array",
+                units.len()
             ));
         }
         const PART: usize = 1 << 16;
-        let parts: Vec<Result<(String, Vec<usize>), String>> = bytes
-            .par_chunks(item * PART)
+        let parts: Vec<Result<(String, Vec<usize>), String>> = units
+            .par_chunks(chars * PART)
             .enumerate()
             .map(|(p, part)| {
-                let mut text = String::with_capacity(part.len() / 4);
-                let mut ends = Vec::with_capacity(part.len() / item);
-                let mut value = String::new();
-                for (k, raw) in part.chunks_exact(item).enumerate() {
-                    decode_utf32(raw, &mut value).map_err(|u| {
+                let mut text = Vec::with_capacity(part.len());
+                let mut ends = Vec::with_capacity(part.len() / chars);
+                for (k, item) in part.chunks_exact(chars).enumerate() {
+                    push_utf32(item, &mut text).map_err(|u| {
                         format!(
                             "{what}[{}] holds {u:#x}, which is not a Unicode character (a \
                              lone surrogate?); clean the value first",
                             p * PART + k
                         )
                     })?;
-                    text.push_str(&value);
                     ends.push(text.len());
                 }
+                // `push_utf32` appends UTF-8 only, so this check cannot fail.
+                let text = String::from_utf8(text)
+                    .map_err(|_| format!("{what}: UTF-32 decoding produced invalid UTF-8"))?;
                 Ok((text, ends))
             })
             .collect();
         let mut out = OwnedStrings {
-            text: String::with_capacity(bytes.len() / 4),
+            text: String::with_capacity(units.len()),
             ends: Vec::with_capacity(len),
             missing: Vec::new(),
         };
@@ -363,20 +400,23 @@ impl OwnedStrings {
 
 impl ArrowStrings<'_> {
     /// The index of the first null value, if any.
-    fn first_null(&self) -> Option<usize> {
-        let bits = self.validity.as_ref()?.as_bytes();
-        (0..self.len).find(|i| {
+    fn first_null(&self, what: &str) -> PyResult<Option<usize>> {
+        let Some(validity) = &self.validity else {
+            return Ok(None);
+        };
+        let bits = slice(validity, what)?;
+        Ok((0..self.len).find(|i| {
             let bit = self.offset + i;
             bits.get(bit / 8)
                 .is_none_or(|byte| byte & (1u8 << (bit % 8)) == 0)
-        })
+        }))
     }
 
     /// The values as the bulk core reads them, checked up front: every offset readable, the
     /// data they span valid UTF-8. Each value's own span is checked as it is read.
     fn view(&self, what: &str) -> PyResult<ArrowView<'_>> {
-        let offsets = self.offsets.as_bytes();
-        let data = self.data.as_bytes();
+        let offsets = slice(&self.offsets, what)?;
+        let data = slice(&self.data, what)?;
         let end_index = self
             .offset
             .checked_add(self.len)
@@ -438,7 +478,10 @@ impl ArrowStrings<'_> {
         mut f: impl FnMut(usize, Option<&'s str>) -> PyResult<()>,
     ) -> PyResult<()> {
         let view = self.view(what)?;
-        let validity = self.validity.as_ref().map(|v| v.as_bytes());
+        let validity = match &self.validity {
+            Some(v) => Some(slice(v, what)?),
+            None => None,
+        };
         for i in 0..self.len {
             let bit = self.offset + i;
             let valid = validity.is_none_or(|v| {
@@ -573,20 +616,6 @@ impl<'py> AttrHolders<'py> {
     }
 }
 
-/// The text of a joined list (valid UTF-8: Python encoded it).
-fn joined_text<'a>(data: &'a [u8], what: &str) -> PyResult<&'a str> {
-    std::str::from_utf8(data)
-        .map_err(|_| PyValueError::new_err(format!("{what}: the joined values are not UTF-8")))
-}
-
-/// A joined list whose separators do not match its length (a value held a NUL).
-fn joined_mismatch(what: &str, found: usize, len: usize) -> PyErr {
-    PyValueError::new_err(format!(
-        "{what}: {found} values joined for {len} expected; a value holds a NUL character \
-         (the abkit package passes such lists item by item)"
-    ))
-}
-
 /// Arrow string values as the bulk core reads them (see [`ArrowStrings::view`]).
 pub(crate) struct ArrowView<'a> {
     /// The offsets of these values: `len + 1` of them, `width` bytes each.
@@ -622,21 +651,12 @@ pub(crate) enum Ids<'a> {
         /// Where each ends.
         ends: &'a [usize],
     },
-    /// A joined list: value `i` runs from after separator `i - 1` to separator `i` (or the end).
-    Joined {
-        /// The values separated by NULs.
-        text: &'a str,
-        /// Where the NULs are.
-        separators: Vec<usize>,
-        /// Number of values (`separators.len() + 1`, or 0).
-        len: usize,
-    },
     /// An Arrow string array without nulls.
     Arrow(ArrowView<'a>),
-    /// A NumPy `<U{chars}` array's bytes, decoded unit by unit by [`decode_utf32`].
+    /// A NumPy `<U{chars}` array's code units, decoded unit by unit by [`push_utf32`].
     Utf32 {
-        /// The array's bytes (`len * chars * 4` of them).
-        data: &'a [u8],
+        /// The array's code units (`len * chars` of them).
+        data: &'a [u32],
         /// Characters per item.
         chars: usize,
         /// Number of items.
@@ -650,7 +670,6 @@ impl Ids<'_> {
         match self {
             Ids::Text(v) => v.len(),
             Ids::Owned { ends, .. } => ends.len(),
-            Ids::Joined { len, .. } => *len,
             Ids::Arrow(a) => (a.offsets.len() / a.width).saturating_sub(1),
             Ids::Utf32 { len, .. } => *len,
         }
@@ -659,29 +678,19 @@ impl Ids<'_> {
     /// Unit `i`'s id (UTF-32 is decoded into `buf`), or `None` when its data is not a valid
     /// string (inconsistent Arrow offsets, a UTF-32 code that is no character).
     #[inline]
-    pub(crate) fn get<'s>(&'s self, i: usize, buf: &'s mut String) -> Option<&'s str> {
+    pub(crate) fn get<'s>(&'s self, i: usize, buf: &'s mut Vec<u8>) -> Option<&'s str> {
         match self {
             Ids::Text(v) => v.get(i).copied(),
             Ids::Owned { text, ends } => {
                 let start = if i == 0 { 0 } else { *ends.get(i - 1)? };
                 text.get(start..*ends.get(i)?)
             }
-            Ids::Joined {
-                text, separators, ..
-            } => {
-                let start = if i == 0 {
-                    0
-                } else {
-                    separators.get(i - 1)? + 1
-                };
-                let end = separators.get(i).copied().unwrap_or(text.len());
-                text.get(start..end)
-            }
             Ids::Arrow(a) => a.text.get(a.offset(i)?..a.offset(i + 1)?),
             Ids::Utf32 { data, chars, .. } => {
-                let item = data.get(i * chars * 4..(i + 1) * chars * 4)?;
-                decode_utf32(item, buf).ok()?;
-                Some(buf.as_str())
+                let item = data.get(i * chars..(i + 1) * chars)?;
+                buf.clear();
+                push_utf32(item, buf).ok()?;
+                std::str::from_utf8(buf).ok()
             }
         }
     }
@@ -701,14 +710,21 @@ impl Ids<'_> {
     }
 }
 
-/// Decodes one NumPy UTF-32LE item (trailing NULs dropped) into `out`; `Err(code)` for a code
-/// unit that is no Unicode character.
-pub(crate) fn decode_utf32(item: &[u8], out: &mut String) -> Result<(), u32> {
-    out.clear();
-    let padding = item.rchunks_exact(4).take_while(|c| *c == [0u8; 4]).count();
-    for c in item.chunks_exact(4).take(item.len() / 4 - padding) {
-        let u = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        out.push(char::from_u32(u).ok_or(u)?);
+/// Appends one NumPy UTF-32 item (trailing NULs dropped) to `out` as UTF-8; `Err(code)` for
+/// a code unit that is no Unicode character.
+#[inline]
+pub(crate) fn push_utf32(item: &[u32], out: &mut Vec<u8>) -> Result<(), u32> {
+    let padding = item.iter().rev().take_while(|&&u| u == 0).count();
+    let body = item.get(..item.len() - padding).unwrap_or_default();
+    if body.iter().all(|&u| u < 0x80) {
+        // ASCII (most ids): one byte per code unit, in one tight loop.
+        out.extend(body.iter().map(|&u| u as u8));
+        return Ok(());
+    }
+    let mut bytes = [0u8; 4];
+    for &u in body {
+        let c = char::from_u32(u).ok_or(u)?;
+        out.extend_from_slice(c.encode_utf8(&mut bytes).as_bytes());
     }
     Ok(())
 }

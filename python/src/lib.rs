@@ -1,7 +1,7 @@
 //! `abkit._abkit`: the abkit SDK as a Python extension module.
 //!
 //! The Python package `abkit` (python/abkit) is the public API: it documents everything and
-//! turns lists, NumPy arrays, pandas Series and pyarrow arrays into the two column forms this
+//! turns lists, NumPy arrays, pandas Series and pyarrow arrays into the three column forms this
 //! module reads (see [`columns`]). Everything here calls the SDK's public Rust API, so Python
 //! answers are the service's answers: [`Sdk::assign`](abkit::Sdk::assign) for one unit,
 //! [`Snapshot::assign_id_at`](abkit::Snapshot::assign_id_at) in bulk (with one fixed clock, as
@@ -14,11 +14,12 @@ mod reports;
 
 use abkit::simulate::{self, SimulateOptions};
 use abkit::{Attribute, Snapshot, Unit};
+use bulk::{Answers, Source};
 use columns::{AttrHolders, Holder, Ids};
+use numpy::IntoPyArray;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -99,15 +100,17 @@ struct PySdk {
 /// One assignment's answer, as text: `(variant or None, reason, provenance)`.
 type AssignmentText = (Option<&'static str>, &'static str, String);
 
-/// Codes of a bulk assignment (see `abkit/__init__.py`): variant codes (`<i4` bytes, -1 not
-/// enrolled), variant names, reason codes (`u1` bytes), reason names, provenance codes (`u1`
-/// bytes), provenance names.
-type BulkCodes = (
-    Py<PyBytes>,
+/// The answers of a bulk assignment (see `abkit/__init__.py`), NumPy arrays handed over
+/// without a copy: variant, variant names, reason, reason names, and when asked for
+/// provenance and provenance names. The arrays hold codes (variant `int32`, -1 not enrolled;
+/// reason and provenance `uint8`) or, when objects were asked for, the names themselves
+/// (object arrays, `None` when not enrolled).
+type BulkAnswers = (
+    Py<PyAny>,
     Vec<String>,
-    Py<PyBytes>,
+    Py<PyAny>,
     Vec<&'static str>,
-    Py<PyBytes>,
+    Option<Py<PyAny>>,
     Vec<String>,
 );
 
@@ -184,8 +187,11 @@ impl PySdk {
     }
 
     /// Assigns every unit of a column in `experiment` (clock fixed at `now_ms`), in parallel
-    /// with the GIL released. Returns the codes (see [`BulkCodes`]).
-    #[pyo3(signature = (experiment, units, attributes, now_ms, threads=None))]
+    /// with the GIL released (a list is read with it, chunk by chunk, while the chunks already
+    /// read are assigned). Returns codes, or with `objects` one Python object per unit (made
+    /// while the assignment runs); provenance only when asked (see [`BulkAnswers`]).
+    #[pyo3(signature = (experiment, units, attributes, now_ms, threads=None, provenance=false, objects=false))]
+    #[allow(clippy::too_many_arguments)]
     fn assign_many(
         &self,
         py: Python<'_>,
@@ -194,7 +200,9 @@ impl PySdk {
         attributes: Option<&Bound<'_, PyAny>>,
         now_ms: u64,
         threads: Option<usize>,
-    ) -> PyResult<BulkCodes> {
+        provenance: bool,
+        objects: bool,
+    ) -> PyResult<BulkAnswers> {
         let snapshot = self.sdk.snapshot();
         let id = snapshot
             .experiment_id(experiment)
@@ -202,20 +210,43 @@ impl PySdk {
         let variant_names = self.variants(experiment)?;
         let holder = Holder::extract(units, "units")?;
         let attr_holders = AttrHolders::extract(py, attributes, holder.len())?;
-        let ids = holder.ids("units")?;
         let attrs = attr_holders.columns()?;
         let pool = pool(threads)?;
-        let codes = py
-            .detach(|| bulk::assign_all(&snapshot, id, now_ms, &ids, &attrs, pool.as_ref()))
-            .map_err(PyValueError::new_err)?;
-        Ok((
-            PyBytes::new(py, &codes.variant).unbind(),
-            variant_names,
-            PyBytes::new(py, &codes.reason).unbind(),
-            bulk::reason_names(),
-            PyBytes::new(py, &codes.provenance).unbind(),
-            codes.provenance_names,
-        ))
+        let job = bulk::Job {
+            snapshot: &snapshot,
+            id,
+            now_ms,
+            attrs: &attrs,
+            provenance,
+        };
+        let ids;
+        let source = match &holder {
+            Holder::List(list) => Source::List(list.clone().unbind()),
+            other => {
+                ids = other.ids("units")?;
+                if !objects {
+                    // Nothing for this thread to do meanwhile: all of it without the GIL.
+                    let codes = py
+                        .detach(|| bulk::assign_all(&job, &ids, pool.as_ref()))
+                        .map_err(PyValueError::new_err)?;
+                    return Ok(codes_answers(py, codes, variant_names));
+                }
+                Source::Ids(&ids)
+            }
+        };
+        let names = objects.then_some(variant_names.as_slice());
+        let answers = bulk::assign_with_gil_work(py, &job, source, names, "units", pool.as_ref())?;
+        Ok(match answers {
+            Answers::Codes(codes) => codes_answers(py, codes, variant_names),
+            Answers::Objects(o) => (
+                o.variant.into_pyarray(py).into_any().unbind(),
+                variant_names,
+                o.reason.into_pyarray(py).into_any().unbind(),
+                bulk::reason_names(),
+                o.provenance.map(|p| p.into_pyarray(py).into_any().unbind()),
+                Vec::new(),
+            ),
+        })
     }
 
     fn __repr__(&self) -> String {
@@ -226,6 +257,20 @@ impl PySdk {
             snapshot.config().experiments().len()
         )
     }
+}
+
+/// Codes as [`BulkAnswers`]: the arrays handed to NumPy without a copy.
+fn codes_answers(py: Python<'_>, codes: bulk::Codes, variant_names: Vec<String>) -> BulkAnswers {
+    (
+        codes.variant.into_pyarray(py).into_any().unbind(),
+        variant_names,
+        codes.reason.into_pyarray(py).into_any().unbind(),
+        bulk::reason_names(),
+        codes
+            .provenance
+            .map(|p| p.into_pyarray(py).into_any().unbind()),
+        codes.provenance_names,
+    )
 }
 
 /// Options shared by `simulate` and `diff`.
@@ -302,9 +347,10 @@ fn diff_json(
 
 /// The benchmark's Rust side: copies the units into Rust-owned strings (not timed), then times
 /// `repeat` runs of the same bulk core `assign_many` uses (same experiment, clock, attributes,
-/// thread pool), with no Python object in sight. Returns the seconds of each run.
+/// thread pool, provenance or not), with no Python object in sight. Returns the seconds of
+/// each run.
 #[pyfunction]
-#[pyo3(signature = (sdk, experiment, units, attributes, now_ms, threads=None, repeat=1))]
+#[pyo3(signature = (sdk, experiment, units, attributes, now_ms, threads=None, repeat=1, provenance=false))]
 #[allow(clippy::too_many_arguments)]
 fn _rust_bulk_seconds(
     py: Python<'_>,
@@ -315,6 +361,7 @@ fn _rust_bulk_seconds(
     now_ms: u64,
     threads: Option<usize>,
     repeat: usize,
+    provenance: bool,
 ) -> PyResult<Vec<f64>> {
     let snapshot = sdk.sdk.snapshot();
     let id = snapshot
@@ -329,12 +376,19 @@ fn _rust_bulk_seconds(
     let attr_holders = AttrHolders::extract(py, attributes, holder.len())?;
     let attrs = attr_holders.columns()?;
     let pool = pool(threads)?;
+    let job = bulk::Job {
+        snapshot: &snapshot,
+        id,
+        now_ms,
+        attrs: &attrs,
+        provenance,
+    };
     py.detach(|| {
         let ids = Ids::Text(owned.iter().map(String::as_str).collect());
         (0..repeat.max(1))
             .map(|_| {
                 let start = Instant::now();
-                let codes = bulk::assign_all(&snapshot, id, now_ms, &ids, &attrs, pool.as_ref());
+                let codes = bulk::assign_all(&job, &ids, pool.as_ref());
                 let seconds = start.elapsed().as_secs_f64();
                 std::hint::black_box(codes).map(|_| seconds)
             })

@@ -111,6 +111,8 @@ def test_bad_options_raise(sdk):
         sdk.assign_many("e", ["u1"], output="polars")
     with pytest.raises(ValueError, match="threads must be a non-negative int"):
         sdk.assign_many("e", ["u1"], threads=-2)
+    with pytest.raises(TypeError, match="provenance must be True or False"):
+        sdk.assign_many("e", ["u1"], provenance="yes")
     with pytest.raises(TypeError, match="config must be an abkit.Sdk or the path"):
         abkit.simulate(CONFIG.encode(), ["u1"])
 
@@ -140,34 +142,52 @@ def test_simulate_refuses_what_the_cli_input_cannot_hold(sdk):
 
 def test_empty_inputs_give_empty_arrays(sdk):
     for units in ([], np.array([], dtype=str), pa.array([], type=pa.string()), pd.Series([], dtype=object)):
-        r = sdk.assign_many("e", units)
-        assert len(r.variant) == len(r.reason) == len(r.provenance) == 0
+        for output in ("numpy", "pandas", "arrow"):
+            r = sdk.assign_many("e", units, output=output, provenance=True)
+            assert len(r.variant) == len(r.reason) == len(r.provenance) == 0
 
 
 def test_inconsistent_arrow_buffers_from_direct_calls_are_errors_not_crashes(sdk):
     inner = sdk._inner
 
-    def call(units):
-        return inner.assign_many("e", units, None, 0, None)
+    def u8(data) -> np.ndarray:
+        return np.frombuffer(data, dtype=np.uint8)
 
-    offsets = np.array([0, 2, 400], dtype="<i4").tobytes()
-    with pytest.raises(ValueError, match="point past the data buffer"):
-        call(("arrow", offsets, b"abcd", None, 0, 2, 4))
-    with pytest.raises(ValueError, match="offsets buffer is too short"):
-        call(("arrow", offsets, b"abcd", None, 0, 5, 4))
-    backwards = np.array([0, 3, 1], dtype="<i4").tobytes()
-    with pytest.raises(ValueError, match="inconsistent Arrow offsets"):
-        call(("arrow", backwards, b"abcd", None, 0, 2, 4))
-    with pytest.raises(ValueError, match="not valid UTF-8"):
-        call(("arrow", np.array([0, 2], dtype="<i4").tobytes(), b"\xff\xfe", None, 0, 1, 4))
-    with pytest.raises(ValueError, match="4 or 8 bytes wide"):
-        call(("arrow", offsets, b"abcd", None, 0, 2, 3))
-    with pytest.raises(ValueError, match="bytes of UTF-32 data"):
-        call(("utf32", b"abc", 1, 1))
-    with pytest.raises(ValueError, match="not a Unicode character"):
-        call(("utf32", np.array([0xD800], dtype="<u4").tobytes(), 1, 1))
-    with pytest.raises(TypeError, match="expected a list of str or Arrow string buffers"):
-        call({"units": 1})
+    for objects in (False, True):
+
+        def call(units):
+            return inner.assign_many("e", units, None, 0, None, False, objects)
+
+        offsets = u8(np.array([0, 2, 400], dtype="<i4").tobytes())
+        with pytest.raises(ValueError, match="point past the data buffer"):
+            call(("arrow", offsets, u8(b"abcd"), None, 0, 2, 4))
+        with pytest.raises(ValueError, match="offsets buffer is too short"):
+            call(("arrow", offsets, u8(b"abcd"), None, 0, 5, 4))
+        backwards = u8(np.array([0, 3, 1], dtype="<i4").tobytes())
+        with pytest.raises(ValueError, match="inconsistent Arrow offsets"):
+            call(("arrow", backwards, u8(b"abcd"), None, 0, 2, 4))
+        with pytest.raises(ValueError, match="not valid UTF-8"):
+            call(("arrow", u8(np.array([0, 2], dtype="<i4").tobytes()), u8(b"\xff\xfe"), None, 0, 1, 4))
+        with pytest.raises(ValueError, match="4 or 8 bytes wide"):
+            call(("arrow", offsets, u8(b"abcd"), None, 0, 2, 3))
+        # Buffers of the wrong kind are refused, not read.
+        with pytest.raises(TypeError):
+            call(("arrow", offsets.tobytes(), u8(b"abcd"), None, 0, 2, 4))
+        with pytest.raises(TypeError):
+            call(("arrow", offsets.view(np.int8), u8(b"abcd"), None, 0, 2, 4))
+        with pytest.raises(ValueError, match="UTF-32 code units for 1 items of 2 characters"):
+            call(("utf32", np.array([97], dtype=np.uint32), 2, 1))
+        with pytest.raises(TypeError):
+            call(("utf32", b"abcd", 1, 1))
+        with pytest.raises(ValueError, match="not a Unicode character"):
+            call(("utf32", np.array([0xD800], dtype=np.uint32), 1, 1))
+        with pytest.raises(ValueError, match="not a Unicode character"):
+            call(("utf32", np.array([0x110000], dtype=np.uint32), 1, 1))
+        # A strided view (not one contiguous block) is refused, not misread.
+        with pytest.raises(ValueError, match="not one contiguous block"):
+            call(("utf32", np.array([97, 0, 98, 0], dtype=np.uint32)[::2], 1, 2))
+        with pytest.raises(TypeError, match="expected a list of str, or NumPy or Arrow string buffers"):
+            call({"units": 1})
     with pytest.raises(TypeError):
         _abkit.simulate_json(inner, 5, None, [])
 

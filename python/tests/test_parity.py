@@ -119,6 +119,12 @@ def test_assign_many_equals_the_cli_for_every_input_type(kind, population, rust_
             units = iter(population["units"])
         r = sdk.assign_many(experiment, units, attrs_kind, now_ms=NOW_MS)
         assert list(r.variant) == expected, f"{experiment} from {kind}"
+        # Codes (pandas output) and objects (NumPy output) are made on different paths.
+        if kind == "iterator":
+            units = iter(population["units"])
+        codes = sdk.assign_many(experiment, units, attrs_kind, now_ms=NOW_MS, output="pandas")
+        assert list(codes.variant.add_categories("-").fillna("-")) == [v or "-" for v in expected]
+        assert list(codes.reason) == list(r.reason), f"{experiment} from {kind}"
 
 
 @pytest.mark.parametrize("output", ["numpy", "pandas", "arrow"])
@@ -126,7 +132,9 @@ def test_every_output_kind_holds_the_same_answers(output, population, rust_answe
     sdk = abkit.Sdk.from_file(population["dir"] / "from.toml")
     df = pd.DataFrame(population["attrs"])
     for experiment, expected in rust_answers.items():
-        r = sdk.assign_many(experiment, population["units"], df, now_ms=NOW_MS, output=output)
+        r = sdk.assign_many(
+            experiment, population["units"], df, now_ms=NOW_MS, output=output, provenance=True
+        )
         variant = r.variant.to_pylist() if output == "arrow" else list(r.variant)
         if output == "pandas":
             variant = [None if isinstance(v, float) else v for v in variant]  # NaN: not enrolled
@@ -134,6 +142,12 @@ def test_every_output_kind_holds_the_same_answers(output, population, rust_answe
         frame = r.to_pandas(units=population["units"])
         assert list(frame.columns) == ["unit", "variant", "reason", "provenance"]
         assert len(frame) == N
+        # Provenance only when asked for.
+        lean = sdk.assign_many(experiment, population["units"], df, now_ms=NOW_MS, output=output)
+        assert lean.provenance is None
+        assert list(lean.to_pandas().columns) == ["variant", "reason"]
+        as_list = (lambda a: a.to_pylist()) if output == "arrow" else list
+        assert as_list(lean.reason) == as_list(r.reason)
 
 
 def test_assign_many_reasons_and_provenance_equal_single_assign(population):
@@ -144,7 +158,7 @@ def test_assign_many_reasons_and_provenance_equal_single_assign(population):
             with pytest.raises(abkit.UnknownExperimentError, match="no_such_experiment.*known experiments: checkout_button"):
                 sdk.assign_many(experiment, units)
             continue
-        r = sdk.assign_many(experiment, units, attrs, now_ms=NOW_MS)
+        r = sdk.assign_many(experiment, units, attrs, now_ms=NOW_MS, provenance=True)
         for i in range(0, N, 97):
             one = sdk.assign(experiment, units[i], {k: v[i] for k, v in attrs.items()}, now_ms=NOW_MS)
             assert (r.variant[i], r.reason[i], r.provenance[i]) == tuple(one), f"{experiment} unit {i}"

@@ -83,7 +83,7 @@ def test_a_signed_plugin_serves_from_python_as_from_rust(cli, plugin, tmp_path):
 
     units = [f"user-{i}" for i in range(5000)]
     (tmp_path / "ids.txt").write_text("".join(u + "\n" for u in units), encoding="utf-8")
-    r = sdk.assign_many("by_plugin", units)
+    r = sdk.assign_many("by_plugin", units, provenance=True)
     assert set(r.provenance) == {a.provenance}
     # The CLI loads and verifies the same plugin: same answers; and weighted-hash is exactly
     # the builtin bucketer, so the builtin experiment with the same salt agrees too.

@@ -78,8 +78,8 @@ class Assignment(NamedTuple):
 
 class AssignManyResult(NamedTuple):
     """The answers of ``Sdk.assign_many``, one entry per unit in input order: ``variant``
-    (name, or missing when not enrolled), ``reason`` and ``provenance`` (as in
-    ``Assignment``).
+    (name, or missing when not enrolled), ``reason``, and ``provenance`` (as in
+    ``Assignment``) when asked for with ``assign_many(provenance=True)``, else ``None``.
 
     The arrays' kind follows ``assign_many(output=...)``: NumPy object arrays (``None`` when
     not enrolled; the default), pandas ``Categorical`` (``NaN`` when not enrolled), or pyarrow
@@ -88,11 +88,11 @@ class AssignManyResult(NamedTuple):
 
     variant: Any
     reason: Any
-    provenance: Any
+    provenance: Any = None
 
     def to_pandas(self, units: Any = None) -> Any:
-        """A pandas DataFrame with columns ``variant``, ``reason``, ``provenance`` (and
-        ``unit`` first when ``units`` is given)."""
+        """A pandas DataFrame with columns ``variant``, ``reason``, ``provenance`` (when asked
+        for) and ``unit`` first when ``units`` is given."""
         import pandas as pd
 
         data: dict[str, Any] = {}
@@ -100,7 +100,8 @@ class AssignManyResult(NamedTuple):
             data["unit"] = units.to_numpy() if hasattr(units, "to_numpy") else units
         for name in ("variant", "reason", "provenance"):
             column = getattr(self, name)
-            data[name] = column.to_pandas() if hasattr(column, "dictionary") else column
+            if column is not None:
+                data[name] = column.to_pandas() if hasattr(column, "dictionary") else column
         return pd.DataFrame(data)
 
 
@@ -216,6 +217,7 @@ class Sdk:
         now_ms: int | None = None,
         threads: int | None = None,
         output: str = "numpy",
+        provenance: bool = False,
     ) -> AssignManyResult:
         """Assigns every unit of a column, in parallel with the GIL released.
 
@@ -226,9 +228,12 @@ class Sdk:
         every unit sees the same time. ``threads``: worker threads (default one per core).
         ``output``: the kind of arrays returned: ``"numpy"`` (object arrays, ``None`` when
         not enrolled), ``"pandas"`` (``Categorical``) or ``"arrow"`` (``DictionaryArray``);
-        the last two skip building one Python object per unit, so they are faster.
+        the last two need no Python object per unit (a little faster, less memory).
+        ``provenance``: also return which strategy decided each unit (off by default: it
+        costs a third more output).
 
-        Returns ``AssignManyResult(variant, reason, provenance)``, arrays in input order.
+        Returns ``AssignManyResult(variant, reason, provenance)``, arrays in input order
+        (``provenance`` is ``None`` unless asked for).
         Raises ``UnknownExperimentError`` for an unknown experiment, ``ValueError`` naming
         the position of a missing (``None``/``NaN``/null) id, ``TypeError`` for a non-str id.
         """
@@ -237,49 +242,54 @@ class Sdk:
             raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, not {output!r}")
         units_arg = _columns.column(units, "units")
         attrs_arg = _columns.attributes(attributes)
-        codes = self._inner.assign_many(
-            experiment, units_arg, attrs_arg, _now(now_ms), _threads(threads)
+        if not isinstance(provenance, bool):
+            raise TypeError(f"provenance must be True or False, not {provenance!r}")
+        answers = self._inner.assign_many(
+            experiment,
+            units_arg,
+            attrs_arg,
+            _now(now_ms),
+            _threads(threads),
+            provenance,
+            output == "numpy",
         )
-        return _result(codes, output)
+        return _result(answers, output)
 
     def __repr__(self) -> str:
         return repr(self._inner)
 
 
-def _result(codes: tuple[Any, ...], output: str) -> AssignManyResult:
-    v_bytes, v_names, r_bytes, r_names, p_bytes, p_names = codes
-    v_codes = np.frombuffer(v_bytes, dtype="<i4")  # -1: not enrolled
-    r_codes = np.frombuffer(r_bytes, dtype=np.int8)  # fewer than 128 reasons
-    p_codes = np.frombuffer(p_bytes, dtype=np.int8)  # a handful of provenances
+def _result(answers: tuple[Any, ...], output: str) -> AssignManyResult:
+    v, v_names, r, r_names, p, p_names = answers
+    if output == "numpy":
+        # The extension made the object arrays itself, while it assigned.
+        return AssignManyResult(variant=v, reason=r, provenance=p)
+    # Codes, in NumPy arrays the extension filled (no copy): variant int32 (-1: not enrolled),
+    # reason and provenance uint8 (viewed as int8: fewer than 128 of each).
+    r = r.view(np.int8)
+    if p is not None:
+        p = p.view(np.int8)
     if output == "pandas":
         import pandas as pd
 
-        return AssignManyResult(
-            variant=pd.Categorical.from_codes(v_codes, categories=v_names),
-            reason=pd.Categorical.from_codes(r_codes, categories=r_names),
-            provenance=pd.Categorical.from_codes(p_codes, categories=p_names),
-        )
-    if output == "arrow":
-        import pyarrow as pa
-
-        def dictionary(indices: Any, names: list[str]) -> Any:
-            return pa.DictionaryArray.from_arrays(indices, pa.array(names, type=pa.string()))
+        def categorical(codes: Any, names: list[str]) -> Any:
+            return pd.Categorical.from_codes(codes, categories=names)
 
         return AssignManyResult(
-            variant=dictionary(pa.array(v_codes, mask=v_codes < 0), v_names),
-            reason=dictionary(pa.array(r_codes), r_names),
-            provenance=dictionary(pa.array(p_codes), p_names),
+            variant=categorical(v, v_names),
+            reason=categorical(r, r_names),
+            provenance=None if p is None else categorical(p, p_names),
         )
 
-    def objects(names: list[Any]) -> np.ndarray:
-        table = np.empty(len(names), dtype=object)
-        table[:] = names
-        return table
+    import pyarrow as pa
+
+    def dictionary(indices: Any, names: list[str]) -> Any:
+        return pa.DictionaryArray.from_arrays(indices, pa.array(names, type=pa.string()))
 
     return AssignManyResult(
-        variant=objects([*v_names, None])[v_codes],  # code -1 is the last entry: None
-        reason=objects(r_names)[r_codes],
-        provenance=objects(p_names)[p_codes],
+        variant=dictionary(pa.array(v, mask=v < 0), v_names),
+        reason=dictionary(pa.array(r), r_names),
+        provenance=None if p is None else dictionary(pa.array(p), p_names),
     )
 
 

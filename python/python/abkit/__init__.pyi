@@ -31,11 +31,12 @@ class Assignment(NamedTuple):
     def enrolled(self) -> bool: ...
 
 class AssignManyResult(NamedTuple):
-    """Arrays in input order: NumPy object arrays, pandas Categorical or pyarrow DictionaryArray."""
+    """Arrays in input order: NumPy object arrays, pandas Categorical or pyarrow DictionaryArray
+    (provenance: None unless asked for)."""
 
     variant: Any
     reason: Any
-    provenance: Any
+    provenance: Any = None
     def to_pandas(self, units: Column | None = None) -> Any: ...
 
 class Sdk:
@@ -66,6 +67,7 @@ class Sdk:
         now_ms: int | None = None,
         threads: int | None = None,
         output: Output = "numpy",
+        provenance: bool = False,
     ) -> AssignManyResult: ...
 
 def simulate(

@@ -2,6 +2,8 @@
 
 from typing import Any
 
+import numpy as np
+
 __version__: str
 
 class AbkitError(Exception):
@@ -28,8 +30,17 @@ class _Sdk:
         self, experiment: str, unit: str, attributes: list[tuple[str, str]], now_ms: int | None = None
     ) -> tuple[str | None, str, str]: ...
     def assign_many(
-        self, experiment: str, units: Any, attributes: Any, now_ms: int, threads: int | None = None
-    ) -> tuple[bytes, list[str], bytes, list[str], bytes, list[str]]: ...
+        self,
+        experiment: str,
+        units: Any,
+        attributes: Any,
+        now_ms: int,
+        threads: int | None = None,
+        provenance: bool = False,
+        objects: bool = False,
+    ) -> tuple[
+        np.ndarray, list[str], np.ndarray, list[str], np.ndarray | None, list[str]
+    ]: ...
 
 def simulate_json(
     sdk: _Sdk,
@@ -58,5 +69,6 @@ def _rust_bulk_seconds(
     now_ms: int,
     threads: int | None = None,
     repeat: int = 1,
+    provenance: bool = False,
 ) -> list[float]: ...
 def now_ms() -> int: ...

@@ -1,15 +1,17 @@
-"""Turns the column inputs abkit accepts into the two forms its extension reads.
+"""Turns the column inputs abkit accepts into the three forms its extension reads.
 
 Accepted: a ``list`` or ``tuple``, a NumPy array (``str``/``object`` dtype), a pandas
 ``Series``/``Index``/array, a pyarrow ``Array``/``ChunkedArray`` of strings, or any other
-iterable. The extension then gets either a ``list`` (items ``str`` or ``None``) or the
-buffers of an Arrow ``string``/``large_string`` array, which it reads without copying the
-strings. Missing values (``None``, ``NaN``, ``pd.NA``, Arrow nulls) become ``None``.
+iterable. The extension then gets a ``list`` (items ``str`` or ``None``), the code units of a
+NumPy ``str`` array, or the buffers of an Arrow ``string``/``large_string`` array; it reads
+the last two in place, through NumPy views that copy nothing. Missing values (``None``,
+``NaN``, ``pd.NA``, Arrow nulls) become ``None``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+import sys
 from typing import Any
 
 import numpy as np
@@ -24,16 +26,17 @@ def _pyarrow() -> Any:
 
 
 def column(values: Any, what: str) -> Any:
-    """``values`` as a ``list`` or an Arrow buffers tuple; ``what`` names it in errors."""
+    """``values`` as a ``list``, a UTF-32 tuple or an Arrow buffers tuple; ``what`` names it
+    in errors."""
     if isinstance(values, (str, bytes)):
         raise TypeError(
             f"{what}: got one {type(values).__name__}, not a column of values; pass a list "
             "(for a single unit use Sdk.assign)"
         )
     if isinstance(values, list):
-        return _list(values)
+        return values
     if isinstance(values, tuple):
-        return _list(list(values))
+        return list(values)
     module = type(values).__module__ or ""
     if module.startswith("pyarrow"):
         return _arrow(values, what)
@@ -46,32 +49,12 @@ def column(values: Any, what: str) -> Any:
         if pa is not None:
             return _arrow(pa.array(values), what)
     try:
-        return _list(list(values))
+        return list(values)
     except TypeError:
         raise TypeError(
             f"{what}: a {type(values).__name__} is not a column; pass a list, a NumPy array, "
             "a pandas Series or a pyarrow array of str"
         ) from None
-
-
-def _list(values: list[Any]) -> Any:
-    """A list of ``str`` as one UTF-8 buffer with NUL separators (``"\\0".join`` is one C
-    loop, much faster than reading a million items one by one); any other list (``None``,
-    non-``str`` items, lone surrogates, a NUL inside a value) as it is, for the extension to
-    read item by item and name the position of what is wrong."""
-    if not values:
-        return values
-    try:
-        joined = "\0".join(values)
-    except TypeError:
-        return values
-    if joined.count("\0") != len(values) - 1:
-        return values
-    try:
-        data = joined.encode("utf-8")
-    except UnicodeEncodeError:
-        return values
-    return ("joined", data, len(values))
 
 
 def _numpy(values: np.ndarray, what: str) -> Any:
@@ -82,13 +65,17 @@ def _numpy(values: np.ndarray, what: str) -> Any:
         )
     kind = values.dtype.kind
     if kind == "U":
-        # UTF-32 bytes, decoded by the extension in parallel without the GIL (much faster
-        # than building a str per item, or than pyarrow's conversion).
-        if values.dtype.byteorder == ">":
-            values = values.astype(values.dtype.newbyteorder("<"))
-        return ("utf32", values.tobytes(), values.dtype.itemsize // 4, len(values))
+        # The UTF-32 code units, read in place and decoded by the extension as it assigns,
+        # without the GIL (much faster than building a str per item, or than pyarrow's
+        # conversion). Only a strided or byte-swapped array is copied first.
+        if values.dtype.byteorder not in ("=", "|", "<" if sys.byteorder == "little" else ">"):
+            values = values.astype(values.dtype.newbyteorder("="))
+        values = np.ascontiguousarray(values)
+        chars = values.dtype.itemsize // 4
+        units = values.view(np.uint32) if chars else np.empty(0, dtype=np.uint32)
+        return ("utf32", units, chars, len(values))
     if kind in ("O", "T"):
-        return _list(values.tolist())
+        return values.tolist()
     if kind == "S":
         raise TypeError(
             f"{what}: a NumPy bytes array ({values.dtype}); ids and attribute values are "
@@ -163,11 +150,18 @@ def _arrow(values: Any, what: str) -> Any:
     validity, offsets, data = values.buffers()[:3]
     if values.null_count == 0:
         validity = None
+
+    def view(buffer: Any) -> np.ndarray:
+        # A read-only uint8 view of the Arrow buffer (no copy); the extension reads it in place.
+        if buffer is None:
+            return np.empty(0, dtype=np.uint8)
+        return np.frombuffer(buffer, dtype=np.uint8)
+
     return (
         "arrow",
-        offsets.to_pybytes(),
-        data.to_pybytes() if data is not None else b"",
-        validity.to_pybytes() if validity is not None else None,
+        view(offsets),
+        view(data),
+        view(validity) if validity is not None else None,
         values.offset,
         len(values),
         width,
