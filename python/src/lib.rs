@@ -49,6 +49,14 @@ create_exception!(
     "A simulation or diff could not run (bad options, unknown experiment, no units)."
 );
 
+/// The id of experiment `key` in `snapshot` (what bulk calls assign by), or the error naming
+/// the known ones.
+fn experiment_id(snapshot: &Snapshot, key: &str) -> PyResult<abkit::ExperimentId> {
+    snapshot
+        .experiment_id(key)
+        .ok_or_else(|| unknown_experiment(snapshot, key))
+}
+
 /// The error for an experiment key that is not in `snapshot`, listing the known ones.
 fn unknown_experiment(snapshot: &Snapshot, key: &str) -> PyErr {
     let known: Vec<&str> = snapshot
@@ -204,9 +212,7 @@ impl PySdk {
         objects: bool,
     ) -> PyResult<BulkAnswers> {
         let snapshot = self.sdk.snapshot();
-        let id = snapshot
-            .experiment_id(experiment)
-            .ok_or_else(|| unknown_experiment(&snapshot, experiment))?;
+        let id = experiment_id(&snapshot, experiment)?;
         let variant_names = self.variants(experiment)?;
         let holder = Holder::extract(units, "units")?;
         let attr_holders = AttrHolders::extract(py, attributes, holder.len())?;
@@ -364,9 +370,7 @@ fn _rust_bulk_seconds(
     provenance: bool,
 ) -> PyResult<Vec<f64>> {
     let snapshot = sdk.sdk.snapshot();
-    let id = snapshot
-        .experiment_id(experiment)
-        .ok_or_else(|| unknown_experiment(&snapshot, experiment))?;
+    let id = experiment_id(&snapshot, experiment)?;
     let holder = Holder::extract(units, "units")?.into_decoded(py, "units")?;
     let owned: Vec<String> = holder
         .required("units")?
